@@ -1,0 +1,154 @@
+//! A user's identity: the secret keys behind a contact card.
+//!
+//! An [`Identity`] holds
+//! - an Ed25519 signing key: the long-term identity, signs contact cards;
+//! - an X25519 static key: receives sealed first-contact requests (Noise `X`)
+//!   and derives pairwise envelope secrets with each contact;
+//! - an Olm account (vodozemac): Curve25519 identity key, one-time prekeys and
+//!   a fallback prekey, from which 1:1 double-ratchet sessions start.
+//!
+//! Secret keys are zeroized when dropped and never appear in `Debug` output.
+
+use std::fmt;
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use rand_core::CryptoRng;
+use thiserror::Error;
+use vodozemac::olm::Account;
+use x25519_dalek::{PublicKey as X25519Public, StaticSecret};
+
+use crate::{
+    contact::{CardError, ContactCard, UnsignedCard},
+    keys::{Curve25519Key, IdentityKey},
+    proto::limits::MAX_ONE_TIME_KEYS,
+};
+
+/// Why a contact card could not be issued.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum IssueCardError {
+    /// More one-time prekeys were asked for than a card can carry.
+    #[error("a card carries at most {max} one-time prekeys, {requested} requested")]
+    TooManyOneTimeKeys {
+        /// The number asked for.
+        requested: usize,
+        /// The limit ([`MAX_ONE_TIME_KEYS`]).
+        max: usize,
+    },
+    /// The display name is not acceptable (see [`CardError::InvalidDisplayName`]).
+    #[error(transparent)]
+    Card(#[from] CardError),
+}
+
+/// The secret half of a person's identity.
+pub struct Identity {
+    signing: SigningKey,
+    request: StaticSecret,
+    account: Account,
+    /// The account's current fallback prekey. vodozemac only reports a
+    /// fallback key until it is marked published, but every card we issue
+    /// must carry it, so we remember it.
+    fallback: Curve25519Key,
+}
+
+impl Identity {
+    /// Creates a fresh identity with keys drawn from `rng` (the Olm account
+    /// draws its own keys from the operating system's generator).
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let signing = SigningKey::generate(rng);
+        let request = StaticSecret::random_from_rng(rng);
+        let mut account = Account::new();
+        let fallback = Self::rotate_fallback(&mut account);
+        Self {
+            signing,
+            request,
+            account,
+            fallback,
+        }
+    }
+
+    fn rotate_fallback(account: &mut Account) -> Curve25519Key {
+        account.generate_fallback_key();
+        let key = account
+            .fallback_key()
+            .into_values()
+            .next()
+            .map(|k| Curve25519Key::from_bytes(k.to_bytes()))
+            .unwrap_or(Curve25519Key::from_bytes([0; 32]));
+        account.mark_keys_as_published();
+        key
+    }
+
+    /// The public identity key (Ed25519).
+    pub fn identity_key(&self) -> IdentityKey {
+        IdentityKey::from_verifying_key(self.signing.verifying_key())
+    }
+
+    /// The public request key (X25519) that contact requests are sealed to.
+    pub fn request_key(&self) -> Curve25519Key {
+        Curve25519Key::from_bytes(X25519Public::from(&self.request).to_bytes())
+    }
+
+    /// The Olm account's Curve25519 identity key.
+    pub fn olm_identity_key(&self) -> Curve25519Key {
+        Curve25519Key::from_bytes(self.account.curve25519_key().to_bytes())
+    }
+
+    /// The fallback prekey currently published on cards.
+    pub fn fallback_key(&self) -> Curve25519Key {
+        self.fallback
+    }
+
+    /// Issues a signed contact card carrying `one_time_keys` fresh one-time
+    /// prekeys (generated now and kept by the account until used).
+    ///
+    /// `issued_at` is the caller's clock (seconds since the Unix epoch): the
+    /// core never reads the wall clock.
+    ///
+    /// # Errors
+    /// [`IssueCardError`] if too many prekeys are requested or the display
+    /// name is not acceptable.
+    pub fn contact_card(
+        &mut self,
+        display_name: Option<&str>,
+        issued_at: u64,
+        one_time_keys: usize,
+    ) -> Result<ContactCard, IssueCardError> {
+        if one_time_keys > MAX_ONE_TIME_KEYS {
+            return Err(IssueCardError::TooManyOneTimeKeys {
+                requested: one_time_keys,
+                max: MAX_ONE_TIME_KEYS,
+            });
+        }
+        let one_time_keys = self.fresh_one_time_keys(one_time_keys);
+        let unsigned = UnsignedCard::new(
+            self.identity_key(),
+            self.olm_identity_key(),
+            self.request_key(),
+            self.fallback,
+            one_time_keys,
+            display_name.map(str::to_owned),
+            issued_at,
+        )?;
+        let signature = self.signing.sign(&unsigned.signing_bytes()).to_bytes();
+        Ok(unsigned.into_signed(signature))
+    }
+
+    fn fresh_one_time_keys(&mut self, count: usize) -> Vec<Curve25519Key> {
+        if count == 0 {
+            return Vec::new();
+        }
+        let created = self.account.generate_one_time_keys(count).created;
+        self.account.mark_keys_as_published();
+        created
+            .into_iter()
+            .map(|k| Curve25519Key::from_bytes(k.to_bytes()))
+            .collect()
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity").finish_non_exhaustive()
+    }
+}
