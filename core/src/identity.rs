@@ -16,6 +16,7 @@ use rand_core::CryptoRng;
 use thiserror::Error;
 use vodozemac::olm::Account;
 use x25519_dalek::{PublicKey as X25519Public, StaticSecret};
+use zeroize::Zeroizing;
 
 use crate::{
     contact::{CardError, ContactCard, UnsignedCard},
@@ -134,6 +135,16 @@ impl Identity {
         Ok(unsigned.into_signed(signature))
     }
 
+    /// Replaces the request key and the Olm account (and with it every
+    /// prekey) while keeping the identity key: recovery after a suspected
+    /// compromise of the device's encryption keys. Contacts who receive the
+    /// re-issued card see a key change and must verify again.
+    pub fn rotate_encryption_keys<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) {
+        self.request = StaticSecret::random_from_rng(rng);
+        self.account = Account::new();
+        self.fallback = Self::rotate_fallback(&mut self.account);
+    }
+
     fn fresh_one_time_keys(&mut self, count: usize) -> Vec<Curve25519Key> {
         if count == 0 {
             return Vec::new();
@@ -144,6 +155,43 @@ impl Identity {
             .into_iter()
             .map(|k| Curve25519Key::from_bytes(k.to_bytes()))
             .collect()
+    }
+}
+
+impl Identity {
+    pub(crate) fn request_secret(&self) -> &StaticSecret {
+        &self.request
+    }
+
+    pub(crate) fn account(&self) -> &Account {
+        &self.account
+    }
+
+    pub(crate) fn account_mut(&mut self) -> &mut Account {
+        &mut self.account
+    }
+
+    /// The secret parts, for state export: (signing seed, request secret).
+    pub(crate) fn secret_bytes(&self) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+        (
+            Zeroizing::new(self.signing.to_bytes()),
+            Zeroizing::new(self.request.to_bytes()),
+        )
+    }
+
+    /// Rebuilds an identity from exported parts.
+    pub(crate) fn from_parts(
+        signing_seed: &[u8; 32],
+        request_secret: [u8; 32],
+        account: Account,
+        fallback: Curve25519Key,
+    ) -> Self {
+        Self {
+            signing: SigningKey::from_bytes(signing_seed),
+            request: StaticSecret::from(request_secret),
+            account,
+            fallback,
+        }
     }
 }
 

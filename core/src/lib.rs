@@ -30,6 +30,7 @@
 //! ```
 
 pub mod contact;
+pub mod crypto;
 pub mod identity;
 pub mod keys;
 pub mod safety;

@@ -1,0 +1,720 @@
+//! The keyring: one person's identity, contacts, Olm sessions, and the
+//! sealing and opening of envelopes.
+
+use std::{collections::HashMap, fmt};
+
+use rand_core::CryptoRng;
+use thiserror::Error;
+use vodozemac::{
+    Curve25519PublicKey,
+    olm::{OlmMessage, Session, SessionConfig},
+};
+
+use super::{
+    aead, padding,
+    pairing::PairingOutcome,
+    pairwise::{PairwiseKeys, RequestKeys},
+    replay::ReplayGuard,
+    request,
+    tags::{self, ContentId, RecipientTag, content_id, envelope_aad, epoch_of},
+};
+use crate::{
+    contact::ContactCard,
+    identity::Identity,
+    keys::IdentityKey,
+    proto::{self, limits::WIRE_VERSION, v1},
+};
+
+/// Messages a sender puts on one Olm sending chain before it starts a fresh
+/// session. vodozemac keeps at most 40 skipped message keys per receiving
+/// chain (and refuses gaps over 2000): with store-and-forward, messages
+/// arrive in any order, so a chain longer than 40 would lose messages that
+/// arrive after 40 later ones. 32 leaves a margin. A reply from the contact
+/// starts a new chain (double ratchet), which resets the count.
+pub const MAX_MESSAGES_PER_CHAIN: u32 = 32;
+/// Sessions kept per contact; older ones are dropped (their messages can no
+/// longer be read). Enough for `MAX_SESSIONS * MAX_MESSAGES_PER_CHAIN`
+/// messages in flight without a reply.
+pub const MAX_SESSIONS_PER_CONTACT: usize = 64;
+/// Epochs whose tag tables are cached.
+const TAG_CACHE_EPOCHS: usize = 16;
+
+/// How much a contact is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Keys came over an unauthenticated channel (a pasted code, a request).
+    Unverified,
+    /// Keys were confirmed out of band: safety number compared, or paired in
+    /// person with matching short authentication strings.
+    Verified,
+}
+
+/// What [`Keyring::add_contact`] did. Never ignore `KeysChanged`: show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum ContactUpdate {
+    /// A new contact.
+    Added,
+    /// A newer card with the same keys (e.g. fresh one-time keys, new name).
+    Refreshed,
+    /// Same identity key, but different encryption keys: the contact lost
+    /// "verified" (if it had it) until it is verified again. The app must
+    /// tell the user.
+    KeysChanged {
+        /// Whether the contact was verified before the change.
+        was_verified: bool,
+    },
+    /// The card was older than (or identical to) the one we have.
+    Unchanged,
+}
+
+/// Why a message could not be sealed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// No contact with that identity key.
+    #[error("unknown contact")]
+    UnknownContact,
+    /// The payload exceeds the largest padding bucket.
+    #[error("payload too large")]
+    TooLarge,
+    /// The contact's keys are unusable (e.g. a low-order request key).
+    #[error("the contact's keys are unusable")]
+    BadContactKeys,
+    /// The session layer refused (should not happen with valid keys).
+    #[error("session error")]
+    Session,
+}
+
+/// Why an envelope was not opened.
+///
+/// Every cryptographic or format failure is the single variant
+/// [`OpenError::Rejected`]: callers (and through them, senders and relays)
+/// cannot tell a bad tag from a bad ratchet from a bad padding.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The tag is not addressed to us: relay it, don't open it.
+    #[error("not addressed to us")]
+    NotForUs,
+    /// Already opened (replay guard).
+    #[error("duplicate")]
+    Duplicate,
+    /// Past its expiry.
+    #[error("expired")]
+    Expired,
+    /// Addressed to us but undecryptable or invalid.
+    #[error("rejected")]
+    Rejected,
+    /// The replay guard's storage failed; the envelope was not accepted.
+    #[error("replay guard storage failed: {0}")]
+    Storage(String),
+}
+
+/// An opened envelope. Its `Debug` output shows neither keys nor content.
+#[allow(clippy::large_enum_variant)] // one short-lived value per opened envelope
+pub enum Opened {
+    /// A message in a session with a contact.
+    Message {
+        /// Who sent it.
+        from: IdentityKey,
+        /// What they sent.
+        payload: v1::Payload,
+        /// The envelope's content ID.
+        content_id: ContentId,
+    },
+    /// A first-contact request from someone who has our card.
+    ContactRequest {
+        /// Their verified-signature (but unverified-identity) card.
+        card: Box<ContactCard>,
+        /// Their introduction text.
+        introduction: String,
+        /// What adding them would mean for an existing contact, if any.
+        existing: Option<Trust>,
+        /// The envelope's content ID.
+        content_id: ContentId,
+    },
+}
+
+impl fmt::Debug for Opened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Message { .. } => f.write_str("Opened::Message { .. }"),
+            Self::ContactRequest { .. } => f.write_str("Opened::ContactRequest { .. }"),
+        }
+    }
+}
+
+pub(crate) struct SessionEntry {
+    pub(crate) session: Session,
+    /// Messages encrypted since we last decrypted one in this session.
+    pub(crate) sent_since_receive: u32,
+}
+
+pub(crate) struct Contact {
+    pub(crate) card: ContactCard,
+    pub(crate) trust: Trust,
+    pub(crate) keys: PairwiseKeys,
+    /// Most recently used first.
+    pub(crate) sessions: Vec<SessionEntry>,
+    /// How many of the card's one-time keys we have used.
+    pub(crate) used_one_time_keys: usize,
+}
+
+#[derive(Clone, Copy)]
+enum TagOwner {
+    Contact(IdentityKey),
+    Request,
+}
+
+/// Contacts, sessions and the sealing/opening of envelopes.
+pub struct Keyring {
+    pub(crate) identity: Identity,
+    pub(crate) contacts: HashMap<IdentityKey, Contact>,
+    request_keys: RequestKeys,
+    tag_cache: Vec<(u64, HashMap<RecipientTag, TagOwner>)>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("contacts", &self.contacts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn curve(key: &crate::keys::Curve25519Key) -> Curve25519PublicKey {
+    Curve25519PublicKey::from_bytes(*key.as_bytes())
+}
+
+fn keys_differ(a: &ContactCard, b: &ContactCard) -> bool {
+    a.olm_identity_key() != b.olm_identity_key() || a.request_key() != b.request_key()
+}
+
+impl Keyring {
+    /// A keyring for `identity` with no contacts.
+    pub fn new(identity: Identity) -> Self {
+        let request_keys = RequestKeys::for_request_key(&identity.request_key());
+        Self {
+            identity,
+            contacts: HashMap::new(),
+            request_keys,
+            tag_cache: Vec::new(),
+        }
+    }
+
+    /// Our identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Our identity, to issue cards (which generates one-time keys).
+    pub fn identity_mut(&mut self) -> &mut Identity {
+        &mut self.identity
+    }
+
+    /// The contact's current card and trust, if known.
+    pub fn contact(&self, key: &IdentityKey) -> Option<(&ContactCard, Trust)> {
+        self.contacts.get(key).map(|c| (&c.card, c.trust))
+    }
+
+    /// Identity keys of all contacts.
+    pub fn contact_keys(&self) -> impl Iterator<Item = &IdentityKey> {
+        self.contacts.keys()
+    }
+
+    /// Adds or updates a contact from a verified card.
+    ///
+    /// A card for a known identity with different encryption keys drops
+    /// "verified" and returns [`ContactUpdate::KeysChanged`] (threat item 4):
+    /// it is never silent. Sessions with the old keys are discarded.
+    ///
+    /// # Errors
+    /// [`SealError::BadContactKeys`] if the card's request key is unusable.
+    pub fn add_contact(
+        &mut self,
+        card: ContactCard,
+        trust: Trust,
+    ) -> Result<ContactUpdate, SealError> {
+        let key = *card.identity_key();
+        let keys = PairwiseKeys::derive(
+            self.identity.request_secret(),
+            &self.identity.identity_key(),
+            card.request_key(),
+            &key,
+        )
+        .ok_or(SealError::BadContactKeys)?;
+        self.tag_cache.clear();
+        let Some(existing) = self.contacts.get_mut(&key) else {
+            self.contacts.insert(
+                key,
+                Contact {
+                    card,
+                    trust,
+                    keys,
+                    sessions: Vec::new(),
+                    used_one_time_keys: 0,
+                },
+            );
+            return Ok(ContactUpdate::Added);
+        };
+        if keys_differ(&existing.card, &card) {
+            let was_verified = existing.trust == Trust::Verified;
+            *existing = Contact {
+                card,
+                trust,
+                keys,
+                sessions: Vec::new(),
+                used_one_time_keys: 0,
+            };
+            // Even a caller claiming `Verified` for new keys gets the event;
+            // it decides, with the user, what to show.
+            return Ok(ContactUpdate::KeysChanged { was_verified });
+        }
+        if card.issued_at() <= existing.card.issued_at() && card == existing.card {
+            if trust == Trust::Verified {
+                existing.trust = Trust::Verified;
+            }
+            return Ok(ContactUpdate::Unchanged);
+        }
+        if card.issued_at() < existing.card.issued_at() {
+            return Ok(ContactUpdate::Unchanged);
+        }
+        existing.card = card;
+        existing.used_one_time_keys = 0;
+        if trust == Trust::Verified {
+            existing.trust = Trust::Verified;
+        }
+        Ok(ContactUpdate::Refreshed)
+    }
+
+    /// Marks a contact verified after the user compared safety numbers.
+    /// Returns `false` if the contact is unknown.
+    pub fn mark_verified(&mut self, key: &IdentityKey) -> bool {
+        self.contacts
+            .get_mut(key)
+            .map(|c| c.trust = Trust::Verified)
+            .is_some()
+    }
+
+    /// Adds the peer of a completed in-person pairing as a verified contact,
+    /// if `sas_confirmed` (both people saw the same code).
+    ///
+    /// # Errors
+    /// As [`Keyring::add_contact`].
+    pub fn complete_pairing(
+        &mut self,
+        outcome: PairingOutcome,
+        sas_confirmed: bool,
+    ) -> Result<Option<ContactUpdate>, SealError> {
+        if !sas_confirmed {
+            return Ok(None);
+        }
+        self.add_contact(outcome.card, Trust::Verified).map(Some)
+    }
+
+    /// Seals `payload` for a contact into an envelope expiring at `expiry`
+    /// (rounded up to [`tags::EXPIRY_GRANULARITY_SECS`]). The envelope's
+    /// hop limit and copy budget are 0; the engine sets them.
+    ///
+    /// # Errors
+    /// [`SealError`] if the contact is unknown or the payload too large.
+    pub fn seal<R: CryptoRng + ?Sized>(
+        &mut self,
+        to: &IdentityKey,
+        payload: &v1::Payload,
+        expiry: u64,
+        rng: &mut R,
+    ) -> Result<v1::Envelope, SealError> {
+        let plaintext = zeroize::Zeroizing::new(proto::encode(payload));
+        if plaintext.len() > padding::MAX_CONTENT_LEN {
+            return Err(SealError::TooLarge);
+        }
+        let contact = self.contacts.get_mut(to).ok_or(SealError::UnknownContact)?;
+        let olm = encrypt_in_session(&self.identity, contact, &plaintext)?;
+        let (message_type, ciphertext) = olm.to_parts();
+        let content = v1::EnvelopeContent {
+            body: Some(v1::envelope_content::Body::Olm(v1::OlmMessage {
+                message_type: u32::try_from(message_type).map_err(|_| SealError::Session)?,
+                ciphertext,
+            })),
+        };
+        let expiry = tags::coarse_expiry(expiry);
+        let tag = contact.keys.outgoing_tag(epoch_of(expiry));
+        let key = contact.keys.envelope_key;
+        seal_envelope(&key, tag, expiry, &proto::encode(&content), rng)
+    }
+
+    /// Seals a first-contact request to a contact whose card we have but
+    /// who may not have ours, carrying `our_card` and an introduction.
+    ///
+    /// # Errors
+    /// [`SealError`] if the contact is unknown or the request too large.
+    pub fn seal_contact_request<R: CryptoRng + ?Sized>(
+        &mut self,
+        to: &IdentityKey,
+        our_card: &ContactCard,
+        introduction: &str,
+        expiry: u64,
+        rng: &mut R,
+    ) -> Result<v1::Envelope, SealError> {
+        let contact = self.contacts.get(to).ok_or(SealError::UnknownContact)?;
+        let payload = request::payload(our_card.to_wire(), introduction);
+        let inner = proto::encode(&payload);
+        let noise = request::seal(&self.identity, contact.card.request_key(), &inner)
+            .ok_or(SealError::TooLarge)?;
+        let content = v1::EnvelopeContent {
+            body: Some(v1::envelope_content::Body::ContactRequest(noise)),
+        };
+        let keys = RequestKeys::for_request_key(contact.card.request_key());
+        let expiry = tags::coarse_expiry(expiry);
+        seal_envelope(
+            &keys.envelope_key,
+            keys.tag(epoch_of(expiry)),
+            expiry,
+            &proto::encode(&content),
+            rng,
+        )
+    }
+
+    fn owner_of(&mut self, tag: &RecipientTag, expiry: u64) -> Option<TagOwner> {
+        let epoch = epoch_of(expiry);
+        if let Some((_, table)) = self.tag_cache.iter().find(|(e, _)| *e == epoch) {
+            return table.get(tag).copied();
+        }
+        let mut table = HashMap::with_capacity(self.contacts.len() + 1);
+        for (key, contact) in &self.contacts {
+            table.insert(contact.keys.incoming_tag(epoch), TagOwner::Contact(*key));
+        }
+        table.insert(self.request_keys.tag(epoch), TagOwner::Request);
+        let owner = table.get(tag).copied();
+        if self.tag_cache.len() >= TAG_CACHE_EPOCHS {
+            self.tag_cache.remove(0);
+        }
+        self.tag_cache.push((epoch, table));
+        owner
+    }
+
+    /// Whether an envelope with this tag and expiry is addressed to us:
+    /// O(1) after the first lookup in an epoch.
+    pub fn is_for_us(&mut self, recipient_tag: &[u8], expiry: u64) -> bool {
+        let Ok(tag) = <RecipientTag>::try_from(recipient_tag) else {
+            return false;
+        };
+        self.owner_of(&tag, expiry).is_some()
+    }
+
+    /// Opens an envelope addressed to us.
+    ///
+    /// Order of checks, cheapest first: tag, expiry, content ID, replay
+    /// guard, outer AEAD, padding, inner layer. The content ID is recorded
+    /// in `replay` only after everything succeeded.
+    ///
+    /// # Errors
+    /// See [`OpenError`]; all cryptographic failures are `Rejected`.
+    pub fn open<G: ReplayGuard>(
+        &mut self,
+        envelope: &v1::Envelope,
+        now: u64,
+        replay: &mut G,
+    ) -> Result<Opened, OpenError> {
+        let tag = <RecipientTag>::try_from(envelope.recipient_tag.as_slice())
+            .map_err(|_| OpenError::Rejected)?;
+        let owner = self
+            .owner_of(&tag, envelope.expiry)
+            .ok_or(OpenError::NotForUs)?;
+        if envelope.expiry < now {
+            return Err(OpenError::Expired);
+        }
+        if envelope.version != WIRE_VERSION {
+            return Err(OpenError::Rejected);
+        }
+        let id = content_id(
+            &envelope.recipient_tag,
+            envelope.expiry,
+            &envelope.sealed_body,
+        );
+        if envelope.content_id.as_slice() != id {
+            return Err(OpenError::Rejected);
+        }
+        if replay
+            .contains(&id, now)
+            .map_err(|e| OpenError::Storage(e.to_string()))?
+        {
+            return Err(OpenError::Duplicate);
+        }
+        let aad = envelope_aad(envelope.version, &envelope.recipient_tag, envelope.expiry);
+        let opened = match owner {
+            TagOwner::Contact(from) => self.open_from_contact(from, &aad, envelope, id),
+            TagOwner::Request => self.open_request(&aad, envelope, id),
+        }
+        .ok_or(OpenError::Rejected)?;
+        replay
+            .insert(id, envelope.expiry)
+            .map_err(|e| OpenError::Storage(e.to_string()))?;
+        Ok(opened)
+    }
+
+    fn open_from_contact(
+        &mut self,
+        from: IdentityKey,
+        aad: &[u8],
+        envelope: &v1::Envelope,
+        content_id: ContentId,
+    ) -> Option<Opened> {
+        let contact = self.contacts.get_mut(&from)?;
+        let padded = zeroize::Zeroizing::new(aead::open(
+            &contact.keys.envelope_key,
+            aad,
+            &envelope.sealed_body,
+        )?);
+        let content: v1::EnvelopeContent = proto::decode(padding::unpad(&padded)?).ok()?;
+        let Some(v1::envelope_content::Body::Olm(olm)) = content.body else {
+            return None;
+        };
+        let message =
+            OlmMessage::from_parts(usize::try_from(olm.message_type).ok()?, &olm.ciphertext)
+                .ok()?;
+        let plaintext =
+            zeroize::Zeroizing::new(decrypt_in_session(&mut self.identity, contact, &message)?);
+        let payload: v1::Payload = proto::decode(&plaintext).ok()?;
+        // Contact requests only travel inside Noise X, never in sessions.
+        if matches!(payload.kind, Some(v1::payload::Kind::ContactRequest(_))) {
+            return None;
+        }
+        Some(Opened::Message {
+            from,
+            payload,
+            content_id,
+        })
+    }
+
+    fn open_request(
+        &mut self,
+        aad: &[u8],
+        envelope: &v1::Envelope,
+        content_id: ContentId,
+    ) -> Option<Opened> {
+        let padded = aead::open(&self.request_keys.envelope_key, aad, &envelope.sealed_body)?;
+        let content: v1::EnvelopeContent = proto::decode(padding::unpad(&padded)?).ok()?;
+        let Some(v1::envelope_content::Body::ContactRequest(noise)) = content.body else {
+            return None;
+        };
+        let (sender_key, inner) = request::open(&self.identity, &noise)?;
+        let payload: v1::Payload = proto::decode(&inner).ok()?;
+        let Some(v1::payload::Kind::ContactRequest(req)) = payload.kind else {
+            return None;
+        };
+        let card = ContactCard::from_wire(req.card.as_ref()?).ok()?;
+        // The Noise static key must be the card's: nobody can send someone
+        // else's card as a request in their name.
+        if card.request_key() != &sender_key {
+            return None;
+        }
+        let existing = self.contacts.get(card.identity_key()).map(|c| c.trust);
+        Some(Opened::ContactRequest {
+            card: Box::new(card),
+            introduction: req.introduction,
+            existing,
+            content_id,
+        })
+    }
+}
+
+fn seal_envelope<R: CryptoRng + ?Sized>(
+    key: &[u8; 32],
+    tag: RecipientTag,
+    expiry: u64,
+    content: &[u8],
+    rng: &mut R,
+) -> Result<v1::Envelope, SealError> {
+    let padded = zeroize::Zeroizing::new(padding::pad(content).ok_or(SealError::TooLarge)?);
+    let aad = envelope_aad(WIRE_VERSION, &tag, expiry);
+    let sealed_body = aead::seal(key, &aad, &padded, rng);
+    Ok(v1::Envelope {
+        version: WIRE_VERSION,
+        content_id: content_id(&tag, expiry, &sealed_body).to_vec(),
+        expiry,
+        hop_limit: 0,
+        copy_budget: 0,
+        recipient_tag: tag.to_vec(),
+        stamp: Vec::new(),
+        sealed_body,
+    })
+}
+
+fn encrypt_in_session(
+    identity: &Identity,
+    contact: &mut Contact,
+    plaintext: &[u8],
+) -> Result<OlmMessage, SealError> {
+    let reusable = contact
+        .sessions
+        .first()
+        .is_some_and(|s| s.sent_since_receive < MAX_MESSAGES_PER_CHAIN);
+    if !reusable {
+        // A fresh session: the next unused one-time key from the card, then
+        // the fallback key once those are used up.
+        let prekey = contact
+            .card
+            .one_time_keys()
+            .get(contact.used_one_time_keys)
+            .copied()
+            .unwrap_or(*contact.card.fallback_key());
+        contact.used_one_time_keys = contact.used_one_time_keys.saturating_add(1);
+        let session = identity
+            .account()
+            .create_outbound_session(
+                SessionConfig::version_1(),
+                curve(contact.card.olm_identity_key()),
+                curve(&prekey),
+            )
+            .map_err(|_| SealError::BadContactKeys)?;
+        contact.sessions.insert(
+            0,
+            SessionEntry {
+                session,
+                sent_since_receive: 0,
+            },
+        );
+        contact.sessions.truncate(MAX_SESSIONS_PER_CONTACT);
+    }
+    let entry = contact.sessions.first_mut().ok_or(SealError::Session)?;
+    let message = entry
+        .session
+        .encrypt(plaintext)
+        .map_err(|_| SealError::Session)?;
+    entry.sent_since_receive = entry.sent_since_receive.saturating_add(1);
+    Ok(message)
+}
+
+fn decrypt_in_session(
+    identity: &mut Identity,
+    contact: &mut Contact,
+    message: &OlmMessage,
+) -> Option<Vec<u8>> {
+    // Existing sessions first (a failed attempt does not change a session).
+    let mut found = None;
+    for (i, entry) in contact.sessions.iter_mut().enumerate() {
+        if let OlmMessage::PreKey(pre) = message
+            && pre.session_id() != entry.session.session_id()
+        {
+            continue;
+        }
+        if let Ok(plaintext) = entry.session.decrypt(message) {
+            found = Some((i, plaintext));
+            break;
+        }
+    }
+    if let Some((i, plaintext)) = found {
+        let mut entry = contact.sessions.remove(i);
+        entry.sent_since_receive = 0;
+        contact.sessions.insert(0, entry);
+        return Some(plaintext);
+    }
+    let OlmMessage::PreKey(pre) = message else {
+        return None;
+    };
+    let created = identity
+        .account_mut()
+        .create_inbound_session(
+            SessionConfig::version_1(),
+            curve(contact.card.olm_identity_key()),
+            pre,
+        )
+        .ok()?;
+    contact.sessions.insert(
+        0,
+        SessionEntry {
+            session: created.session,
+            sent_since_receive: 0,
+        },
+    );
+    contact.sessions.truncate(MAX_SESSIONS_PER_CONTACT);
+    Some(created.plaintext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::replay::MemoryReplayGuard;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn text(body: &[u8]) -> v1::Payload {
+        v1::Payload {
+            kind: Some(v1::payload::Kind::Text(v1::TextMessage {
+                message_id: vec![1; 16],
+                sent_at: NOW,
+                body: body.to_vec(),
+            })),
+        }
+    }
+
+    /// Threat item 11 below the outer layer: envelopes that pass the AEAD
+    /// (built with the real pairwise key) but carry garbage or replayed-looking
+    /// Olm messages must not move the ratchet.
+    #[test]
+    fn garbage_olm_messages_under_a_valid_outer_layer_do_not_advance_state() {
+        let mut rng = rand::rng();
+        let mut alice = Keyring::new(Identity::generate(&mut rng));
+        let mut bob = Keyring::new(Identity::generate(&mut rng));
+        let a_card = alice.identity_mut().contact_card(None, NOW, 2).unwrap();
+        let b_card = bob.identity_mut().contact_card(None, NOW, 2).unwrap();
+        let _ = alice.add_contact(b_card, Trust::Unverified).unwrap();
+        let _ = bob.add_contact(a_card, Trust::Unverified).unwrap();
+        let bob_key = bob.identity().identity_key();
+        let mut guard = MemoryReplayGuard::new();
+
+        let first = alice
+            .seal(&bob_key, &text(b"1"), NOW + 999, &mut rng)
+            .unwrap();
+        assert!(bob.open(&first, NOW, &mut guard).is_ok());
+        let second = alice
+            .seal(&bob_key, &text(b"2"), NOW + 999, &mut rng)
+            .unwrap();
+
+        let contact = alice.contacts.get(&bob_key).unwrap();
+        let (key, tag) = (
+            contact.keys.envelope_key,
+            contact.keys.outgoing_tag(epoch_of(NOW + 1200)),
+        );
+        let garbage_contents = [
+            v1::EnvelopeContent {
+                body: Some(v1::envelope_content::Body::Olm(v1::OlmMessage {
+                    message_type: 1,
+                    ciphertext: vec![3; 120],
+                })),
+            },
+            v1::EnvelopeContent {
+                body: Some(v1::envelope_content::Body::Olm(v1::OlmMessage {
+                    message_type: 0,
+                    ciphertext: vec![0x03; 200],
+                })),
+            },
+            v1::EnvelopeContent {
+                body: Some(v1::envelope_content::Body::ContactRequest(vec![1; 64])),
+            },
+        ];
+        for content in &garbage_contents {
+            let env =
+                seal_envelope(&key, tag, NOW + 1200, &proto::encode(content), &mut rng).unwrap();
+            assert!(matches!(
+                bob.open(&env, NOW, &mut guard),
+                Err(OpenError::Rejected)
+            ));
+        }
+        // Raw padding garbage under a valid AEAD.
+        let env = seal_envelope(&key, tag, NOW + 1200, &[0xff; 100], &mut rng).unwrap();
+        assert!(matches!(
+            bob.open(&env, NOW, &mut guard),
+            Err(OpenError::Rejected)
+        ));
+
+        assert!(bob.open(&second, NOW, &mut guard).is_ok());
+        let third = alice
+            .seal(&bob_key, &text(b"3"), NOW + 999, &mut rng)
+            .unwrap();
+        assert!(bob.open(&third, NOW, &mut guard).is_ok());
+    }
+}

@@ -1,0 +1,85 @@
+//! Shared helpers for the crypto tests.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use ferry_core::{
+    crypto::{Keyring, MemoryReplayGuard, OpenError, Opened, Trust},
+    identity::Identity,
+    keys::IdentityKey,
+    proto::v1,
+};
+
+pub(crate) const NOW: u64 = 1_700_000_000;
+pub(crate) const EXPIRY: u64 = NOW + 24 * 3600;
+
+pub(crate) struct Person {
+    pub(crate) keyring: Keyring,
+    pub(crate) guard: MemoryReplayGuard,
+}
+
+impl Person {
+    pub(crate) fn new() -> Self {
+        Self {
+            keyring: Keyring::new(Identity::generate(&mut rand::rng())),
+            guard: MemoryReplayGuard::new(),
+        }
+    }
+
+    pub(crate) fn key(&self) -> IdentityKey {
+        self.keyring.identity().identity_key()
+    }
+
+    pub(crate) fn card(&mut self, one_time_keys: usize) -> ferry_core::contact::ContactCard {
+        self.keyring
+            .identity_mut()
+            .contact_card(None, NOW, one_time_keys)
+            .unwrap()
+    }
+
+    pub(crate) fn send(&mut self, to: &Person, body: &[u8]) -> v1::Envelope {
+        self.keyring
+            .seal(&to.key(), &text(body), EXPIRY, &mut rand::rng())
+            .unwrap()
+    }
+
+    pub(crate) fn open(&mut self, envelope: &v1::Envelope) -> Result<Opened, OpenError> {
+        self.keyring.open(envelope, NOW, &mut self.guard)
+    }
+
+    /// Opens and returns the text body, panicking otherwise.
+    pub(crate) fn read(&mut self, envelope: &v1::Envelope) -> Vec<u8> {
+        match self.open(envelope).unwrap() {
+            Opened::Message { payload, .. } => match payload.kind {
+                Some(v1::payload::Kind::Text(t)) => t.body,
+                other => panic!("not a text: {other:?}"),
+            },
+            other => panic!("not a message: {other:?}"),
+        }
+    }
+}
+
+pub(crate) fn text(body: &[u8]) -> v1::Payload {
+    v1::Payload {
+        kind: Some(v1::payload::Kind::Text(v1::TextMessage {
+            message_id: rand_id(),
+            sent_at: NOW,
+            body: body.to_vec(),
+        })),
+    }
+}
+
+pub(crate) fn rand_id() -> Vec<u8> {
+    use rand::RngExt as _;
+    let id: [u8; 16] = rand::rng().random();
+    id.to_vec()
+}
+
+/// Alice and Bob with each other's cards (Bob's with `otks` one-time keys).
+pub(crate) fn pair(otks: usize) -> (Person, Person) {
+    let (mut alice, mut bob) = (Person::new(), Person::new());
+    let a = alice.card(otks);
+    let b = bob.card(otks);
+    let _ = alice.keyring.add_contact(b, Trust::Unverified).unwrap();
+    let _ = bob.keyring.add_contact(a, Trust::Unverified).unwrap();
+    (alice, bob)
+}
