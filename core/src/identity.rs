@@ -145,7 +145,7 @@ impl Identity {
         self.fallback = Self::rotate_fallback(&mut self.account);
     }
 
-    fn fresh_one_time_keys(&mut self, count: usize) -> Vec<Curve25519Key> {
+    pub(crate) fn fresh_one_time_keys(&mut self, count: usize) -> Vec<Curve25519Key> {
         if count == 0 {
             return Vec::new();
         }

@@ -375,3 +375,44 @@ fn debug_output_shows_no_keys_or_plaintext() {
         assert!(!debug.contains(format!("{:?}", &key[..6]).trim_matches(['[', ']'])));
     }
 }
+
+#[test]
+fn prekeys_are_replenished_in_band_and_used_before_the_fallback() {
+    // Bob's card had no one-time keys (a code shown to many people).
+    let (mut alice, mut bob) = support::pair(0);
+    let hello = alice.send(&bob, b"hello");
+    assert_eq!(bob.read(&hello), b"hello");
+    // Bob sends Alice private one-time keys inside their session.
+    assert_eq!(bob.keyring.unused_one_time_keys(), 0);
+    let top_up = bob.keyring.prekey_top_up(3);
+    assert_eq!(bob.keyring.unused_one_time_keys(), 3);
+    let e = bob
+        .keyring
+        .seal(&alice.key(), &top_up, support::EXPIRY, &mut rand::rng())
+        .unwrap();
+    let Opened::Message { payload, .. } = alice.open(&e).unwrap() else {
+        panic!()
+    };
+    assert!(matches!(
+        payload.kind,
+        Some(v1::payload::Kind::PrekeyTopUp(_))
+    ));
+
+    // The top-up survives a save/restore on Alice's side.
+    let key = [5u8; 32];
+    let saved = alice.keyring.export(&key, &mut rand::rng());
+    alice.keyring = Keyring::import(&saved, &key).unwrap();
+
+    // Enough one-way messages to force three fresh sessions: they start from
+    // the topped-up keys, which Bob's account still holds and then deletes.
+    let n = 3 * ferry_core::crypto::MAX_MESSAGES_PER_CHAIN + 10;
+    let burst: Vec<_> = (0..n).map(|i| alice.send(&bob, &i.to_be_bytes())).collect();
+    for (i, e) in burst.iter().enumerate().rev() {
+        assert_eq!(bob.read(e), (i as u32).to_be_bytes());
+    }
+    assert_eq!(
+        bob.keyring.unused_one_time_keys(),
+        0,
+        "the topped-up keys were used and deleted"
+    );
+}

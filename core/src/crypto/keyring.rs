@@ -159,6 +159,60 @@ pub(crate) struct Contact {
     pub(crate) sessions: Vec<SessionEntry>,
     /// How many of the card's one-time keys we have used.
     pub(crate) used_one_time_keys: usize,
+    /// One-time keys received in-band (`PrekeyTopUp`), used after the card's.
+    pub(crate) topped_up: Vec<crate::keys::Curve25519Key>,
+    /// A fallback key received in-band, replacing the card's.
+    pub(crate) fallback_override: Option<crate::keys::Curve25519Key>,
+}
+
+impl Contact {
+    pub(crate) fn new(card: ContactCard, trust: Trust, keys: PairwiseKeys) -> Self {
+        Self {
+            card,
+            trust,
+            keys,
+            sessions: Vec::new(),
+            used_one_time_keys: 0,
+            topped_up: Vec::new(),
+            fallback_override: None,
+        }
+    }
+
+    /// The prekey for the next new session: the card's one-time keys in
+    /// order, then topped-up ones, then the fallback key.
+    fn next_prekey(&mut self) -> crate::keys::Curve25519Key {
+        let from_card = self
+            .card
+            .one_time_keys()
+            .get(self.used_one_time_keys)
+            .copied();
+        if let Some(key) = from_card {
+            self.used_one_time_keys = self.used_one_time_keys.saturating_add(1);
+            return key;
+        }
+        if !self.topped_up.is_empty() {
+            return self.topped_up.remove(0);
+        }
+        self.fallback_override.unwrap_or(*self.card.fallback_key())
+    }
+
+    fn apply_top_up(&mut self, top_up: &v1::PrekeyTopUp) {
+        let keys = top_up
+            .one_time_keys
+            .iter()
+            .filter_map(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+            .map(crate::keys::Curve25519Key::from_bytes);
+        self.topped_up.extend(keys);
+        // Bounded: a contact cannot make us hold more than one card's worth.
+        let excess = self
+            .topped_up
+            .len()
+            .saturating_sub(crate::proto::limits::MAX_ONE_TIME_KEYS);
+        self.topped_up.drain(..excess);
+        if let Ok(fallback) = <[u8; 32]>::try_from(top_up.fallback_key.as_slice()) {
+            self.fallback_override = Some(crate::keys::Curve25519Key::from_bytes(fallback));
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -246,27 +300,12 @@ impl Keyring {
         .ok_or(SealError::BadContactKeys)?;
         self.tag_cache.clear();
         let Some(existing) = self.contacts.get_mut(&key) else {
-            self.contacts.insert(
-                key,
-                Contact {
-                    card,
-                    trust,
-                    keys,
-                    sessions: Vec::new(),
-                    used_one_time_keys: 0,
-                },
-            );
+            self.contacts.insert(key, Contact::new(card, trust, keys));
             return Ok(ContactUpdate::Added);
         };
         if keys_differ(&existing.card, &card) {
             let was_verified = existing.trust == Trust::Verified;
-            *existing = Contact {
-                card,
-                trust,
-                keys,
-                sessions: Vec::new(),
-                used_one_time_keys: 0,
-            };
+            *existing = Contact::new(card, trust, keys);
             // Even a caller claiming `Verified` for new keys gets the event;
             // it decides, with the user, what to show.
             return Ok(ContactUpdate::KeysChanged { was_verified });
@@ -282,6 +321,8 @@ impl Keyring {
         }
         existing.card = card;
         existing.used_one_time_keys = 0;
+        existing.topped_up.clear();
+        existing.fallback_override = None;
         if trust == Trust::Verified {
             existing.trust = Trust::Verified;
         }
@@ -311,6 +352,27 @@ impl Keyring {
             return Ok(None);
         }
         self.add_contact(outcome.card, Trust::Verified).map(Some)
+    }
+
+    /// How many of our one-time prekeys are still unused: the engine tops
+    /// contacts up when it runs low.
+    pub fn unused_one_time_keys(&self) -> usize {
+        self.identity.account().stored_one_time_key_count()
+    }
+
+    /// A payload giving a contact `count` fresh one-time prekeys (at most
+    /// [`MAX_ONE_TIME_KEYS`](crate::proto::limits::MAX_ONE_TIME_KEYS)), to
+    /// seal to them: their next sessions with us then start from keys only
+    /// they received, with full forward secrecy.
+    pub fn prekey_top_up(&mut self, count: usize) -> v1::Payload {
+        let count = count.min(crate::proto::limits::MAX_ONE_TIME_KEYS);
+        let keys = self.identity.fresh_one_time_keys(count);
+        v1::Payload {
+            kind: Some(v1::payload::Kind::PrekeyTopUp(v1::PrekeyTopUp {
+                one_time_keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+                fallback_key: Vec::new(),
+            })),
+        }
     }
 
     /// Seals `payload` for a contact into an envelope expiring at `expiry`
@@ -478,9 +540,12 @@ impl Keyring {
         let plaintext =
             zeroize::Zeroizing::new(decrypt_in_session(&mut self.identity, contact, &message)?);
         let payload: v1::Payload = proto::decode(&plaintext).ok()?;
-        // Contact requests only travel inside Noise X, never in sessions.
-        if matches!(payload.kind, Some(v1::payload::Kind::ContactRequest(_))) {
-            return None;
+        match &payload.kind {
+            // Contact requests only travel inside Noise X, never in sessions.
+            Some(v1::payload::Kind::ContactRequest(_)) => return None,
+            // Authenticated by the session: apply it here, report it too.
+            Some(v1::payload::Kind::PrekeyTopUp(top_up)) => contact.apply_top_up(top_up),
+            _ => {}
         }
         Some(Opened::Message {
             from,
@@ -553,15 +618,7 @@ fn encrypt_in_session(
         .first()
         .is_some_and(|s| s.sent_since_receive < MAX_MESSAGES_PER_CHAIN);
     if !reusable {
-        // A fresh session: the next unused one-time key from the card, then
-        // the fallback key once those are used up.
-        let prekey = contact
-            .card
-            .one_time_keys()
-            .get(contact.used_one_time_keys)
-            .copied()
-            .unwrap_or(*contact.card.fallback_key());
-        contact.used_one_time_keys = contact.used_one_time_keys.saturating_add(1);
+        let prekey = contact.next_prekey();
         let session = identity
             .account()
             .create_outbound_session(

@@ -58,6 +58,10 @@ struct ContactState {
     sessions: Vec<SessionState>,
     #[prost(uint32, tag = "4")]
     used_one_time_keys: u32,
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    topped_up: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", tag = "6")]
+    fallback_override: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -106,6 +110,11 @@ impl Keyring {
                     })
                     .collect(),
                 used_one_time_keys: u32::try_from(c.used_one_time_keys).unwrap_or(u32::MAX),
+                topped_up: c.topped_up.iter().map(|k| k.as_bytes().to_vec()).collect(),
+                fallback_override: c
+                    .fallback_override
+                    .map(|k| k.as_bytes().to_vec())
+                    .unwrap_or_default(),
             })
             .collect();
         let state = KeyringState {
@@ -181,16 +190,22 @@ impl Keyring {
             } else {
                 Trust::Unverified
             };
-            keyring.contacts.insert(
-                *card.identity_key(),
-                Contact {
-                    card,
-                    trust,
-                    keys,
-                    sessions,
-                    used_one_time_keys: usize::try_from(c.used_one_time_keys).unwrap_or(usize::MAX),
-                },
-            );
+            let key32 =
+                |k: &Vec<u8>| <[u8; 32]>::try_from(k.as_slice()).map(Curve25519Key::from_bytes);
+            let mut contact = Contact::new(card, trust, keys);
+            contact.sessions = sessions;
+            contact.used_one_time_keys =
+                usize::try_from(c.used_one_time_keys).unwrap_or(usize::MAX);
+            contact.topped_up = c
+                .topped_up
+                .iter()
+                .map(key32)
+                .collect::<Result<_, _>>()
+                .map_err(bad)?;
+            contact.fallback_override = key32(&c.fallback_override).ok();
+            keyring
+                .contacts
+                .insert(*contact.card.identity_key(), contact);
         }
         Ok(keyring)
     }
