@@ -101,12 +101,7 @@ fn a_tampered_request_is_rejected() {
         .unwrap();
     let mut request = request_from(&mut alice, &bob, "hi");
     request.sealed_body[200] ^= 4;
-    request.content_id = ferry_core::crypto::tags::content_id(
-        &request.recipient_tag,
-        request.expiry,
-        &request.sealed_body,
-    )
-    .to_vec();
+    support::recompute_id(&mut request);
     assert!(matches!(bob.open(&request), Err(OpenError::Rejected)));
 }
 
@@ -148,15 +143,7 @@ fn changed_keys_drop_verified_and_are_reported() {
 
     // Same identity, new encryption keys (a substituted or re-installed
     // device): loud, and no longer verified.
-    alice
-        .keyring
-        .identity_mut()
-        .rotate_encryption_keys(&mut rand::rng());
-    let rotated = alice
-        .keyring
-        .identity_mut()
-        .contact_card(None, NOW + 20, 2)
-        .unwrap();
+    let rotated = alice.rotate_and_reissue(NOW + 20);
     assert_eq!(
         bob.keyring
             .add_contact(rotated.clone(), Trust::Unverified)
@@ -168,15 +155,7 @@ fn changed_keys_drop_verified_and_are_reported() {
         Trust::Unverified
     );
     // Even a caller that claims "verified" for new keys gets the event.
-    alice
-        .keyring
-        .identity_mut()
-        .rotate_encryption_keys(&mut rand::rng());
-    let again = alice
-        .keyring
-        .identity_mut()
-        .contact_card(None, NOW + 30, 2)
-        .unwrap();
+    let again = alice.rotate_and_reissue(NOW + 30);
     assert!(matches!(
         bob.keyring.add_contact(again, Trust::Verified).unwrap(),
         ContactUpdate::KeysChanged { .. }
@@ -274,9 +253,7 @@ fn a_pairing_whose_codes_differ_adds_nothing() {
     let (a_card, b_card) = (alice.card(1), bob.card(1));
     let mut a = Pairing::new(alice.keyring.identity(), &a_card, PairingRole::Initiator).unwrap();
     let mut b = Pairing::new(bob.keyring.identity(), &b_card, PairingRole::Responder).unwrap();
-    b.read_message(&a.write_message().unwrap()).unwrap();
-    a.read_message(&b.write_message().unwrap()).unwrap();
-    b.read_message(&a.write_message().unwrap()).unwrap();
+    support::exchange(&mut a, &mut b);
     let outcome = a.finish().unwrap();
     assert_eq!(
         alice.keyring.complete_pairing(outcome, false).unwrap(),
@@ -294,12 +271,8 @@ fn a_man_in_the_middle_shows_different_codes() {
     let mut m1 = Pairing::new(mallory.keyring.identity(), &m_card, PairingRole::Responder).unwrap();
     let mut m2 = Pairing::new(mallory.keyring.identity(), &m_card, PairingRole::Initiator).unwrap();
     let mut b = Pairing::new(bob.keyring.identity(), &b_card, PairingRole::Responder).unwrap();
-    m1.read_message(&a.write_message().unwrap()).unwrap();
-    a.read_message(&m1.write_message().unwrap()).unwrap();
-    m1.read_message(&a.write_message().unwrap()).unwrap();
-    b.read_message(&m2.write_message().unwrap()).unwrap();
-    m2.read_message(&b.write_message().unwrap()).unwrap();
-    b.read_message(&m2.write_message().unwrap()).unwrap();
+    support::exchange(&mut a, &mut m1);
+    support::exchange(&mut m2, &mut b);
     assert_ne!(a.finish().unwrap().sas, b.finish().unwrap().sas);
 }
 
@@ -359,9 +332,7 @@ fn debug_output_shows_no_keys_or_plaintext() {
     let (a_card, b_card) = (alice.card(1), bob.card(1));
     let mut a = Pairing::new(alice.keyring.identity(), &a_card, PairingRole::Initiator).unwrap();
     let mut b = Pairing::new(bob.keyring.identity(), &b_card, PairingRole::Responder).unwrap();
-    b.read_message(&a.write_message().unwrap()).unwrap();
-    a.read_message(&b.write_message().unwrap()).unwrap();
-    b.read_message(&a.write_message().unwrap()).unwrap();
+    support::exchange(&mut a, &mut b);
     let outcome = a.finish().unwrap();
     let debug = format!(
         "{opened:?} {:?} {:?} {outcome:?} {:?} {b:?}",

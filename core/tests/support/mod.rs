@@ -36,6 +36,20 @@ impl Person {
             .unwrap()
     }
 
+    /// New encryption keys under the same identity, and a card for them.
+    pub(crate) fn rotate_and_reissue(
+        &mut self,
+        issued_at: u64,
+    ) -> ferry_core::contact::ContactCard {
+        self.keyring
+            .identity_mut()
+            .rotate_encryption_keys(&mut rand::rng());
+        self.keyring
+            .identity_mut()
+            .contact_card(None, issued_at, 2)
+            .unwrap()
+    }
+
     pub(crate) fn send(&mut self, to: &Person, body: &[u8]) -> v1::Envelope {
         self.keyring
             .seal(&to.key(), &text(body), EXPIRY, &mut rand::rng())
@@ -82,4 +96,18 @@ pub(crate) fn pair(otks: usize) -> (Person, Person) {
     let _ = alice.keyring.add_contact(b, Trust::Unverified).unwrap();
     let _ = bob.keyring.add_contact(a, Trust::Unverified).unwrap();
     (alice, bob)
+}
+
+/// Recomputes a (tampered) envelope's content ID, so a test exercises the
+/// cryptographic checks rather than the ID check.
+pub(crate) fn recompute_id(e: &mut v1::Envelope) {
+    e.content_id =
+        ferry_core::crypto::tags::content_id(&e.recipient_tag, e.expiry, &e.sealed_body).to_vec();
+}
+
+/// Runs the three pairing messages between initiator `a` and responder `b`.
+pub(crate) fn exchange(a: &mut ferry_core::crypto::Pairing, b: &mut ferry_core::crypto::Pairing) {
+    b.read_message(&a.write_message().unwrap()).unwrap();
+    a.read_message(&b.write_message().unwrap()).unwrap();
+    b.read_message(&a.write_message().unwrap()).unwrap();
 }
