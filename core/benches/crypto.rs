@@ -26,6 +26,7 @@ fn text() -> v1::Payload {
             message_id: vec![1; 16],
             sent_at: NOW,
             body: vec![0x61; 1024],
+            delivery_secret: Vec::new(),
         })),
     }
 }

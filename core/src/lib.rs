@@ -33,6 +33,7 @@ pub mod contact;
 pub mod crypto;
 pub mod identity;
 pub mod keys;
+pub mod reconcile;
 pub mod safety;
 
 pub use ferry_proto as proto;

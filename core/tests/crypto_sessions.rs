@@ -292,10 +292,12 @@ fn payload_of_kind(kind: u8, size: usize) -> v1::Payload {
             message_id: vec![1; 16],
             sent_at: 1,
             body: vec![7; size],
+            delivery_secret: Vec::new(),
         }),
         1 => Kind::Receipt(v1::DeliveryReceipt {
             message_ids: vec![vec![2; 16]; size % 200],
             content_ids: vec![vec![3; 32]; size % 50],
+            delivery_secrets: vec![vec![5; 16]; size % 50],
         }),
         _ => Kind::PrekeyTopUp(v1::PrekeyTopUp {
             one_time_keys: vec![vec![4; 32]; size % 33],

@@ -15,6 +15,8 @@ pub const MESSAGE_ID_LEN: usize = 16;
 pub const PUBLIC_KEY_LEN: usize = 32;
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
+/// Length of a delivery commitment and of a delivery secret.
+pub const DELIVERY_COMMITMENT_LEN: usize = 16;
 /// Length of a range fingerprint in reconciliation.
 pub const FINGERPRINT_LEN: usize = 16;
 /// Longest proof-of-work stamp.

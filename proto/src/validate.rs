@@ -61,6 +61,11 @@ impl WireMessage for Envelope {
             RECIPIENT_TAG_LEN,
         )?;
         max_len("Envelope.stamp", self.stamp.len(), MAX_STAMP_LEN)?;
+        exact_len(
+            "Envelope.delivery_commitment",
+            &self.delivery_commitment,
+            DELIVERY_COMMITMENT_LEN,
+        )?;
         if !SEALED_BODY_BUCKETS.contains(&self.sealed_body.len()) {
             return Err(DecodeError::invalid(
                 "Envelope.sealed_body",
@@ -141,12 +146,25 @@ impl WireMessage for Payload {
 
     fn validate(&self) -> Result<(), DecodeError> {
         match &self.kind {
-            Some(payload::Kind::Text(TextMessage { message_id, .. })) => {
-                exact_len("TextMessage.message_id", message_id, MESSAGE_ID_LEN)
+            Some(payload::Kind::Text(TextMessage {
+                message_id,
+                delivery_secret,
+                ..
+            })) => {
+                exact_len("TextMessage.message_id", message_id, MESSAGE_ID_LEN)?;
+                if !delivery_secret.is_empty() {
+                    exact_len(
+                        "TextMessage.delivery_secret",
+                        delivery_secret,
+                        DELIVERY_COMMITMENT_LEN,
+                    )?;
+                }
+                Ok(())
             }
             Some(payload::Kind::Receipt(DeliveryReceipt {
                 message_ids,
                 content_ids,
+                delivery_secrets,
             })) => {
                 max_len(
                     "DeliveryReceipt.message_ids",
@@ -158,12 +176,25 @@ impl WireMessage for Payload {
                     content_ids.len(),
                     MAX_RECEIPT_IDS,
                 )?;
+                if delivery_secrets.len() != content_ids.len() {
+                    return Err(DecodeError::invalid(
+                        "DeliveryReceipt.delivery_secrets",
+                        "one per content ID",
+                    ));
+                }
                 message_ids.iter().try_for_each(|id| {
                     exact_len("DeliveryReceipt.message_ids", id, MESSAGE_ID_LEN)
                 })?;
-                content_ids
-                    .iter()
-                    .try_for_each(|id| exact_len("DeliveryReceipt.content_ids", id, CONTENT_ID_LEN))
+                content_ids.iter().try_for_each(|id| {
+                    exact_len("DeliveryReceipt.content_ids", id, CONTENT_ID_LEN)
+                })?;
+                delivery_secrets.iter().try_for_each(|s| {
+                    exact_len(
+                        "DeliveryReceipt.delivery_secrets",
+                        s,
+                        DELIVERY_COMMITMENT_LEN,
+                    )
+                })
             }
             Some(payload::Kind::ContactRequest(ContactRequest { card, introduction })) => {
                 card.as_ref()
@@ -227,8 +258,12 @@ impl WireMessage for SyncFrame {
                 )?;
                 envelopes.iter().try_for_each(WireMessage::validate)
             }
-            Some(sync_frame::Kind::Delivered(DeliveredIds { ids })) => {
-                id_concat("DeliveredIds.ids", ids)
+            Some(sync_frame::Kind::Delivered(DeliveredIds { proofs })) => {
+                max_len("DeliveredIds.proofs", proofs.len(), MAX_IDS_PER_FRAME)?;
+                proofs.iter().try_for_each(|p| {
+                    exact_len("DeliveryProof.content_id", &p.content_id, CONTENT_ID_LEN)?;
+                    exact_len("DeliveryProof.secret", &p.secret, DELIVERY_COMMITMENT_LEN)
+                })
             }
             None => Err(DecodeError::invalid("SyncFrame.kind", "missing")),
         }

@@ -21,6 +21,7 @@ fn envelope(body_len: usize) -> v1::Envelope {
         recipient_tag: vec![2; RECIPIENT_TAG_LEN],
         stamp: vec![3; 8],
         sealed_body: vec![4; body_len],
+        delivery_commitment: vec![5; DELIVERY_COMMITMENT_LEN],
     }
 }
 
@@ -45,10 +46,12 @@ fn payloads() -> Vec<v1::Payload> {
             message_id: vec![9; 16],
             sent_at: 5,
             body: b"hi".to_vec(),
+            delivery_secret: vec![6; 16],
         }),
         Kind::Receipt(v1::DeliveryReceipt {
             message_ids: vec![vec![1; 16]],
             content_ids: vec![vec![2; 32]],
+            delivery_secrets: vec![vec![3; 16]],
         }),
         Kind::ContactRequest(v1::ContactRequest {
             card: Some(card()),
@@ -88,7 +91,13 @@ fn sync_frames() -> Vec<v1::SyncFrame> {
         Kind::Envelopes(v1::EnvelopeBatch {
             envelopes: vec![envelope(512), envelope(2048)],
         }),
-        Kind::Delivered(v1::DeliveredIds { ids: vec![5; 32] }),
+        Kind::Delivered(v1::DeliveredIds {
+            proofs: vec![v1::DeliveryProof {
+                content_id: vec![5; 32],
+                secret: vec![6; 16],
+                expiry: 9,
+            }],
+        }),
     ]
     .into_iter()
     .map(|k| v1::SyncFrame {
@@ -177,6 +186,7 @@ fn structural_rules_are_enforced() {
         Box::new(|e| e.stamp = vec![0; MAX_STAMP_LEN + 1]),
         Box::new(|e| e.sealed_body = vec![0; 513]),
         Box::new(|e| e.sealed_body.clear()),
+        Box::new(|e| e.delivery_commitment.pop().map(drop).unwrap_or(())),
     ];
     for (i, mutate) in bad_envelopes.iter().enumerate() {
         let mut e = envelope(512);
@@ -204,7 +214,13 @@ fn structural_rules_are_enforced() {
     use v1::sync_frame::Kind;
     for bad in [
         frame(Kind::Want(v1::WantEnvelopes { ids: vec![0; 33] })),
-        frame(Kind::Delivered(v1::DeliveredIds { ids: vec![0; 31] })),
+        frame(Kind::Delivered(v1::DeliveredIds {
+            proofs: vec![v1::DeliveryProof {
+                content_id: vec![0; 31],
+                secret: vec![0; 16],
+                expiry: 1,
+            }],
+        })),
         v1::SyncFrame {
             version: 1,
             kind: None,

@@ -16,7 +16,7 @@ use super::{
     pairwise::{PairwiseKeys, RequestKeys},
     replay::ReplayGuard,
     request,
-    tags::{self, ContentId, RecipientTag, content_id, envelope_aad, epoch_of},
+    tags::{self, ContentId, DeliverySecret, RecipientTag, content_id, envelope_aad, epoch_of},
 };
 use crate::{
     contact::ContactCard,
@@ -388,6 +388,25 @@ impl Keyring {
         expiry: u64,
         rng: &mut R,
     ) -> Result<v1::Envelope, SealError> {
+        // No receipt expected: a random commitment nobody can open.
+        let mut commitment = [0u8; 16];
+        rng.fill_bytes(&mut commitment);
+        self.seal_with_commitment(to, payload, expiry, commitment, rng)
+    }
+
+    /// As [`Keyring::seal`], with the delivery commitment of a secret the
+    /// payload carries (see [`tags::delivery_commitment`]).
+    ///
+    /// # Errors
+    /// [`SealError`] if the contact is unknown or the payload too large.
+    pub fn seal_with_commitment<R: CryptoRng + ?Sized>(
+        &mut self,
+        to: &IdentityKey,
+        payload: &v1::Payload,
+        expiry: u64,
+        commitment: DeliverySecret,
+        rng: &mut R,
+    ) -> Result<v1::Envelope, SealError> {
         let plaintext = zeroize::Zeroizing::new(proto::encode(payload));
         if plaintext.len() > padding::MAX_CONTENT_LEN {
             return Err(SealError::TooLarge);
@@ -404,7 +423,7 @@ impl Keyring {
         let expiry = tags::coarse_expiry(expiry);
         let tag = contact.keys.outgoing_tag(epoch_of(expiry));
         let key = contact.keys.envelope_key;
-        seal_envelope(&key, tag, expiry, &proto::encode(&content), rng)
+        seal_envelope(&key, tag, expiry, commitment, &proto::encode(&content), rng)
     }
 
     /// Seals a first-contact request to a contact whose card we have but
@@ -430,10 +449,14 @@ impl Keyring {
         };
         let keys = RequestKeys::for_request_key(contact.card.request_key());
         let expiry = tags::coarse_expiry(expiry);
+        // Requests get no receipt: a random commitment nobody can open.
+        let mut commitment = [0u8; 16];
+        rng.fill_bytes(&mut commitment);
         seal_envelope(
             &keys.envelope_key,
             keys.tag(epoch_of(expiry)),
             expiry,
+            commitment,
             &proto::encode(&content),
             rng,
         )
@@ -491,11 +514,7 @@ impl Keyring {
         if envelope.version != WIRE_VERSION {
             return Err(OpenError::Rejected);
         }
-        let id = content_id(
-            &envelope.recipient_tag,
-            envelope.expiry,
-            &envelope.sealed_body,
-        );
+        let id = tags::content_id_of(envelope);
         if envelope.content_id.as_slice() != id {
             return Err(OpenError::Rejected);
         }
@@ -505,7 +524,12 @@ impl Keyring {
         {
             return Err(OpenError::Duplicate);
         }
-        let aad = envelope_aad(envelope.version, &envelope.recipient_tag, envelope.expiry);
+        let aad = envelope_aad(
+            envelope.version,
+            &envelope.recipient_tag,
+            envelope.expiry,
+            &envelope.delivery_commitment,
+        );
         let opened = match owner {
             TagOwner::Contact(from) => self.open_from_contact(from, &aad, envelope, id),
             TagOwner::Request => self.open_request(&aad, envelope, id),
@@ -590,15 +614,17 @@ fn seal_envelope<R: CryptoRng + ?Sized>(
     key: &[u8; 32],
     tag: RecipientTag,
     expiry: u64,
+    commitment: DeliverySecret,
     content: &[u8],
     rng: &mut R,
 ) -> Result<v1::Envelope, SealError> {
     let padded = zeroize::Zeroizing::new(padding::pad(content).ok_or(SealError::TooLarge)?);
-    let aad = envelope_aad(WIRE_VERSION, &tag, expiry);
+    let aad = envelope_aad(WIRE_VERSION, &tag, expiry, &commitment);
     let sealed_body = aead::seal(key, &aad, &padded, rng);
     Ok(v1::Envelope {
         version: WIRE_VERSION,
-        content_id: content_id(&tag, expiry, &sealed_body).to_vec(),
+        content_id: content_id(&tag, expiry, &commitment, &sealed_body).to_vec(),
+        delivery_commitment: commitment.to_vec(),
         expiry,
         hop_limit: 0,
         copy_budget: 0,
@@ -704,6 +730,7 @@ mod tests {
                 message_id: vec![1; 16],
                 sent_at: NOW,
                 body: body.to_vec(),
+                delivery_secret: Vec::new(),
             })),
         }
     }
@@ -754,15 +781,22 @@ mod tests {
             },
         ];
         for content in &garbage_contents {
-            let env =
-                seal_envelope(&key, tag, NOW + 1200, &proto::encode(content), &mut rng).unwrap();
+            let env = seal_envelope(
+                &key,
+                tag,
+                NOW + 1200,
+                [0; 16],
+                &proto::encode(content),
+                &mut rng,
+            )
+            .unwrap();
             assert!(matches!(
                 bob.open(&env, NOW, &mut guard),
                 Err(OpenError::Rejected)
             ));
         }
         // Raw padding garbage under a valid AEAD.
-        let env = seal_envelope(&key, tag, NOW + 1200, &[0xff; 100], &mut rng).unwrap();
+        let env = seal_envelope(&key, tag, NOW + 1200, [0; 16], &[0xff; 100], &mut rng).unwrap();
         assert!(matches!(
             bob.open(&env, NOW, &mut guard),
             Err(OpenError::Rejected)

@@ -78,6 +78,7 @@ pub(crate) fn text(body: &[u8]) -> v1::Payload {
             message_id: rand_id(),
             sent_at: NOW,
             body: body.to_vec(),
+            delivery_secret: Vec::new(),
         })),
     }
 }
@@ -101,8 +102,7 @@ pub(crate) fn pair(otks: usize) -> (Person, Person) {
 /// Recomputes a (tampered) envelope's content ID, so a test exercises the
 /// cryptographic checks rather than the ID check.
 pub(crate) fn recompute_id(e: &mut v1::Envelope) {
-    e.content_id =
-        ferry_core::crypto::tags::content_id(&e.recipient_tag, e.expiry, &e.sealed_body).to_vec();
+    e.content_id = ferry_core::crypto::tags::content_id_of(e).to_vec();
 }
 
 /// Runs the three pairing messages between initiator `a` and responder `b`.

@@ -26,6 +26,7 @@ fn envelope(len: usize) -> v1::Envelope {
         recipient_tag: vec![0xbb; 16],
         stamp: vec![1; 8],
         sealed_body: vec![0xcc; len],
+        delivery_commitment: vec![0xdd; 16],
     }
 }
 
@@ -70,7 +71,13 @@ fn main() -> std::io::Result<()> {
         Kind::Envelopes(v1::EnvelopeBatch {
             envelopes: vec![envelope(512)],
         }),
-        Kind::Delivered(v1::DeliveredIds { ids: vec![4; 32] }),
+        Kind::Delivered(v1::DeliveredIds {
+            proofs: vec![v1::DeliveryProof {
+                content_id: vec![4; 32],
+                secret: vec![5; 16],
+                expiry: 7,
+            }],
+        }),
     ];
     for (i, kind) in frames.into_iter().enumerate() {
         write(
@@ -102,10 +109,12 @@ fn main() -> std::io::Result<()> {
             message_id: vec![8; 16],
             sent_at: 1,
             body: b"hello".to_vec(),
+            delivery_secret: vec![9; 16],
         }),
         P::Receipt(v1::DeliveryReceipt {
             message_ids: vec![vec![9; 16]],
             content_ids: vec![vec![1; 32]],
+            delivery_secrets: vec![vec![2; 16]],
         }),
         P::ContactRequest(v1::ContactRequest {
             card: Some(card.to_wire()),

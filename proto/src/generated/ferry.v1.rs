@@ -10,7 +10,7 @@ pub struct Envelope {
     #[prost(uint32, tag = "1")]
     pub version: u32,
     /// 32-byte content identifier: SHA-256 over the domain-separated immutable
-    /// fields (tag, expiry, sealed body). Used for deduplication, reconciliation
+    /// fields (tag, expiry, delivery commitment, sealed body). Used for deduplication, reconciliation
     /// and as the gossip message ID.
     #[prost(bytes = "vec", tag = "2")]
     pub content_id: ::prost::alloc::vec::Vec<u8>,
@@ -35,6 +35,12 @@ pub struct Envelope {
     /// fixed padding buckets.
     #[prost(bytes = "vec", tag = "8")]
     pub sealed_body: ::prost::alloc::vec::Vec<u8>,
+    /// 16-byte delivery commitment: SHA-256("ferry/delivery/v1" || secret)\[..16\]
+    /// for a random secret only the recipient learns (inside the sealed body).
+    /// Publishing the secret proves delivery, so relays drop their copies
+    /// (anti-packets) without trusting whoever tells them.
+    #[prost(bytes = "vec", tag = "9")]
+    pub delivery_commitment: ::prost::alloc::vec::Vec<u8>,
 }
 /// A signed, self-describing set of public keys for one person.
 ///
@@ -142,6 +148,10 @@ pub struct TextMessage {
     /// Application bytes (UTF-8 text for the chat client).
     #[prost(bytes = "vec", tag = "3")]
     pub body: ::prost::alloc::vec::Vec<u8>,
+    /// 16-byte secret whose hash is the envelope's delivery commitment; the
+    /// recipient returns it in the receipt and publishes it as an anti-packet.
+    #[prost(bytes = "vec", tag = "4")]
+    pub delivery_secret: ::prost::alloc::vec::Vec<u8>,
 }
 /// Tells the sender which messages arrived.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -153,6 +163,9 @@ pub struct DeliveryReceipt {
     /// once published as anti-packets, to drop their copies.
     #[prost(bytes = "vec", repeated, tag = "2")]
     pub content_ids: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// The delivery secrets (16 bytes each) of those envelopes, in the same order.
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub delivery_secrets: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
 }
 /// A first-contact request sealed to the recipient's request key.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -263,12 +276,27 @@ pub struct EnvelopeBatch {
     #[prost(message, repeated, tag = "1")]
     pub envelopes: ::prost::alloc::vec::Vec<Envelope>,
 }
-/// Content IDs known to have reached their recipients.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+/// Proofs that envelopes reached their recipients (anti-packets).
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct DeliveredIds {
-    /// Content IDs, concatenated (32 bytes each).
+    /// One proof per delivered envelope.
+    #[prost(message, repeated, tag = "2")]
+    pub proofs: ::prost::alloc::vec::Vec<DeliveryProof>,
+}
+/// Proof that an envelope was delivered: the preimage of its commitment.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeliveryProof {
+    /// The envelope's content ID (32 bytes).
     #[prost(bytes = "vec", tag = "1")]
-    pub ids: ::prost::alloc::vec::Vec<u8>,
+    pub content_id: ::prost::alloc::vec::Vec<u8>,
+    /// Its delivery secret (16 bytes); the relay checks it against the
+    /// envelope's delivery commitment before dropping its copy.
+    #[prost(bytes = "vec", tag = "2")]
+    pub secret: ::prost::alloc::vec::Vec<u8>,
+    /// The envelope's expiry, so relays keep the proof as long as the envelope
+    /// could still circulate.
+    #[prost(uint64, tag = "3")]
+    pub expiry: u64,
 }
 /// The header at the start of a bundle file. The file is:
 ///    magic "FERRYBDL" | u32 big-endian header length | BundleHeader |
