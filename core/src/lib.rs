@@ -31,6 +31,7 @@
 
 pub mod contact;
 pub mod crypto;
+pub mod engine;
 pub mod identity;
 pub mod keys;
 pub mod reconcile;

@@ -1,0 +1,1344 @@
+//! The store-and-forward engine: a sans-IO state machine.
+//!
+//! # Driving contract
+//!
+//! The engine never performs I/O, never reads the clock and never spawns
+//! anything. A driver (the libp2p node, the simulator, a test harness) owns
+//! it and:
+//!
+//! 1. feeds it inputs with [`Engine::handle`] (peer up/down, a gossip
+//!    envelope, a sync frame, a timeout), and app calls with
+//!    [`Engine::send`] / [`Engine::add_contact`], always with the current
+//!    time `now` (seconds since the Unix epoch);
+//! 2. after **every** such call, drains [`Engine::poll_output`] until it
+//!    returns `None`, carrying out each [`Output`] (publish on gossip, send a
+//!    frame to one peer, deliver a message to the app, raise an event);
+//! 3. calls [`Engine::handle`] with [`Input::Timeout`] once `now` reaches
+//!    [`Engine::poll_timeout`].
+//!
+//! ```text
+//! loop {
+//!     let input = next_network_event_or_timer(engine.poll_timeout());
+//!     let verdict = engine.handle(input, now)?;   // gossip: report verdict
+//!     while let Some(output) = engine.poll_output() { carry_out(output) }
+//! }
+//! ```
+//!
+//! Every state change is committed to the [`Store`] (atomically, durably)
+//! *before* the outputs that depend on it are queued: a message is reported
+//! as accepted by [`Engine::send`] only after its envelope is on disk, and a
+//! message is delivered to the app only after its replay-guard entry is.
+//!
+//! # Custody, routing and anti-packets
+//!
+//! Every node carries others' envelopes until they expire, within quotas
+//! (per recipient tag, per peer, global), never evicting its own or trusted
+//! peers' envelopes for strangers'. Routing is per envelope: `copy_budget`
+//! 0 means epidemic; `n > 1` means binary spray-and-wait (give half to the
+//! next carrier); 1 means "wait": shown to directly met peers, stored by none
+//! but the recipient. Recipients return encrypted receipts carrying the
+//! envelope's delivery secret; the secret, published as an anti-packet, lets
+//! every relay verify the delivery against the envelope's commitment and drop
+//! its copy.
+
+mod outbox;
+mod store;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use prost::Message as _;
+use rand_core::CryptoRng;
+use thiserror::Error;
+
+use self::outbox::OutboxRecord;
+pub use self::store::{Custody, Loaded, MemoryStore, Store, StoreOp, apply};
+use crate::{
+    contact::ContactCard,
+    crypto::{
+        ContactUpdate, Keyring, OpenError, Opened, ReplayGuard, SealError, Trust,
+        tags::{self, ContentId},
+    },
+    identity::Identity,
+    keys::IdentityKey,
+    proto::{self, limits, v1},
+    reconcile::{IdSet, Role},
+};
+
+/// A peer as the driver names it (a small handle the driver maps to its own
+/// peer identifiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+/// A message ID: 16 random bytes chosen by the sender.
+pub type MessageId = [u8; 16];
+
+/// How new messages are routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Every node that meets a carrier gets a copy (best delivery, most
+    /// traffic). The default for small networks.
+    Epidemic,
+    /// Binary spray-and-wait: `copies` copies in total; carriers hand over
+    /// half of their budget; the last copy waits for the recipient.
+    SprayAndWait {
+        /// Total copies, at least 2.
+        copies: u32,
+    },
+    /// Only the sender carries the message, to the recipient in person.
+    DirectOnly,
+}
+
+/// Storage quotas for envelopes in custody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// All envelopes together, in encoded bytes.
+    pub global_bytes: u64,
+    /// Envelopes with one recipient tag.
+    pub per_tag_bytes: u64,
+    /// Envelopes received from one peer (this session).
+    pub per_peer_bytes: u64,
+}
+
+/// Engine configuration; [`EngineConfig::default`] suits a phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Routing of messages we send.
+    pub strategy: Strategy,
+    /// Lifetime of messages we send, in seconds.
+    pub message_ttl_secs: u64,
+    /// Hop limit of messages we send.
+    pub hop_limit: u32,
+    /// Longest lifetime accepted on others' envelopes, in seconds.
+    pub max_ttl_secs: u64,
+    /// Quotas for envelopes in custody.
+    pub quotas: Quotas,
+    /// Interval of the expiry sweeper, in seconds.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Epidemic,
+            message_ttl_secs: 3 * 24 * 3600,
+            hop_limit: 16,
+            max_ttl_secs: 14 * 24 * 3600,
+            quotas: Quotas {
+                global_bytes: 64 * 1024 * 1024,
+                per_tag_bytes: 2 * 1024 * 1024,
+                per_peer_bytes: 16 * 1024 * 1024,
+            },
+            sweep_interval_secs: 60,
+        }
+    }
+}
+
+/// What the engine asks its driver to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Publish an encoded envelope on the gossip overlay.
+    Publish {
+        /// Its content ID (the gossip message ID).
+        content_id: ContentId,
+        /// The encoded envelope.
+        bytes: Vec<u8>,
+    },
+    /// Send an encoded sync frame to one peer.
+    SendFrame {
+        /// The peer.
+        peer: PeerId,
+        /// The encoded frame.
+        bytes: Vec<u8>,
+    },
+    /// Hand a received message to the app (exactly once).
+    Deliver(Delivery),
+    /// Tell the app something happened.
+    Event(Event),
+}
+
+/// A message for the app.
+pub struct Delivery {
+    /// The sender.
+    pub from: IdentityKey,
+    /// The sender's message ID.
+    pub message_id: MessageId,
+    /// The sender's clock at sending (self-asserted).
+    pub sent_at: u64,
+    /// The application bytes.
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Something the app should know.
+#[derive(Debug)]
+pub enum Event {
+    /// A message we sent reached its recipient (end-to-end receipt).
+    Delivered {
+        /// Our message ID.
+        message_id: MessageId,
+    },
+    /// A message we sent expired without a receipt.
+    Expired {
+        /// Our message ID.
+        message_id: MessageId,
+    },
+    /// Someone who has our card asks to become a contact.
+    ContactRequest {
+        /// Their card (signature verified, identity not).
+        card: Box<ContactCard>,
+        /// Their introduction.
+        introduction: String,
+    },
+    /// A contact's keys changed; they are no longer verified.
+    KeyChanged {
+        /// The contact.
+        contact: IdentityKey,
+        /// Whether they were verified before.
+        was_verified: bool,
+    },
+    /// An envelope was refused custody.
+    Rejected {
+        /// Its content ID.
+        content_id: ContentId,
+        /// Why.
+        reason: RejectReason,
+    },
+}
+
+/// Why an envelope was not taken into custody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The global store quota is full of envelopes we may not evict.
+    GlobalQuota,
+    /// Too many bytes for one recipient tag.
+    TagQuota,
+    /// Too many bytes from one peer.
+    PeerQuota,
+}
+
+/// The driver's input.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A direct link to a peer came up.
+    PeerUp {
+        /// The peer.
+        peer: PeerId,
+        /// Whether the peer is a known device of a contact (its envelopes
+        /// get contact priority).
+        trusted: bool,
+        /// Whether we start reconciliation (exactly one side should).
+        initiator: bool,
+    },
+    /// The link went down.
+    PeerDown {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// An encoded envelope arrived by gossip.
+    Gossip {
+        /// The peer that forwarded it.
+        from: PeerId,
+        /// The bytes.
+        bytes: &'a [u8],
+    },
+    /// An encoded sync frame arrived on a direct link.
+    Frame {
+        /// The peer.
+        from: PeerId,
+        /// The bytes.
+        bytes: &'a [u8],
+    },
+    /// [`Engine::poll_timeout`] was reached.
+    Timeout,
+}
+
+/// The verdict on a gossip message, for the overlay's validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid and new: propagate.
+    Accept,
+    /// Valid but not to propagate (duplicate, expired, wait-phase, …).
+    Ignore,
+    /// Invalid: drop and penalise the peer.
+    Reject,
+}
+
+/// Engine failures. Peer misbehaviour is never an error (it is a
+/// [`Verdict::Reject`]); these are local problems.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The store failed; the operation did not take effect.
+    #[error("store failure: {0}")]
+    Store(Box<dyn std::error::Error + Send + Sync>),
+    /// The saved keyring could not be read (wrong key or corrupted).
+    #[error("keyring state unreadable")]
+    Keyring,
+    /// A stored record could not be parsed.
+    #[error("corrupted store record")]
+    Corrupted,
+}
+
+/// Why [`Engine::send`] failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// Sealing failed (unknown contact, payload too large, …).
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// The store failed; the message was not accepted.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+struct Held {
+    custody: Custody,
+    bytes: u64,
+    expiry: u64,
+    tag: [u8; 16],
+    commitment: [u8; 16],
+    copy_budget: u32,
+    origin: Option<PeerId>,
+}
+
+#[derive(Default)]
+struct PeerState {
+    trusted: bool,
+    /// Whether we started reconciliation on this link.
+    initiator: bool,
+    /// Reconciliation in progress (we are the initiator): what we learned.
+    have: Vec<ContentId>,
+    need: Vec<ContentId>,
+    stored_bytes: u64,
+}
+
+/// Counters for observability and the simulator.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Envelopes taken into custody from peers.
+    pub stored: u64,
+    /// Envelopes dropped at expiry.
+    pub expired: u64,
+    /// Envelopes refused custody by quota.
+    pub rejected_quota: u64,
+    /// Invalid envelopes or frames from peers.
+    pub invalid: u64,
+    /// Duplicates received.
+    pub duplicates: u64,
+    /// Envelopes sent to peers in sync batches.
+    pub sync_envelopes_sent: u64,
+    /// Envelopes received in sync batches.
+    pub sync_envelopes_received: u64,
+    /// Bytes of sync frames sent.
+    pub sync_bytes_sent: u64,
+    /// Relay copies dropped because of a delivery proof.
+    pub purged_by_receipt: u64,
+    /// Messages delivered to the app.
+    pub delivered: u64,
+}
+
+/// The engine. See the module documentation for the driving contract.
+pub struct Engine<S: Store, R: CryptoRng> {
+    config: EngineConfig,
+    keyring: Keyring,
+    state_key: [u8; 32],
+    store: S,
+    rng: R,
+    held: HashMap<ContentId, Held>,
+    global_bytes: u64,
+    tag_bytes: HashMap<[u8; 16], u64>,
+    seen: HashMap<ContentId, u64>,
+    delivered: HashMap<ContentId, ([u8; 16], u64)>,
+    outbox: HashMap<ContentId, OutboxRecord>,
+    peers: BTreeMap<PeerId, PeerState>,
+    outputs: VecDeque<Output>,
+    next_sweep: u64,
+    counters: Counters,
+}
+
+impl<S: Store, R: CryptoRng> std::fmt::Debug for Engine<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("held", &self.held.len())
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> EngineError {
+    EngineError::Store(Box::new(e))
+}
+
+/// A replay guard that reads the engine's in-memory view and collects the
+/// insertions for the engine's next commit.
+struct PendingGuard<'a> {
+    seen: &'a HashMap<ContentId, u64>,
+    inserted: Vec<(ContentId, u64)>,
+}
+
+impl ReplayGuard for PendingGuard<'_> {
+    type Error = std::convert::Infallible;
+
+    fn contains(&self, id: &ContentId, now: u64) -> Result<bool, Self::Error> {
+        Ok(self.seen.get(id).is_some_and(|e| *e >= now))
+    }
+
+    fn insert(&mut self, id: ContentId, expiry: u64) -> Result<(), Self::Error> {
+        self.inserted.push((id, expiry));
+        Ok(())
+    }
+
+    fn purge_expired(&mut self, _now: u64) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+impl<S: Store, R: CryptoRng> Engine<S, R> {
+    /// Opens an engine on `store`. If the store holds a keyring it is loaded
+    /// with `state_key`; otherwise `new_identity` creates one, saved at once.
+    ///
+    /// # Errors
+    /// [`EngineError`] if the store fails or its keyring cannot be read.
+    pub fn open(
+        mut store: S,
+        state_key: [u8; 32],
+        new_identity: impl FnOnce(&mut R) -> Identity,
+        config: EngineConfig,
+        mut rng: R,
+        now: u64,
+    ) -> Result<Self, EngineError> {
+        let loaded = store.load().map_err(store_err)?;
+        let keyring = match &loaded.keyring {
+            Some(state) => Keyring::import(state, &state_key).map_err(|_| EngineError::Keyring)?,
+            None => {
+                let keyring = Keyring::new(new_identity(&mut rng));
+                store
+                    .commit(vec![StoreOp::PutKeyring(
+                        keyring.export(&state_key, &mut rng),
+                    )])
+                    .map_err(store_err)?;
+                keyring
+            }
+        };
+        let mut engine = Self {
+            config,
+            keyring,
+            state_key,
+            store,
+            rng,
+            held: HashMap::new(),
+            global_bytes: 0,
+            tag_bytes: HashMap::new(),
+            seen: loaded.seen.into_iter().collect(),
+            delivered: loaded.delivered.into_iter().collect(),
+            outbox: HashMap::new(),
+            peers: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            next_sweep: now,
+            counters: Counters::default(),
+        };
+        for (id, (custody, bytes)) in loaded.envelopes {
+            let envelope =
+                proto::decode::<v1::Envelope>(&bytes).map_err(|_| EngineError::Corrupted)?;
+            engine.index(id, &envelope, custody, bytes.len(), None);
+        }
+        for (id, record) in loaded.outbox {
+            let record = OutboxRecord::decode(&record).ok_or(EngineError::Corrupted)?;
+            engine.outbox.insert(id, record);
+        }
+        Ok(engine)
+    }
+
+    /// The keyring (identity, contacts).
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// The keyring, to issue cards; call [`Engine::save_keyring`] after
+    /// changing it.
+    pub fn keyring_mut(&mut self) -> &mut Keyring {
+        &mut self.keyring
+    }
+
+    /// The store (for inspection, e.g. to restart from it in tests).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Number of envelopes in custody (own and others').
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Bytes of envelopes in custody.
+    pub fn held_bytes(&self) -> u64 {
+        self.global_bytes
+    }
+
+    /// Whether an envelope is in custody.
+    pub fn holds(&self, id: &ContentId) -> bool {
+        self.held.contains_key(id)
+    }
+
+    /// Number of our messages still waiting for a receipt.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The next output to carry out, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Input::Timeout`] is due.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        Some(self.next_sweep)
+    }
+
+    fn keyring_op(&mut self) -> StoreOp {
+        StoreOp::PutKeyring(self.keyring.export(&self.state_key, &mut self.rng))
+    }
+
+    /// Persists the keyring (after cards were issued through
+    /// [`Engine::keyring_mut`]).
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    pub fn save_keyring(&mut self) -> Result<(), EngineError> {
+        let op = self.keyring_op();
+        self.store.commit(vec![op]).map_err(store_err)
+    }
+
+    /// Adds or updates a contact; a key change is also raised as
+    /// [`Event::KeyChanged`].
+    ///
+    /// # Errors
+    /// [`SealError`] for unusable keys, [`EngineError`] if saving fails.
+    pub fn add_contact(
+        &mut self,
+        card: ContactCard,
+        trust: Trust,
+    ) -> Result<ContactUpdate, SendError> {
+        let contact = *card.identity_key();
+        let update = self.keyring.add_contact(card, trust)?;
+        self.save_keyring()?;
+        if let ContactUpdate::KeysChanged { was_verified } = update {
+            self.outputs.push_back(Output::Event(Event::KeyChanged {
+                contact,
+                was_verified,
+            }));
+        }
+        Ok(update)
+    }
+
+    fn new_envelope_budget(&self) -> u32 {
+        match self.config.strategy {
+            Strategy::Epidemic => 0,
+            Strategy::SprayAndWait { copies } => copies.max(2),
+            Strategy::DirectOnly => 1,
+        }
+    }
+
+    /// Sends `body` to a contact. Returns once the message is durably in the
+    /// outbox; it then travels until a receipt arrives or it expires.
+    ///
+    /// # Errors
+    /// [`SendError`]; on error nothing was stored or sent.
+    pub fn send(
+        &mut self,
+        to: &IdentityKey,
+        body: &[u8],
+        now: u64,
+    ) -> Result<MessageId, SendError> {
+        let mut message_id = [0u8; 16];
+        self.rng.fill_bytes(&mut message_id);
+        let mut secret = [0u8; 16];
+        self.rng.fill_bytes(&mut secret);
+        let payload = v1::Payload {
+            kind: Some(v1::payload::Kind::Text(v1::TextMessage {
+                message_id: message_id.to_vec(),
+                sent_at: now,
+                body: body.to_vec(),
+                delivery_secret: secret.to_vec(),
+            })),
+        };
+        let expiry = now.saturating_add(self.config.message_ttl_secs);
+        let commitment = tags::delivery_commitment(&secret);
+        let mut envelope =
+            self.keyring
+                .seal_with_commitment(to, &payload, expiry, commitment, &mut self.rng)?;
+        envelope.hop_limit = self.config.hop_limit;
+        envelope.copy_budget = self.new_envelope_budget();
+        let id = tags::content_id_of(&envelope);
+        let record = OutboxRecord {
+            message_id,
+            to: to.to_bytes(),
+            secret,
+            expiry: envelope.expiry,
+        };
+        let bytes = proto::encode(&envelope);
+        let keyring = self.keyring_op();
+        self.store
+            .commit(vec![
+                StoreOp::PutEnvelope {
+                    id,
+                    custody: Custody::Own,
+                    bytes: bytes.clone(),
+                },
+                StoreOp::PutOutbox {
+                    id,
+                    record: record.encode(),
+                },
+                keyring,
+            ])
+            .map_err(store_err)?;
+        self.index(id, &envelope, Custody::Own, bytes.len(), None);
+        self.outbox.insert(id, record);
+        self.outputs.push_back(Output::Publish {
+            content_id: id,
+            bytes,
+        });
+        Ok(message_id)
+    }
+
+    /// Seals a first-contact request to someone whose card we hold (added
+    /// with [`Engine::add_contact`]), carrying `our_card`.
+    ///
+    /// # Errors
+    /// [`SendError`].
+    pub fn send_contact_request(
+        &mut self,
+        to: &IdentityKey,
+        our_card: &ContactCard,
+        introduction: &str,
+        now: u64,
+    ) -> Result<ContentId, SendError> {
+        let expiry = now.saturating_add(self.config.message_ttl_secs);
+        let mut envelope =
+            self.keyring
+                .seal_contact_request(to, our_card, introduction, expiry, &mut self.rng)?;
+        envelope.hop_limit = self.config.hop_limit;
+        self.store_own(envelope, vec![])
+    }
+
+    fn store_own(
+        &mut self,
+        envelope: v1::Envelope,
+        mut ops: Vec<StoreOp>,
+    ) -> Result<ContentId, SendError> {
+        let id = tags::content_id_of(&envelope);
+        let bytes = proto::encode(&envelope);
+        ops.push(StoreOp::PutEnvelope {
+            id,
+            custody: Custody::Own,
+            bytes: bytes.clone(),
+        });
+        ops.push(self.keyring_op());
+        self.store.commit(ops).map_err(store_err)?;
+        self.index(id, &envelope, Custody::Own, bytes.len(), None);
+        self.outputs.push_back(Output::Publish {
+            content_id: id,
+            bytes,
+        });
+        Ok(id)
+    }
+
+    fn index(
+        &mut self,
+        id: ContentId,
+        envelope: &v1::Envelope,
+        custody: Custody,
+        len: usize,
+        origin: Option<PeerId>,
+    ) {
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(envelope.recipient_tag.get(..16).unwrap_or(&[0; 16]));
+        let mut commitment = [0u8; 16];
+        commitment.copy_from_slice(envelope.delivery_commitment.get(..16).unwrap_or(&[0; 16]));
+        let bytes = len as u64;
+        self.global_bytes += bytes;
+        *self.tag_bytes.entry(tag).or_default() += bytes;
+        if let Some(peer) = origin.and_then(|p| self.peers.get_mut(&p)) {
+            peer.stored_bytes += bytes;
+        }
+        self.held.insert(
+            id,
+            Held {
+                custody,
+                bytes,
+                expiry: envelope.expiry,
+                tag,
+                commitment,
+                copy_budget: envelope.copy_budget,
+                origin,
+            },
+        );
+    }
+
+    fn unindex(&mut self, id: &ContentId) -> Option<Held> {
+        let held = self.held.remove(id)?;
+        self.global_bytes = self.global_bytes.saturating_sub(held.bytes);
+        if let Some(t) = self.tag_bytes.get_mut(&held.tag) {
+            *t = t.saturating_sub(held.bytes);
+            if *t == 0 {
+                self.tag_bytes.remove(&held.tag);
+            }
+        }
+        if let Some(peer) = held.origin.and_then(|p| self.peers.get_mut(&p)) {
+            peer.stored_bytes = peer.stored_bytes.saturating_sub(held.bytes);
+        }
+        Some(held)
+    }
+
+    /// Feeds one input.
+    ///
+    /// # Errors
+    /// [`EngineError`] only for local failures (the store); a misbehaving
+    /// peer yields [`Verdict::Reject`].
+    pub fn handle(&mut self, input: Input<'_>, now: u64) -> Result<Verdict, EngineError> {
+        match input {
+            Input::PeerUp {
+                peer,
+                trusted,
+                initiator,
+            } => {
+                self.peers.insert(
+                    peer,
+                    PeerState {
+                        trusted,
+                        initiator,
+                        ..PeerState::default()
+                    },
+                );
+                self.send_proofs(peer);
+                self.publish_waiting()?;
+                if initiator {
+                    let set = IdSet::new(self.held.keys().copied().collect());
+                    self.send_frame(peer, v1::sync_frame::Kind::Reconcile(set.initiate()));
+                }
+                Ok(Verdict::Accept)
+            }
+            Input::PeerDown { peer } => {
+                self.peers.remove(&peer);
+                Ok(Verdict::Accept)
+            }
+            Input::Gossip { from, bytes } => {
+                let trusted = self.peers.get(&from).is_some_and(|p| p.trusted);
+                let (verdict, ops, after) = self.ingest(bytes, Some(from), trusted, true, now)?;
+                self.finish(ops, after)?;
+                Ok(verdict)
+            }
+            Input::Frame { from, bytes } => self.handle_frame(from, bytes, now),
+            Input::Timeout => {
+                if now >= self.next_sweep {
+                    self.sweep(now)?;
+                    self.next_sweep = now.saturating_add(self.config.sweep_interval_secs);
+                }
+                Ok(Verdict::Accept)
+            }
+        }
+    }
+
+    fn send_frame(&mut self, peer: PeerId, kind: v1::sync_frame::Kind) {
+        let frame = v1::SyncFrame {
+            version: limits::WIRE_VERSION,
+            kind: Some(kind),
+        };
+        let bytes = proto::encode(&frame);
+        self.counters.sync_bytes_sent += bytes.len() as u64;
+        self.outputs.push_back(Output::SendFrame { peer, bytes });
+    }
+
+    /// Shows wait-phase copies (budget 1) to directly connected peers: by
+    /// gossip, which peers do not store budgeted copies from, so only the
+    /// recipient keeps (opens) them.
+    fn publish_waiting(&mut self) -> Result<(), EngineError> {
+        let waiting: Vec<ContentId> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.copy_budget == 1)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            if let Some(bytes) = self.store.envelope(&id).map_err(store_err)? {
+                self.outputs.push_back(Output::Publish {
+                    content_id: id,
+                    bytes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn send_proofs(&mut self, peer: PeerId) {
+        let proofs: Vec<v1::DeliveryProof> = self
+            .delivered
+            .iter()
+            .map(|(id, (secret, expiry))| v1::DeliveryProof {
+                content_id: id.to_vec(),
+                secret: secret.to_vec(),
+                expiry: *expiry,
+            })
+            .collect();
+        for chunk in proofs.chunks(limits::MAX_IDS_PER_FRAME) {
+            self.send_frame(
+                peer,
+                v1::sync_frame::Kind::Delivered(v1::DeliveredIds {
+                    proofs: chunk.to_vec(),
+                }),
+            );
+        }
+    }
+
+    /// Commits `ops`, then queues the outputs that depend on them.
+    fn finish(&mut self, ops: Vec<StoreOp>, after: Vec<Output>) -> Result<(), EngineError> {
+        if !ops.is_empty() {
+            self.store.commit(ops).map_err(store_err)?;
+        }
+        self.outputs.extend(after);
+        Ok(())
+    }
+
+    /// Validates and processes one envelope from a peer. Returns the verdict,
+    /// the store operations to commit, and the outputs to queue after them.
+    #[allow(clippy::type_complexity)]
+    fn ingest(
+        &mut self,
+        bytes: &[u8],
+        from: Option<PeerId>,
+        trusted: bool,
+        via_gossip: bool,
+        now: u64,
+    ) -> Result<(Verdict, Vec<StoreOp>, Vec<Output>), EngineError> {
+        let mut ops = Vec::new();
+        let mut after = Vec::new();
+        // Cheapest checks first: size and structure, then ID, then expiry.
+        let Ok(envelope) = proto::decode::<v1::Envelope>(bytes) else {
+            self.counters.invalid += 1;
+            return Ok((Verdict::Reject, ops, after));
+        };
+        let id = tags::content_id_of(&envelope);
+        if envelope.content_id.as_slice() != id {
+            self.counters.invalid += 1;
+            return Ok((Verdict::Reject, ops, after));
+        }
+        if envelope.expiry > now.saturating_add(self.config.max_ttl_secs) {
+            self.counters.invalid += 1;
+            return Ok((Verdict::Reject, ops, after));
+        }
+        if envelope.expiry <= now {
+            return Ok((Verdict::Ignore, ops, after));
+        }
+        if self.held.contains_key(&id)
+            || self.seen.contains_key(&id)
+            || self.delivered.contains_key(&id)
+        {
+            self.counters.duplicates += 1;
+            return Ok((Verdict::Ignore, ops, after));
+        }
+        if self
+            .keyring
+            .is_for_us(&envelope.recipient_tag, envelope.expiry)
+        {
+            return self.receive(envelope, id, now);
+        }
+        // Not ours: custody by routing rules and quotas.
+        if envelope.hop_limit <= 1 {
+            // Out of hops.
+            return Ok((Verdict::Ignore, ops, after));
+        }
+        if via_gossip && envelope.copy_budget != 0 {
+            // Budgeted copies change hands only through sync, which splits
+            // the budget; by gossip they may only reach the recipient.
+            return Ok((Verdict::Ignore, ops, after));
+        }
+        let custody = if trusted {
+            Custody::Contact
+        } else {
+            Custody::Stranger
+        };
+        let mut stored = envelope;
+        stored.hop_limit -= 1;
+        let encoded = proto::encode(&stored);
+        let len = encoded.len() as u64;
+        if let Some(reason) = self.quota_check(&stored, custody, from, len, &mut ops) {
+            self.counters.rejected_quota += 1;
+            after.push(Output::Event(Event::Rejected {
+                content_id: id,
+                reason,
+            }));
+            return Ok((Verdict::Ignore, ops, after));
+        }
+        ops.push(StoreOp::PutEnvelope {
+            id,
+            custody,
+            bytes: encoded.clone(),
+        });
+        self.index(id, &stored, custody, encoded.len(), from);
+        self.counters.stored += 1;
+        let verdict = if stored.copy_budget == 0 {
+            Verdict::Accept
+        } else {
+            Verdict::Ignore
+        };
+        Ok((verdict, ops, after))
+    }
+
+    /// `None` if there is room (evicting strangers' envelopes into `ops` if
+    /// needed and allowed), else the reason.
+    fn quota_check(
+        &mut self,
+        envelope: &v1::Envelope,
+        custody: Custody,
+        from: Option<PeerId>,
+        len: u64,
+        ops: &mut Vec<StoreOp>,
+    ) -> Option<RejectReason> {
+        let q = self.config.quotas;
+        let tag: [u8; 16] = envelope
+            .recipient_tag
+            .as_slice()
+            .try_into()
+            .unwrap_or([0; 16]);
+        if self.tag_bytes.get(&tag).copied().unwrap_or(0) + len > q.per_tag_bytes {
+            return Some(RejectReason::TagQuota);
+        }
+        if let Some(peer) = from.and_then(|p| self.peers.get(&p))
+            && peer.stored_bytes + len > q.per_peer_bytes
+        {
+            return Some(RejectReason::PeerQuota);
+        }
+        if self.global_bytes + len <= q.global_bytes {
+            return None;
+        }
+        if custody == Custody::Stranger {
+            return Some(RejectReason::GlobalQuota);
+        }
+        // Evict strangers' envelopes, soonest-expiring first, to make room.
+        let mut strangers: Vec<(u64, ContentId)> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.custody == Custody::Stranger)
+            .map(|(id, h)| (h.expiry, *id))
+            .collect();
+        strangers.sort_unstable();
+        let mut freed = 0u64;
+        let need = self.global_bytes + len - q.global_bytes;
+        let victims: Vec<ContentId> = strangers
+            .into_iter()
+            .take_while(|(_, id)| {
+                let go = freed < need;
+                freed += self.held.get(id).map_or(0, |h| h.bytes);
+                go
+            })
+            .map(|(_, id)| id)
+            .collect();
+        if freed < need {
+            return Some(RejectReason::GlobalQuota);
+        }
+        for id in victims {
+            self.unindex(&id);
+            ops.push(StoreOp::RemoveEnvelope(id));
+        }
+        None
+    }
+
+    /// An envelope addressed to us.
+    #[allow(clippy::type_complexity)]
+    fn receive(
+        &mut self,
+        envelope: v1::Envelope,
+        id: ContentId,
+        now: u64,
+    ) -> Result<(Verdict, Vec<StoreOp>, Vec<Output>), EngineError> {
+        let mut ops = Vec::new();
+        let mut after = Vec::new();
+        let mut guard = PendingGuard {
+            seen: &self.seen,
+            inserted: Vec::new(),
+        };
+        let opened = self.keyring.open(&envelope, now, &mut guard);
+        let inserted = guard.inserted;
+        let opened = match opened {
+            Ok(o) => o,
+            Err(OpenError::Duplicate | OpenError::Expired | OpenError::NotForUs) => {
+                return Ok((Verdict::Ignore, ops, after));
+            }
+            Err(_) => {
+                self.counters.invalid += 1;
+                return Ok((Verdict::Reject, ops, after));
+            }
+        };
+        for (seen_id, expiry) in inserted {
+            self.seen.insert(seen_id, expiry);
+            ops.push(StoreOp::PutSeen {
+                id: seen_id,
+                expiry,
+            });
+        }
+        match opened {
+            Opened::Message { from, payload, .. } => match payload.kind {
+                Some(v1::payload::Kind::Text(text)) => {
+                    let mut message_id = [0u8; 16];
+                    message_id.copy_from_slice(text.message_id.get(..16).unwrap_or(&[0; 16]));
+                    if let Ok(secret) = <[u8; 16]>::try_from(text.delivery_secret.as_slice())
+                        && tags::proves_delivery(&envelope.delivery_commitment, &secret)
+                    {
+                        // Remember the proof and answer with a receipt.
+                        self.delivered.insert(id, (secret, envelope.expiry));
+                        ops.push(StoreOp::PutDelivered {
+                            id,
+                            secret,
+                            expiry: envelope.expiry,
+                        });
+                        let receipt = v1::Payload {
+                            kind: Some(v1::payload::Kind::Receipt(v1::DeliveryReceipt {
+                                message_ids: vec![message_id.to_vec()],
+                                content_ids: vec![id.to_vec()],
+                                delivery_secrets: vec![secret.to_vec()],
+                            })),
+                        };
+                        if let Ok(mut r) =
+                            self.keyring
+                                .seal(&from, &receipt, envelope.expiry, &mut self.rng)
+                        {
+                            r.hop_limit = self.config.hop_limit;
+                            r.copy_budget = self.new_envelope_budget();
+                            let rid = tags::content_id_of(&r);
+                            let bytes = proto::encode(&r);
+                            ops.push(StoreOp::PutEnvelope {
+                                id: rid,
+                                custody: Custody::Own,
+                                bytes: bytes.clone(),
+                            });
+                            self.index(rid, &r, Custody::Own, bytes.len(), None);
+                            after.push(Output::Publish {
+                                content_id: rid,
+                                bytes,
+                            });
+                        }
+                        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+                        for peer in peers {
+                            let proof = v1::DeliveryProof {
+                                content_id: id.to_vec(),
+                                secret: secret.to_vec(),
+                                expiry: envelope.expiry,
+                            };
+                            let frame = v1::SyncFrame {
+                                version: limits::WIRE_VERSION,
+                                kind: Some(v1::sync_frame::Kind::Delivered(v1::DeliveredIds {
+                                    proofs: vec![proof],
+                                })),
+                            };
+                            after.push(Output::SendFrame {
+                                peer,
+                                bytes: proto::encode(&frame),
+                            });
+                        }
+                    }
+                    self.counters.delivered += 1;
+                    after.push(Output::Deliver(Delivery {
+                        from,
+                        message_id,
+                        sent_at: text.sent_at,
+                        body: text.body,
+                    }));
+                }
+                Some(v1::payload::Kind::Receipt(receipt)) => {
+                    self.apply_receipt(&receipt, &mut ops, &mut after);
+                }
+                _ => {}
+            },
+            Opened::ContactRequest {
+                card, introduction, ..
+            } => {
+                after.push(Output::Event(Event::ContactRequest { card, introduction }));
+            }
+        }
+        ops.push(self.keyring_op());
+        // Envelopes for us are propagated like any other, so that who stops
+        // forwarding does not reveal who the recipient is.
+        Ok((Verdict::Accept, ops, after))
+    }
+
+    fn apply_receipt(
+        &mut self,
+        receipt: &v1::DeliveryReceipt,
+        ops: &mut Vec<StoreOp>,
+        after: &mut Vec<Output>,
+    ) {
+        for (cid, secret) in receipt.content_ids.iter().zip(&receipt.delivery_secrets) {
+            let Ok(cid) = ContentId::try_from(cid.as_slice()) else {
+                continue;
+            };
+            let Ok(secret) = <[u8; 16]>::try_from(secret.as_slice()) else {
+                continue;
+            };
+            let Some(record) = self.outbox.get(&cid) else {
+                continue;
+            };
+            if tags::delivery_commitment(&secret) != tags::delivery_commitment(&record.secret) {
+                continue;
+            }
+            let message_id = record.message_id;
+            let expiry = record.expiry;
+            self.outbox.remove(&cid);
+            ops.push(StoreOp::RemoveOutbox(cid));
+            if self.unindex(&cid).is_some() {
+                ops.push(StoreOp::RemoveEnvelope(cid));
+            }
+            self.delivered.insert(cid, (secret, expiry));
+            ops.push(StoreOp::PutDelivered {
+                id: cid,
+                secret,
+                expiry,
+            });
+            after.push(Output::Event(Event::Delivered { message_id }));
+        }
+    }
+
+    fn handle_frame(
+        &mut self,
+        from: PeerId,
+        bytes: &[u8],
+        now: u64,
+    ) -> Result<Verdict, EngineError> {
+        let Ok(frame) = proto::decode::<v1::SyncFrame>(bytes) else {
+            self.counters.invalid += 1;
+            return Ok(Verdict::Reject);
+        };
+        if !self.peers.contains_key(&from) {
+            return Ok(Verdict::Ignore);
+        }
+        match frame.kind {
+            Some(v1::sync_frame::Kind::Reconcile(message)) => {
+                let set = IdSet::new(self.held.keys().copied().collect());
+                let initiator = self.peers.get(&from).is_some_and(|p| p.initiator);
+                let role = if initiator {
+                    Role::Initiator
+                } else {
+                    Role::Responder
+                };
+                let Ok(outcome) = set.process(&message, role) else {
+                    self.counters.invalid += 1;
+                    return Ok(Verdict::Reject);
+                };
+                if let Some(peer) = self.peers.get_mut(&from) {
+                    peer.have.extend(outcome.have);
+                    peer.need.extend(outcome.need);
+                }
+                match outcome.reply {
+                    Some(reply) => self.send_frame(from, v1::sync_frame::Kind::Reconcile(reply)),
+                    None if role == Role::Initiator => self.complete_reconciliation(from),
+                    None => {}
+                }
+                Ok(Verdict::Accept)
+            }
+            Some(v1::sync_frame::Kind::Want(want)) => {
+                let ids: Vec<ContentId> = want
+                    .ids
+                    .chunks_exact(limits::CONTENT_ID_LEN)
+                    .filter_map(|c| ContentId::try_from(c).ok())
+                    .collect();
+                self.push_envelopes(from, &ids)?;
+                Ok(Verdict::Accept)
+            }
+            Some(v1::sync_frame::Kind::Envelopes(batch)) => {
+                let trusted = self.peers.get(&from).is_some_and(|p| p.trusted);
+                let mut all_ops = Vec::new();
+                let mut all_after = Vec::new();
+                let mut verdict = Verdict::Accept;
+                for envelope in &batch.envelopes {
+                    self.counters.sync_envelopes_received += 1;
+                    let bytes = proto::encode(envelope);
+                    let (v, ops, after) = self.ingest(&bytes, Some(from), trusted, false, now)?;
+                    match v {
+                        Verdict::Reject => verdict = Verdict::Reject,
+                        // New to this side of the link: spread it on the
+                        // local overlay, as if it had been published here.
+                        Verdict::Accept => all_after.push(Output::Publish {
+                            content_id: tags::content_id_of(envelope),
+                            bytes,
+                        }),
+                        Verdict::Ignore => {}
+                    }
+                    all_ops.extend(ops);
+                    all_after.extend(after);
+                }
+                // One durable commit for the whole batch.
+                self.finish(all_ops, all_after)?;
+                Ok(verdict)
+            }
+            Some(v1::sync_frame::Kind::Delivered(delivered)) => {
+                let mut ops = Vec::new();
+                for proof in &delivered.proofs {
+                    let Ok(id) = ContentId::try_from(proof.content_id.as_slice()) else {
+                        continue;
+                    };
+                    let Some(held) = self.held.get(&id) else {
+                        continue;
+                    };
+                    if held.custody == Custody::Own && self.outbox.contains_key(&id) {
+                        // Our own message: only an end-to-end receipt counts.
+                        continue;
+                    }
+                    if !tags::proves_delivery(&held.commitment, &proof.secret) {
+                        continue;
+                    }
+                    let Ok(secret) = <[u8; 16]>::try_from(proof.secret.as_slice()) else {
+                        continue;
+                    };
+                    let expiry = held.expiry;
+                    self.unindex(&id);
+                    ops.push(StoreOp::RemoveEnvelope(id));
+                    self.delivered.insert(id, (secret, expiry));
+                    ops.push(StoreOp::PutDelivered { id, secret, expiry });
+                    self.counters.purged_by_receipt += 1;
+                }
+                self.finish(ops, Vec::new())?;
+                Ok(Verdict::Accept)
+            }
+            None => Ok(Verdict::Reject),
+        }
+    }
+
+    fn complete_reconciliation(&mut self, peer: PeerId) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let need = std::mem::take(&mut state.need);
+        let have = std::mem::take(&mut state.have);
+        for chunk in need.chunks(limits::MAX_IDS_PER_FRAME) {
+            self.send_frame(
+                peer,
+                v1::sync_frame::Kind::Want(v1::WantEnvelopes {
+                    ids: chunk.concat(),
+                }),
+            );
+        }
+        let _ = self.push_envelopes(peer, &have);
+    }
+
+    /// Sends the envelopes `ids` that routing allows to give to `peer`,
+    /// halving spray budgets as copies are handed over.
+    fn push_envelopes(&mut self, peer: PeerId, ids: &[ContentId]) -> Result<(), EngineError> {
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0usize;
+        let mut ops = Vec::new();
+        for id in ids {
+            if !self.held.contains_key(id) {
+                continue;
+            }
+            let Some(bytes) = self.store.envelope(id).map_err(store_err)? else {
+                continue;
+            };
+            let Ok(mut envelope) = proto::decode::<v1::Envelope>(&bytes) else {
+                continue;
+            };
+            let Some(held) = self.held.get_mut(id) else {
+                continue;
+            };
+            match held.copy_budget {
+                0 => {}
+                // Wait phase: the last copy goes to the recipient only, by
+                // gossip on a direct link (see `publish_waiting`).
+                1 => continue,
+                budget => {
+                    let give = budget / 2;
+                    let keep = budget - give;
+                    held.copy_budget = keep;
+                    envelope.copy_budget = give;
+                    let mut kept = envelope.clone();
+                    kept.copy_budget = keep;
+                    ops.push(StoreOp::PutEnvelope {
+                        id: *id,
+                        custody: held.custody,
+                        bytes: proto::encode(&kept),
+                    });
+                }
+            }
+            let len = envelope.encoded_len() + 8;
+            if batch_bytes + len > limits::MAX_SYNC_FRAME_LEN - 4096
+                || batch.len() >= limits::MAX_ENVELOPES_PER_BATCH
+            {
+                let full = std::mem::take(&mut batch);
+                self.counters.sync_envelopes_sent += full.len() as u64;
+                self.send_frame(
+                    peer,
+                    v1::sync_frame::Kind::Envelopes(v1::EnvelopeBatch { envelopes: full }),
+                );
+                batch_bytes = 0;
+            }
+            batch_bytes += len;
+            batch.push(envelope);
+        }
+        if !ops.is_empty() {
+            self.store.commit(ops).map_err(store_err)?;
+        }
+        if !batch.is_empty() {
+            self.counters.sync_envelopes_sent += batch.len() as u64;
+            self.send_frame(
+                peer,
+                v1::sync_frame::Kind::Envelopes(v1::EnvelopeBatch { envelopes: batch }),
+            );
+        }
+        Ok(())
+    }
+
+    fn sweep(&mut self, now: u64) -> Result<(), EngineError> {
+        let mut ops = Vec::new();
+        let expired: Vec<ContentId> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.expiry <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.unindex(&id);
+            ops.push(StoreOp::RemoveEnvelope(id));
+            self.counters.expired += 1;
+            if let Some(record) = self.outbox.remove(&id) {
+                ops.push(StoreOp::RemoveOutbox(id));
+                self.outputs.push_back(Output::Event(Event::Expired {
+                    message_id: record.message_id,
+                }));
+            }
+        }
+        let stale: Vec<ContentId> = self
+            .seen
+            .iter()
+            .filter(|(_, e)| **e < now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.seen.remove(&id);
+            ops.push(StoreOp::RemoveSeen(id));
+        }
+        let stale: Vec<ContentId> = self
+            .delivered
+            .iter()
+            .filter(|(_, (_, e))| *e < now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.delivered.remove(&id);
+            ops.push(StoreOp::RemoveDelivered(id));
+        }
+        if !ops.is_empty() {
+            self.store.commit(ops).map_err(store_err)?;
+        }
+        Ok(())
+    }
+}
