@@ -212,7 +212,10 @@ impl Net {
                             .unwrap();
                     }
                 }
-                Output::Deliver(d) => self.nodes[i].inbox.push(d),
+                Output::Deliver(d) => {
+                    assert!(self.nodes[i].engine.ack_delivery(&d.message_id).unwrap());
+                    self.nodes[i].inbox.push(d);
+                }
                 Output::Event(e) => self.nodes[i].events.push(e),
             }
         }

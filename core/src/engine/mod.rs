@@ -166,6 +166,34 @@ pub struct Delivery {
     pub sent_at: u64,
     /// The application bytes.
     pub body: Vec<u8>,
+    /// `true` if this message was already handed out before a restart but
+    /// not acknowledged with [`Engine::ack_delivery`]: the app may have
+    /// seen it, so it deduplicates by `message_id`.
+    pub redelivery: bool,
+}
+
+impl Delivery {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(56 + self.body.len());
+        out.extend_from_slice(&self.from.to_bytes());
+        out.extend_from_slice(&self.message_id);
+        out.extend_from_slice(&self.sent_at.to_be_bytes());
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let (from, rest) = bytes.split_first_chunk::<32>()?;
+        let (message_id, rest) = rest.split_first_chunk::<16>()?;
+        let (sent_at, body) = rest.split_first_chunk::<8>()?;
+        Some(Self {
+            from: IdentityKey::from_bytes(from).ok()?,
+            message_id: *message_id,
+            sent_at: u64::from_be_bytes(*sent_at),
+            body: body.to_vec(),
+            redelivery: true,
+        })
+    }
 }
 
 impl std::fmt::Debug for Delivery {
@@ -357,6 +385,8 @@ pub struct Engine<S: Store, R: CryptoRng> {
     seen: HashMap<ContentId, u64>,
     delivered: HashMap<ContentId, ([u8; 16], u64)>,
     outbox: HashMap<ContentId, OutboxRecord>,
+    /// Delivered to the app, not yet acknowledged: message ID → content ID.
+    inbox: HashMap<MessageId, ContentId>,
     peers: BTreeMap<PeerId, PeerState>,
     outputs: VecDeque<Output>,
     next_sweep: u64,
@@ -439,6 +469,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             seen: loaded.seen.into_iter().collect(),
             delivered: loaded.delivered.into_iter().collect(),
             outbox: HashMap::new(),
+            inbox: HashMap::new(),
             peers: BTreeMap::new(),
             outputs: VecDeque::new(),
             next_sweep: now,
@@ -448,6 +479,11 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             let envelope =
                 proto::decode::<v1::Envelope>(&bytes).map_err(|_| EngineError::Corrupted)?;
             engine.index(id, &envelope, custody, bytes.len(), None);
+        }
+        for (id, record) in loaded.inbox {
+            let delivery = Delivery::decode(&record).ok_or(EngineError::Corrupted)?;
+            engine.inbox.insert(delivery.message_id, id);
+            engine.outputs.push_back(Output::Deliver(delivery));
         }
         for (id, record) in loaded.outbox {
             let record = OutboxRecord::decode(&record).ok_or(EngineError::Corrupted)?;
@@ -490,6 +526,27 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     /// Whether an envelope is in custody.
     pub fn holds(&self, id: &ContentId) -> bool {
         self.held.contains_key(id)
+    }
+
+    /// Acknowledges a delivered message: the app has stored or shown it, so
+    /// it is not handed out again after a restart. Returns `false` if the
+    /// message is unknown (or already acknowledged).
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    pub fn ack_delivery(&mut self, message_id: &MessageId) -> Result<bool, EngineError> {
+        let Some(id) = self.inbox.remove(message_id) else {
+            return Ok(false);
+        };
+        self.store
+            .commit(vec![StoreOp::RemoveInbox(id)])
+            .map_err(store_err)?;
+        Ok(true)
+    }
+
+    /// IDs of our messages still waiting for a receipt.
+    pub fn outbox_message_ids(&self) -> Vec<MessageId> {
+        self.outbox.values().map(|r| r.message_id).collect()
     }
 
     /// Number of our messages still waiting for a receipt.
@@ -993,6 +1050,22 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 Some(v1::payload::Kind::Text(text)) => {
                     let mut message_id = [0u8; 16];
                     message_id.copy_from_slice(text.message_id.get(..16).unwrap_or(&[0; 16]));
+                    // The app gets it first (durably, in the inbox until it
+                    // acknowledges), then the receipt goes out.
+                    let delivery = Delivery {
+                        from,
+                        message_id,
+                        sent_at: text.sent_at,
+                        body: text.body,
+                        redelivery: false,
+                    };
+                    ops.push(StoreOp::PutInbox {
+                        id,
+                        record: delivery.encode(),
+                    });
+                    self.inbox.insert(message_id, id);
+                    self.counters.delivered += 1;
+                    after.push(Output::Deliver(delivery));
                     if let Ok(secret) = <[u8; 16]>::try_from(text.delivery_secret.as_slice())
                         && tags::proves_delivery(&envelope.delivery_commitment, &secret)
                     {
@@ -1048,13 +1121,6 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                             });
                         }
                     }
-                    self.counters.delivered += 1;
-                    after.push(Output::Deliver(Delivery {
-                        from,
-                        message_id,
-                        sent_at: text.sent_at,
-                        body: text.body,
-                    }));
                 }
                 Some(v1::payload::Kind::Receipt(receipt)) => {
                     self.apply_receipt(&receipt, &mut ops, &mut after);

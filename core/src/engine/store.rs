@@ -81,6 +81,15 @@ pub enum StoreOp {
     },
     /// Remove an outbox entry.
     RemoveOutbox(ContentId),
+    /// A received message waiting for the app's acknowledgement.
+    PutInbox {
+        /// Content ID of the envelope that carried it.
+        id: ContentId,
+        /// The engine's record.
+        record: Vec<u8>,
+    },
+    /// The app acknowledged a received message.
+    RemoveInbox(ContentId),
     /// Replace the keyring state (already encrypted by the keyring).
     PutKeyring(Vec<u8>),
 }
@@ -96,6 +105,8 @@ pub struct Loaded {
     pub delivered: BTreeMap<ContentId, ([u8; 16], u64)>,
     /// Outbox records by content ID.
     pub outbox: BTreeMap<ContentId, Vec<u8>>,
+    /// Inbox records (received, not yet acknowledged by the app).
+    pub inbox: BTreeMap<ContentId, Vec<u8>>,
     /// The keyring state, if saved.
     pub keyring: Option<Vec<u8>>,
 }
@@ -171,6 +182,12 @@ pub fn apply(data: &mut Loaded, op: StoreOp) {
         }
         StoreOp::RemoveOutbox(id) => {
             data.outbox.remove(&id);
+        }
+        StoreOp::PutInbox { id, record } => {
+            data.inbox.insert(id, record);
+        }
+        StoreOp::RemoveInbox(id) => {
+            data.inbox.remove(&id);
         }
         StoreOp::PutKeyring(state) => data.keyring = Some(state),
     }
