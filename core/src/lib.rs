@@ -2,7 +2,9 @@
 //!
 //! This crate holds everything that decides *what* Ferry does, and nothing
 //! that decides *how bytes move*: identities and contact cards, the
-//! cryptographic layers, and (in later modules) the store-and-forward engine.
+//! cryptographic layers ([`crypto`]), set reconciliation ([`reconcile`]) and
+//! the store-and-forward engine ([`engine`], whose module doc states the
+//! driving contract).
 //! It never touches the network, the filesystem, threads or the wall clock:
 //! time is a parameter and randomness comes from an injected RNG, so the same
 //! code runs under the tokio/libp2p node and under the deterministic

@@ -1300,13 +1300,25 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     /// Sends the envelopes `ids` that routing allows to give to `peer`,
     /// halving spray budgets as copies are handed over.
     fn push_envelopes(&mut self, peer: PeerId, ids: &[ContentId]) -> Result<(), EngineError> {
+        // Priority order: our own and contacts' mail first, then the
+        // soonest-expiring (newest expiry last), so a short contact gets the
+        // most urgent envelopes across.
+        let mut ids: Vec<ContentId> = ids
+            .iter()
+            .filter(|id| self.held.contains_key(*id))
+            .copied()
+            .collect();
+        ids.sort_by_key(|id| {
+            let h = self.held.get(id);
+            (
+                std::cmp::Reverse(h.map(|h| h.custody)),
+                h.map_or(u64::MAX, |h| h.expiry),
+            )
+        });
         let mut batch = Vec::new();
         let mut batch_bytes = 0usize;
         let mut ops = Vec::new();
-        for id in ids {
-            if !self.held.contains_key(id) {
-                continue;
-            }
+        for id in &ids {
             let Some(bytes) = self.store.envelope(id).map_err(store_err)? else {
                 continue;
             };
