@@ -114,6 +114,10 @@ pub struct EngineConfig {
     pub quotas: Quotas,
     /// Interval of the expiry sweeper, in seconds.
     pub sweep_interval_secs: u64,
+    /// Whether recipients return receipts and publish delivery proofs
+    /// (anti-packets). Off only for experiments (e.g. to compare with
+    /// routing studies that have none).
+    pub receipts: bool,
 }
 
 impl Default for EngineConfig {
@@ -129,6 +133,7 @@ impl Default for EngineConfig {
                 per_peer_bytes: 16 * 1024 * 1024,
             },
             sweep_interval_secs: 60,
+            receipts: true,
         }
     }
 }
@@ -542,6 +547,11 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             .commit(vec![StoreOp::RemoveInbox(id)])
             .map_err(store_err)?;
         Ok(true)
+    }
+
+    /// IDs of received messages not yet acknowledged by the app.
+    pub fn inbox_message_ids(&self) -> Vec<MessageId> {
+        self.inbox.keys().copied().collect()
     }
 
     /// IDs of our messages still waiting for a receipt.
@@ -1066,7 +1076,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                     self.inbox.insert(message_id, id);
                     self.counters.delivered += 1;
                     after.push(Output::Deliver(delivery));
-                    if let Ok(secret) = <[u8; 16]>::try_from(text.delivery_secret.as_slice())
+                    if self.config.receipts
+                        && let Ok(secret) = <[u8; 16]>::try_from(text.delivery_secret.as_slice())
                         && tags::proves_delivery(&envelope.delivery_commitment, &secret)
                     {
                         // Remember the proof and answer with a receipt.

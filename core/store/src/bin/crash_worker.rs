@@ -3,7 +3,8 @@
 //! B delivers and acknowledges. It prints one line per durable fact and is
 //! killed with SIGKILL at random points by the test.
 //!
-//! Lines: `OUTBOX <id>` (at start: A's unacknowledged messages), `READY`,
+//! Lines: `OUTBOX <id>` (at start: A's messages without receipt),
+//! `INBOX <id>` (at start: B's deliveries the app has not acknowledged), `READY`,
 //! `SENT <id>` (after `send` returned), `DELIVERED <id>` (B handed it to the
 //! app for the first time), `REDELIVERED <id>` (handed out again after a
 //! restart because the app had not acknowledged it), `ACKED <id>` (A got the
@@ -138,6 +139,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     for id in a.outbox_message_ids() {
         println!("OUTBOX {}", hex(&id));
+    }
+    for id in b.inbox_message_ids() {
+        println!("INBOX {}", hex(&id));
     }
     println!("READY");
     // Deliveries not acknowledged before the last kill come out again.
