@@ -130,6 +130,13 @@ impl IdSet {
     pub fn new(mut ids: Vec<ContentId>) -> Self {
         ids.sort_unstable();
         ids.dedup();
+        Self::from_sorted_unique(ids)
+    }
+
+    /// Builds the set from IDs already sorted and unique (e.g. from a
+    /// `BTreeSet`), in linear time. Unsorted input gives wrong answers, not
+    /// a panic.
+    pub fn from_sorted_unique(ids: Vec<ContentId>) -> Self {
         let mut sums = Vec::with_capacity(ids.len() + 1);
         let mut acc = [0u64; 4];
         sums.push(acc);

@@ -227,6 +227,9 @@ pub struct Keyring {
     pub(crate) contacts: HashMap<IdentityKey, Contact>,
     request_keys: RequestKeys,
     tag_cache: Vec<(u64, HashMap<RecipientTag, TagOwner>)>,
+    /// Simulation only: skip the Olm layer (see
+    /// [`Keyring::insecure_skip_sessions_for_simulation`]).
+    skip_sessions: bool,
 }
 
 impl fmt::Debug for Keyring {
@@ -254,7 +257,24 @@ impl Keyring {
             contacts: HashMap::new(),
             request_keys,
             tag_cache: Vec::new(),
+            skip_sessions: false,
         }
+    }
+
+    /// **Simulation only — never in a real node.** Skips the Olm session
+    /// layer: payloads go into envelopes without the double ratchet (still
+    /// padded, AEAD-sealed under the pairwise key and tagged). No forward
+    /// secrecy, no healing; both ends must be in this mode. It exists so the
+    /// simulator can run at large scale and reproduce runs byte for byte
+    /// (vodozemac draws session keys from the OS, which no seed controls).
+    /// Not persisted: a keyring loaded from state is always in normal mode.
+    pub fn insecure_skip_sessions_for_simulation(&mut self) {
+        self.skip_sessions = true;
+    }
+
+    /// Whether [`Keyring::insecure_skip_sessions_for_simulation`] is on.
+    pub fn skips_sessions(&self) -> bool {
+        self.skip_sessions
     }
 
     /// Our identity.
@@ -412,8 +432,11 @@ impl Keyring {
             return Err(SealError::TooLarge);
         }
         let contact = self.contacts.get_mut(to).ok_or(SealError::UnknownContact)?;
-        let olm = encrypt_in_session(&self.identity, contact, &plaintext)?;
-        let (message_type, ciphertext) = olm.to_parts();
+        let (message_type, ciphertext) = if self.skip_sessions {
+            (1, plaintext.to_vec())
+        } else {
+            encrypt_in_session(&self.identity, contact, &plaintext)?.to_parts()
+        };
         let content = v1::EnvelopeContent {
             body: Some(v1::envelope_content::Body::Olm(v1::OlmMessage {
                 message_type: u32::try_from(message_type).map_err(|_| SealError::Session)?,
@@ -558,11 +581,14 @@ impl Keyring {
         let Some(v1::envelope_content::Body::Olm(olm)) = content.body else {
             return None;
         };
-        let message =
-            OlmMessage::from_parts(usize::try_from(olm.message_type).ok()?, &olm.ciphertext)
-                .ok()?;
-        let plaintext =
-            zeroize::Zeroizing::new(decrypt_in_session(&mut self.identity, contact, &message)?);
+        let plaintext = if self.skip_sessions {
+            zeroize::Zeroizing::new(olm.ciphertext)
+        } else {
+            let message =
+                OlmMessage::from_parts(usize::try_from(olm.message_type).ok()?, &olm.ciphertext)
+                    .ok()?;
+            zeroize::Zeroizing::new(decrypt_in_session(&mut self.identity, contact, &message)?)
+        };
         let payload: v1::Payload = proto::decode(&plaintext).ok()?;
         match &payload.kind {
             // Contact requests only travel inside Noise X, never in sessions.

@@ -385,6 +385,10 @@ pub struct Engine<S: Store, R: CryptoRng> {
     store: S,
     rng: R,
     held: HashMap<ContentId, Held>,
+    /// The held IDs in order, and the reconciliation view built from them
+    /// (rebuilt lazily after a change).
+    held_sorted: std::collections::BTreeSet<ContentId>,
+    id_set: Option<std::rc::Rc<IdSet>>,
     global_bytes: u64,
     tag_bytes: HashMap<[u8; 16], u64>,
     seen: HashMap<ContentId, u64>,
@@ -469,6 +473,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             store,
             rng,
             held: HashMap::new(),
+            held_sorted: std::collections::BTreeSet::new(),
+            id_set: None,
             global_bytes: 0,
             tag_bytes: HashMap::new(),
             seen: loaded.seen.into_iter().collect(),
@@ -740,6 +746,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         if let Some(peer) = origin.and_then(|p| self.peers.get_mut(&p)) {
             peer.stored_bytes += bytes;
         }
+        self.held_sorted.insert(id);
+        self.id_set = None;
         self.held.insert(
             id,
             Held {
@@ -756,6 +764,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
 
     fn unindex(&mut self, id: &ContentId) -> Option<Held> {
         let held = self.held.remove(id)?;
+        self.held_sorted.remove(id);
+        self.id_set = None;
         self.global_bytes = self.global_bytes.saturating_sub(held.bytes);
         if let Some(t) = self.tag_bytes.get_mut(&held.tag) {
             *t = t.saturating_sub(held.bytes);
@@ -792,7 +802,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 self.send_proofs(peer);
                 self.publish_waiting()?;
                 if initiator {
-                    let set = IdSet::new(self.held.keys().copied().collect());
+                    let set = self.id_set();
                     self.send_frame(peer, v1::sync_frame::Kind::Reconcile(set.initiate()));
                 }
                 Ok(Verdict::Accept)
@@ -816,6 +826,18 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 Ok(Verdict::Accept)
             }
         }
+    }
+
+    /// The reconciliation view of what we hold (cached until it changes).
+    fn id_set(&mut self) -> std::rc::Rc<IdSet> {
+        if let Some(set) = &self.id_set {
+            return set.clone();
+        }
+        let set = std::rc::Rc::new(IdSet::from_sorted_unique(
+            self.held_sorted.iter().copied().collect(),
+        ));
+        self.id_set = Some(set.clone());
+        set
     }
 
     fn send_frame(&mut self, peer: PeerId, kind: v1::sync_frame::Kind) {
@@ -1201,7 +1223,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         }
         match frame.kind {
             Some(v1::sync_frame::Kind::Reconcile(message)) => {
-                let set = IdSet::new(self.held.keys().copied().collect());
+                let set = self.id_set();
                 let initiator = self.peers.get(&from).is_some_and(|p| p.initiator);
                 let role = if initiator {
                     Role::Initiator

@@ -1,0 +1,313 @@
+//! Simulator correctness: the ONE trace's epidemic upper bound reached
+//! exactly, an independent earliest-arrival oracle, determinism, partitions,
+//! the classic epidemic vs spray-and-wait result, and trace parsing.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test helpers, not only #[test] fns
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
+
+use ferry_sim::{Report, Scenario, trace};
+use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
+
+fn scenarios_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
+}
+
+fn run_toml(toml: &str, base: &Path) -> Report {
+    let scenario = Scenario::from_toml(toml).unwrap();
+    let (params, events) = scenario.build(base).unwrap();
+    ferry_sim::run(
+        &scenario.name,
+        &scenario.routing.label(),
+        params,
+        events,
+        |_| {},
+    )
+    .unwrap()
+}
+
+fn run_file(name: &str, fast: bool) -> Report {
+    let mut text = std::fs::read_to_string(scenarios_dir().join(name)).unwrap();
+    if fast {
+        text = format!("fast = true\n{text}");
+    }
+    run_toml(&text, scenarios_dir())
+}
+
+#[test]
+fn helsinki_trace_reaches_the_epidemic_upper_bound_exactly() {
+    // Fast mode: same engine and routing, no Olm layer (it does not change
+    // when or whether anything is delivered, only the cost of a run).
+    let r = run_file("helsinki-upper-bound.toml", true);
+    assert_eq!(r.created, 1464);
+    assert_eq!(r.delivered, 1436, "ONE's upper bound: 1436 of 1464");
+    assert!(
+        (r.latency_avg - 863.1).abs() < 0.05,
+        "avg {}",
+        r.latency_avg
+    );
+    assert!(
+        (r.latency_median - 782.9).abs() < 0.05,
+        "median {}",
+        r.latency_median
+    );
+}
+
+#[test]
+fn helsinki_with_ones_link_and_buffer_model_lands_close_to_one() {
+    let r = run_file("helsinki-one-model.toml", true);
+    // ONE: 1435 delivered, latency avg 894.8 s, overhead ratio 123.8.
+    assert!(
+        (1420..=1436).contains(&r.delivered),
+        "delivered {}",
+        r.delivered
+    );
+    assert!(
+        (r.latency_avg - 894.8).abs() / 894.8 < 0.05,
+        "avg {}",
+        r.latency_avg
+    );
+    assert!(
+        (r.overhead_ratio - 123.8).abs() / 123.8 < 0.10,
+        "overhead {}",
+        r.overhead_ratio
+    );
+}
+
+/// A random contact trace in ONE format with messages.
+fn random_trace(seed: u64, nodes: u32, contacts: usize, messages: usize, span: f64) -> String {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut lines: Vec<(f64, String)> = Vec::new();
+    for _ in 0..contacts {
+        let a = rng.random_range(0..nodes);
+        let mut b = rng.random_range(0..nodes - 1);
+        if b >= a {
+            b += 1;
+        }
+        // 0.1 s resolution, like ONE's traces.
+        let start = (rng.random_range(0.0..span) * 10.0).round() / 10.0;
+        let len = (rng.random_range(1.0..300.0) * 10.0f64).round() / 10.0;
+        lines.push((start, format!("{start:.1} CONN {a} {b} up")));
+        lines.push((start + len, format!("{:.1} CONN {a} {b} down", start + len)));
+    }
+    for i in 0..messages {
+        let t = (rng.random_range(0.0..span * 0.8) * 10.0).round() / 10.0;
+        let a = rng.random_range(0..nodes);
+        let mut b = rng.random_range(0..nodes - 1);
+        if b >= a {
+            b += 1;
+        }
+        lines.push((t, format!("{t:.1} C M{i} {a} {b} 1000")));
+    }
+    lines.sort_by(|x, y| x.0.total_cmp(&y.0));
+    lines.into_iter().map(|(_, l)| l + "\n").collect()
+}
+
+/// Deliberately simple epidemic oracle: earliest arrival over the
+/// time-varying contact graph, infinite bandwidth and buffers, zero
+/// transfer time. After every trace event, every live message floods the
+/// links that are up. Returns label → latency.
+fn oracle(text: &str, ttl: f64) -> BTreeMap<String, f64> {
+    let mut up: BTreeSet<(u32, u32)> = BTreeSet::new();
+    // label → (created, destination, infected nodes)
+    let mut msgs: BTreeMap<String, (f64, u32, BTreeSet<u32>)> = BTreeMap::new();
+    let mut delivered = BTreeMap::new();
+    for event in trace::parse(text).unwrap() {
+        let now = event.time();
+        match event {
+            trace::TraceEvent::Contact { a, b, up: true, .. } => {
+                up.insert((a.min(b), a.max(b)));
+            }
+            trace::TraceEvent::Contact {
+                a, b, up: false, ..
+            } => {
+                up.remove(&(a.min(b), a.max(b)));
+            }
+            trace::TraceEvent::Message {
+                time, id, from, to, ..
+            } => {
+                msgs.insert(id, (time, to, BTreeSet::from([from])));
+            }
+        }
+        for (label, (created, dst, infected)) in &mut msgs {
+            if now > *created + ttl {
+                continue;
+            }
+            loop {
+                let new: Vec<u32> = up
+                    .iter()
+                    .filter_map(
+                        |&(a, b)| match (infected.contains(&a), infected.contains(&b)) {
+                            (true, false) => Some(b),
+                            (false, true) => Some(a),
+                            _ => None,
+                        },
+                    )
+                    .collect();
+                if new.is_empty() {
+                    break;
+                }
+                infected.extend(new);
+            }
+            if infected.contains(dst) && !delivered.contains_key(label) {
+                delivered.insert(
+                    label.clone(),
+                    ((now - *created) * 10_000.0).round() / 10_000.0,
+                );
+            }
+        }
+    }
+    delivered
+}
+
+fn trace_scenario(dir: &Path, name: &str, text: &str, extra: &str) -> String {
+    std::fs::write(dir.join(name), text).unwrap();
+    format!(
+        "name = \"{name}\"\nseed = 3\nduration_secs = 20000\nttl_secs = 3000\n{extra}\n[trace]\nevents = \"{name}\"\n[routing]\nstrategy = \"epidemic\"\nreceipts = false\n"
+    )
+}
+
+#[test]
+fn epidemic_matches_an_independent_earliest_arrival_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    for seed in 1..=3 {
+        let text = random_trace(seed, 25, 600, 60, 10_000.0);
+        // Full crypto: the real Olm sessions are on this path.
+        let toml = trace_scenario(dir.path(), &format!("t{seed}.txt"), &text, "nodes = 25");
+        let report = run_toml(&toml, dir.path());
+        let expected = oracle(&text, 3000.0);
+        let got: BTreeMap<String, f64> = report
+            .delivered_messages
+            .iter()
+            .map(|(l, lat, _)| (l.clone(), *lat))
+            .collect();
+        assert!(!expected.is_empty(), "the trace should deliver something");
+        assert_eq!(got, expected, "seed {seed}: same messages, same latencies");
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = random_trace(9, 20, 400, 40, 8000.0);
+    // Fast mode: byte-identical, including byte counters.
+    let fast = trace_scenario(
+        dir.path(),
+        "d.txt",
+        &text,
+        "nodes = 20\nfast = true\n[link]\nbandwidth_bytes_per_sec = 20000\nlatency_secs = 0.05",
+    );
+    let (a, b) = (run_toml(&fast, dir.path()), run_toml(&fast, dir.path()));
+    assert!(a.mode.contains("FAST"));
+    assert_eq!(a.to_json(), b.to_json());
+    // Full crypto, unlimited bandwidth: everything but the byte counter of
+    // reconciliation frames (their size depends on the random content IDs
+    // Olm's OS randomness produces) is identical.
+    let full = trace_scenario(dir.path(), "e.txt", &text, "nodes = 20");
+    let (mut a, mut b) = (run_toml(&full, dir.path()), run_toml(&full, dir.path()));
+    assert_eq!(a.mode, "full-crypto");
+    a.bytes_sent = 0;
+    b.bytes_sent = 0;
+    assert_eq!(a.to_json(), b.to_json());
+}
+
+#[test]
+fn a_partition_that_never_heals_delivers_nothing_across_it_and_healing_delivers_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    // 10 nodes in a line, split into {0..4} and {5..9} at t = 10; messages
+    // from 0 to 9 (across) and 0 to 3 (within), created after the split.
+    let mut text = String::new();
+    for i in 0..10 {
+        text.push_str(&format!(
+            "{}.0 C X{i} 0 9 500\n{}.0 C W{i} 0 3 500\n",
+            20 + i,
+            20 + i
+        ));
+    }
+    let base = "nodes = 10\n[topology]\nkind = \"line\"\n";
+    let never = format!("{base}[[partition]]\nat_secs = 10\ngroups = 2\n");
+    let r = run_toml(
+        &trace_scenario(dir.path(), "p.txt", &text, &never),
+        dir.path(),
+    );
+    let across = r
+        .delivered_messages
+        .iter()
+        .filter(|(l, _, _)| l.starts_with('X'))
+        .count();
+    let within = r
+        .delivered_messages
+        .iter()
+        .filter(|(l, _, _)| l.starts_with('W'))
+        .count();
+    assert_eq!((across, within), (0, 10));
+
+    let heal = format!("{base}[[partition]]\nat_secs = 10\ngroups = 2\nheal_secs = 1000\n");
+    let r = run_toml(
+        &trace_scenario(dir.path(), "q.txt", &text, &heal),
+        dir.path(),
+    );
+    assert_eq!(r.delivered, 20, "healing delivers everything still alive");
+    let latest = r
+        .delivered_messages
+        .iter()
+        .filter(|(l, _, _)| l.starts_with('X'))
+        .map(|(_, lat, _)| *lat);
+    assert!(latest.fold(0.0, f64::max) >= 1000.0 - 30.0);
+}
+
+#[test]
+fn spray_and_wait_uses_far_fewer_transmissions_for_similar_delivery() {
+    let toml = |strategy: &str| {
+        format!(
+            "name = \"rwp\"\nseed = 11\nduration_secs = 7200\nttl_secs = 5400\nnodes = 40\nfast = true\n\
+             [mobility]\nwidth = 800\nheight = 800\nrange = 60\nspeed = [1.0, 3.0]\npause = [0.0, 60.0]\nstep_secs = 2.0\n\
+             [traffic]\nmessages = 60\nend_secs = 1800\n\
+             [routing]\nstrategy = \"{strategy}\"\ncopies = 6\nreceipts = false\n"
+        )
+    };
+    let epidemic = run_toml(&toml("epidemic"), Path::new("."));
+    let spray = run_toml(&toml("spray-and-wait"), Path::new("."));
+    eprintln!(
+        "epidemic: {:.3} delivered, {} relayed; spray-and-wait(6): {:.3}, {} relayed",
+        epidemic.delivery_ratio, epidemic.relayed, spray.delivery_ratio, spray.relayed
+    );
+    assert!(
+        epidemic.delivery_ratio > 0.5,
+        "the scenario should be well connected over time"
+    );
+    assert!(
+        spray.relayed * 3 < epidemic.relayed,
+        "far fewer transmissions"
+    );
+    assert!(
+        spray.delivery_ratio >= epidemic.delivery_ratio * 0.6,
+        "similar delivery"
+    );
+}
+
+#[test]
+fn malformed_traces_are_errors_with_line_numbers() {
+    assert_eq!(
+        trace::parse("1.0 CONN 1 2 up\n2.0 CONN 1 x down\n")
+            .unwrap_err()
+            .line,
+        2
+    );
+    assert_eq!(trace::parse("abc C M1 1 2 3").unwrap_err().line, 1);
+    assert!(trace::parse("1.0 CONN 1 2 sideways").is_err());
+    assert!(trace::parse("1.0 BOOM").is_err());
+    assert!(trace::parse("-1 CONN 1 2 up").is_err());
+    assert_eq!(
+        trace::parse("# comment\n\n5 C M1 0 1 100\n").unwrap().len(),
+        1
+    );
+}
