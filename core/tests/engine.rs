@@ -694,3 +694,37 @@ fn invalid_envelopes_are_rejected_and_counted() {
     }
     assert_eq!(net.nodes[0].engine.counters().invalid, 6);
 }
+
+#[test]
+fn a_key_change_reaches_the_app_as_an_event() {
+    let mut net = Net::new(2, EngineConfig::default());
+    net.introduce(0, 1);
+    assert_eq!(
+        net.nodes[0].engine.keyring().contact(&net.id(1)).unwrap().1,
+        Trust::Verified
+    );
+    // Node 1 re-keys (new device keys, same identity) and re-issues its card.
+    let now = net.now;
+    let keyring = net.nodes[1].engine.keyring_mut();
+    keyring
+        .identity_mut()
+        .rotate_encryption_keys(&mut rand::rng());
+    let card = keyring
+        .identity_mut()
+        .contact_card(None, now + 1, 2)
+        .unwrap();
+    let _ = net.nodes[0]
+        .engine
+        .add_contact(card, Trust::Unverified)
+        .unwrap();
+    net.pump();
+    let contact = net.id(1);
+    assert!(net.nodes[0].events.iter().any(|e| matches!(
+        e,
+        Event::KeyChanged { contact: c, was_verified: true } if *c == contact
+    )));
+    assert_eq!(
+        net.nodes[0].engine.keyring().contact(&contact).unwrap().1,
+        Trust::Unverified
+    );
+}

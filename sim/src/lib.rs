@@ -11,7 +11,7 @@
 //!
 //! Results ([`Report`]) follow the ONE simulator's MessageStatsReport:
 //! delivery ratio, latency (avg, median, p95), overhead ratio, hop counts,
-//! plus buffer occupancy and bytes on links, as JSON, CSV and SVG.
+//! plus buffer occupancy and bytes on links, as JSON, CSV, SVG and PNG.
 //!
 //! Determinism: every random choice of the simulator and of the engines comes
 //! from the scenario seed, and events at equal times run in a fixed order.
@@ -29,7 +29,7 @@ mod world;
 
 use thiserror::Error;
 
-pub use metrics::{Report, Series, svg_chart};
+pub use metrics::{Report, Series, svg_chart, svg_to_png};
 pub use scenario::Scenario;
 pub use world::{ScenarioEvent, SimParams};
 

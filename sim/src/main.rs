@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use ferry_sim::{Report, Scenario, Series, svg_chart};
+use ferry_sim::{Report, Scenario, Series, svg_chart, svg_to_png};
 
 fn usage() -> &'static str {
     "usage: ferry-sim run SCENARIO.toml [--out DIR]"
@@ -87,14 +87,29 @@ fn main() -> Result<()> {
     std::fs::write(out.join("results.csv"), csv)?;
     write_plots(&out, &reports)?;
     println!(
-        "wrote {} (run-N.json, results.csv, delivery.svg, latency-cdf.svg, comparison.svg)",
+        "wrote {} (run-N.json, results.csv, delivery, latency-cdf and comparison as SVG and PNG)",
         out.display()
     );
     Ok(())
 }
 
 fn run_one(scenario: &Scenario, base: &Path, show_progress: bool) -> Result<Report> {
+    let built = Instant::now();
     let (params, events) = scenario.build(base)?;
+    let contacts = events
+        .iter()
+        .filter(|e| matches!(e, ferry_sim::ScenarioEvent::Contact { .. }))
+        .count();
+    let messages = events
+        .iter()
+        .filter(|e| matches!(e, ferry_sim::ScenarioEvent::Create { .. }))
+        .count();
+    eprintln!(
+        "{}: {} nodes, {contacts} contact events, {messages} messages (built in {:.1} s)",
+        scenario.name,
+        params.nodes,
+        built.elapsed().as_secs_f64()
+    );
     let started = Instant::now();
     let label = scenario.routing.label();
     let report = ferry_sim::run(&scenario.name, &label, params, events, |fraction| {
@@ -115,11 +130,26 @@ fn run_one(scenario: &Scenario, base: &Path, show_progress: bool) -> Result<Repo
             }
         }
     })?;
+    eprintln!(
+        "{}: simulated in {:.1} s",
+        scenario.name,
+        started.elapsed().as_secs_f64()
+    );
     Ok(report)
 }
 
 fn label(r: &Report) -> String {
     format!("{} seed {}", r.strategy, r.seed)
+}
+
+/// Writes `NAME.svg` and `NAME.png`.
+fn write_chart(out: &Path, name: &str, svg: &str) -> Result<()> {
+    std::fs::write(out.join(format!("{name}.svg")), svg)?;
+    let png = svg_to_png(svg)
+        .map_err(anyhow::Error::msg)
+        .context("rendering PNG")?;
+    std::fs::write(out.join(format!("{name}.png")), png)?;
+    Ok(())
 }
 
 fn write_plots(out: &Path, reports: &[Report]) -> Result<()> {
@@ -137,9 +167,10 @@ fn write_plots(out: &Path, reports: &[Report]) -> Result<()> {
                 .collect(),
         })
         .collect();
-    std::fs::write(
-        out.join("delivery.svg"),
-        svg_chart(
+    write_chart(
+        out,
+        "delivery",
+        &svg_chart(
             &format!("Delivery ratio over time [{mode}]"),
             "time (s)",
             "delivered / created",
@@ -159,9 +190,10 @@ fn write_plots(out: &Path, reports: &[Report]) -> Result<()> {
                 .collect(),
         })
         .collect();
-    std::fs::write(
-        out.join("latency-cdf.svg"),
-        svg_chart(
+    write_chart(
+        out,
+        "latency-cdf",
+        &svg_chart(
             &format!("Latency CDF [{mode}]"),
             "latency (s)",
             "fraction of created delivered",
@@ -191,9 +223,10 @@ fn write_plots(out: &Path, reports: &[Report]) -> Result<()> {
         .enumerate()
         .map(|(i, l)| format!("{i}={l}"))
         .collect();
-    std::fs::write(
-        out.join("comparison.svg"),
-        svg_chart(
+    write_chart(
+        out,
+        "comparison",
+        &svg_chart(
             &format!("Runs compared [{mode}]: {}", runs.join(", ")),
             "run",
             "value",

@@ -365,6 +365,8 @@ pub fn svg_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>
         (top + h - bottom) / 2.0,
         escape(y_label)
     );
+    // Legend in the lower right, above the x axis.
+    let legend_top = h - bottom - 12.0 - 18.0 * series.len() as f64;
     for (i, s) in series.iter().enumerate() {
         let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("black");
         let points: Vec<String> = s
@@ -377,9 +379,9 @@ pub fn svg_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>
             r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/><rect x="{}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{}">{}</text>"#,
             points.join(" "),
             w - right - 190.0,
-            top + 6.0 + 18.0 * i as f64,
+            legend_top + 18.0 * i as f64,
             w - right - 172.0,
-            top + 16.0 + 18.0 * i as f64,
+            legend_top + 10.0 + 18.0 * i as f64,
             escape(s.label)
         );
     }
@@ -401,4 +403,35 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// Renders an SVG chart (from [`svg_chart`]) to PNG, with the system's fonts
+/// for the labels.
+///
+/// # Errors
+/// A message if the SVG cannot be parsed or the PNG cannot be encoded.
+pub fn svg_to_png(svg: &str) -> Result<Vec<u8>, String> {
+    use resvg::{tiny_skia, usvg};
+    let mut options = usvg::Options::default();
+    let fonts = options.fontdb_mut();
+    fonts.load_system_fonts();
+    // `sans-serif` maps to Arial by default, which Linux rarely has: use
+    // DejaVu Sans when present, else whatever family is installed.
+    let family = fonts
+        .faces()
+        .flat_map(|f| f.families.iter().map(|(name, _)| name.clone()))
+        .find(|name| name == "DejaVu Sans")
+        .or_else(|| fonts.faces().find_map(|f| f.families.first().map(|(n, _)| n.clone())));
+    if let Some(family) = family {
+        fonts.set_sans_serif_family(family);
+    }
+    let tree = usvg::Tree::from_str(svg, &options).map_err(|e| e.to_string())?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).ok_or("empty image")?;
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::identity(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().map_err(|e| e.to_string())
 }

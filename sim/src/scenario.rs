@@ -37,6 +37,9 @@ pub struct Scenario {
     /// Partition phases on top of a static topology.
     #[serde(default)]
     pub partition: Vec<Partition>,
+    /// Node churn: nodes switched off and on again.
+    #[serde(default)]
+    pub churn: Vec<Churn>,
     /// Generated traffic (instead of, or besides, trace messages).
     pub traffic: Option<Traffic>,
     /// Link model.
@@ -137,6 +140,19 @@ pub struct Partition {
     pub groups: usize,
     /// When the split heals.
     pub heal_secs: Option<f64>,
+}
+
+/// A node is off (all links down, no new contacts) from `off_secs` until
+/// `on_secs` (or the end).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Churn {
+    /// The node.
+    pub node: u32,
+    /// When it goes off.
+    pub off_secs: f64,
+    /// When it comes back.
+    pub on_secs: Option<f64>,
 }
 
 /// Uniform random traffic.
@@ -422,6 +438,23 @@ impl Scenario {
                 }
             }
         }
+        // Churn first: at equal times a node comes back before its contacts.
+        let mut churn = Vec::new();
+        for c in &self.churn {
+            churn.push(ScenarioEvent::Online {
+                time: c.off_secs,
+                node: c.node,
+                online: false,
+            });
+            if let Some(on) = c.on_secs {
+                churn.push(ScenarioEvent::Online {
+                    time: on,
+                    node: c.node,
+                    online: true,
+                });
+            }
+        }
+        events.splice(0..0, churn);
         if let Some(mobility) = &self.mobility {
             events.extend(random_waypoint(
                 mobility,

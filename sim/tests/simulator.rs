@@ -265,6 +265,30 @@ fn a_partition_that_never_heals_delivers_nothing_across_it_and_healing_delivers_
 }
 
 #[test]
+fn a_node_that_is_off_receives_its_mail_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // A static line 0-1-2; node 2 is off from t = 5 to t = 500. Contacts
+    // come from the static topology at t = 0 and again when it is back.
+    let text = "10.0 C A 0 2 500\n";
+    let extra = "nodes = 3\n[topology]\nkind = \"line\"\n[[churn]]\nnode = 2\noff_secs = 5\non_secs = 500\n";
+    let toml = trace_scenario(dir.path(), "c.txt", text, extra);
+    // The link 1-2 must come back up when node 2 returns.
+    std::fs::write(
+        dir.path().join("c.txt"),
+        format!("{text}500.0 CONN 1 2 up\n"),
+    )
+    .unwrap();
+    let r = run_toml(&toml, dir.path());
+    assert_eq!(r.delivered, 1);
+    let (_, latency, hops) = &r.delivered_messages[0];
+    assert!(
+        (*latency - 490.0).abs() < 1e-6,
+        "delivered on return, latency {latency}"
+    );
+    assert_eq!(*hops, 2);
+}
+
+#[test]
 fn spray_and_wait_uses_far_fewer_transmissions_for_similar_delivery() {
     let toml = |strategy: &str| {
         format!(
