@@ -421,7 +421,11 @@ pub fn svg_to_png(svg: &str) -> Result<Vec<u8>, String> {
         .faces()
         .flat_map(|f| f.families.iter().map(|(name, _)| name.clone()))
         .find(|name| name == "DejaVu Sans")
-        .or_else(|| fonts.faces().find_map(|f| f.families.first().map(|(n, _)| n.clone())));
+        .or_else(|| {
+            fonts
+                .faces()
+                .find_map(|f| f.families.first().map(|(n, _)| n.clone()))
+        });
     if let Some(family) = family {
         fonts.set_sans_serif_family(family);
     }

@@ -64,6 +64,10 @@ use crate::{
     reconcile::{IdSet, Role},
 };
 
+/// What processing one envelope yields: the verdict, the store operations
+/// to commit, and the outputs to queue once they are durable.
+type Step = (Verdict, Vec<StoreOp>, Vec<Output>);
+
 /// A peer as the driver names it (a small handle the driver maps to its own
 /// peer identifiers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -902,7 +906,6 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
 
     /// Validates and processes one envelope from a peer. Returns the verdict,
     /// the store operations to commit, and the outputs to queue after them.
-    #[allow(clippy::type_complexity)]
     fn ingest(
         &mut self,
         bytes: &[u8],
@@ -910,7 +913,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         trusted: bool,
         via_gossip: bool,
         now: u64,
-    ) -> Result<(Verdict, Vec<StoreOp>, Vec<Output>), EngineError> {
+    ) -> Result<Step, EngineError> {
         let mut ops = Vec::new();
         let mut after = Vec::new();
         // Cheapest checks first: size and structure, then ID, then expiry.
@@ -1045,13 +1048,12 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     }
 
     /// An envelope addressed to us.
-    #[allow(clippy::type_complexity)]
     fn receive(
         &mut self,
         envelope: v1::Envelope,
         id: ContentId,
         now: u64,
-    ) -> Result<(Verdict, Vec<StoreOp>, Vec<Output>), EngineError> {
+    ) -> Result<Step, EngineError> {
         let mut ops = Vec::new();
         let mut after = Vec::new();
         let mut guard = PendingGuard {
@@ -1240,7 +1242,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 }
                 match outcome.reply {
                     Some(reply) => self.send_frame(from, v1::sync_frame::Kind::Reconcile(reply)),
-                    None if role == Role::Initiator => self.complete_reconciliation(from),
+                    None if role == Role::Initiator => self.complete_reconciliation(from)?,
                     None => {}
                 }
                 Ok(Verdict::Accept)
@@ -1313,9 +1315,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         }
     }
 
-    fn complete_reconciliation(&mut self, peer: PeerId) {
+    fn complete_reconciliation(&mut self, peer: PeerId) -> Result<(), EngineError> {
         let Some(state) = self.peers.get_mut(&peer) else {
-            return;
+            return Ok(());
         };
         let need = std::mem::take(&mut state.need);
         let have = std::mem::take(&mut state.have);
@@ -1327,7 +1329,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 }),
             );
         }
-        let _ = self.push_envelopes(peer, &have);
+        self.push_envelopes(peer, &have)
     }
 
     /// Sends the envelopes `ids` that routing allows to give to `peer`,
