@@ -29,7 +29,7 @@ mod world;
 
 use thiserror::Error;
 
-pub use metrics::{Report, Series, svg_chart, svg_to_png};
+pub use metrics::{Report, Series, svg_bars, svg_chart, svg_to_png};
 pub use scenario::Scenario;
 pub use world::{ScenarioEvent, SimParams};
 

@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use ferry_sim::{Report, Scenario, Series, svg_chart, svg_to_png};
+use ferry_sim::{Report, Scenario, Series, svg_bars, svg_chart, svg_to_png};
 
 fn usage() -> &'static str {
     "usage: ferry-sim run SCENARIO.toml [--out DIR]"
@@ -139,7 +139,7 @@ fn run_one(scenario: &Scenario, base: &Path, show_progress: bool) -> Result<Repo
 }
 
 fn label(r: &Report) -> String {
-    format!("{} seed {}", r.strategy, r.seed)
+    format!("{} (seed {})", r.strategy, r.seed)
 }
 
 /// Writes `NAME.svg` and `NAME.png`.
@@ -201,37 +201,23 @@ fn write_plots(out: &Path, reports: &[Report]) -> Result<()> {
         ),
     )?;
     let comparison = [
-        Series {
-            label: "delivery ratio ×100",
-            points: reports
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (i as f64, r.delivery_ratio * 100.0))
-                .collect(),
-        },
-        Series {
-            label: "overhead ratio",
-            points: reports
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (i as f64, r.overhead_ratio))
-                .collect(),
-        },
+        (
+            "delivery ratio (%)",
+            reports.iter().map(|r| r.delivery_ratio * 100.0).collect(),
+        ),
+        (
+            "overhead ratio",
+            reports.iter().map(|r| r.overhead_ratio).collect(),
+        ),
+        (
+            "latency median (min)",
+            reports.iter().map(|r| r.latency_median / 60.0).collect(),
+        ),
     ];
-    let runs: Vec<String> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| format!("{i}={l}"))
-        .collect();
     write_chart(
         out,
         "comparison",
-        &svg_chart(
-            &format!("Runs compared [{mode}]: {}", runs.join(", ")),
-            "run",
-            "value",
-            &comparison,
-        ),
+        &svg_bars(&format!("Runs compared [{mode}]"), &labels, &comparison),
     )?;
     Ok(())
 }

@@ -389,6 +389,70 @@ pub fn svg_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>
     svg
 }
 
+/// A self-contained SVG grouped bar chart: one group per category (run),
+/// one bar per series, values labelled on the bars.
+pub fn svg_bars(title: &str, categories: &[String], series: &[(&str, Vec<f64>)]) -> String {
+    let (w, h, left, right, top, bottom) = (720.0, 440.0, 70.0, 20.0, 40.0, 70.0);
+    let y_max = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let py = |y: f64| h - bottom - y / y_max * (h - top - bottom);
+    let groups = categories.len().max(1) as f64;
+    let group_w = (w - left - right) / groups;
+    let bar_w = group_w * 0.7 / series.len().max(1) as f64;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="22" text-anchor="middle" font-size="15">{}</text><line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
+        w / 2.0,
+        escape(title),
+        h - bottom,
+        w - right,
+        h - bottom
+    );
+    for (g, category) in categories.iter().enumerate() {
+        let x0 = left + group_w * g as f64 + group_w * 0.15;
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+            left + group_w * (g as f64 + 0.5),
+            h - bottom + 18.0,
+            escape(category)
+        );
+        for (i, (_, values)) in series.iter().enumerate() {
+            let v = values.get(g).copied().unwrap_or(0.0);
+            let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("black");
+            let x = x0 + bar_w * i as f64;
+            let _ = write!(
+                svg,
+                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{colour}"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"#,
+                py(v),
+                bar_w * 0.9,
+                (h - bottom) - py(v),
+                x + bar_w * 0.45,
+                py(v) - 4.0,
+                tick(v)
+            );
+        }
+    }
+    for (i, (label, _)) in series.iter().enumerate() {
+        let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("black");
+        let x = left + 200.0 * i as f64;
+        let _ = write!(
+            svg,
+            r#"<rect x="{x}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{}">{}</text>"#,
+            h - 30.0,
+            x + 18.0,
+            h - 20.0,
+            escape(label)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
 fn tick(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.0}k", v / 1000.0)
