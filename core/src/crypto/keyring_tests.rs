@@ -1,0 +1,90 @@
+//! Unit tests of the keyring that need its private parts.
+use super::*;
+use crate::crypto::replay::MemoryReplayGuard;
+
+const NOW: u64 = 1_700_000_000;
+
+fn text(body: &[u8]) -> v1::Payload {
+    v1::Payload {
+        kind: Some(v1::payload::Kind::Text(v1::TextMessage {
+            message_id: vec![1; 16],
+            sent_at: NOW,
+            body: body.to_vec(),
+            delivery_secret: Vec::new(),
+        })),
+    }
+}
+
+/// Threat item 11 below the outer layer: envelopes that pass the AEAD
+/// (built with the real pairwise key) but carry garbage or replayed-looking
+/// Olm messages must not move the ratchet.
+#[test]
+fn garbage_olm_messages_under_a_valid_outer_layer_do_not_advance_state() {
+    let mut rng = rand::rng();
+    let mut alice = Keyring::new(Identity::generate(&mut rng));
+    let mut bob = Keyring::new(Identity::generate(&mut rng));
+    let a_card = alice.identity_mut().contact_card(None, NOW, 2).unwrap();
+    let b_card = bob.identity_mut().contact_card(None, NOW, 2).unwrap();
+    let _ = alice.add_contact(b_card, Trust::Unverified).unwrap();
+    let _ = bob.add_contact(a_card, Trust::Unverified).unwrap();
+    let bob_key = bob.identity().identity_key();
+    let mut guard = MemoryReplayGuard::new();
+
+    let first = alice
+        .seal(&bob_key, &text(b"1"), NOW + 999, &mut rng)
+        .unwrap();
+    assert!(bob.open(&first, NOW, &mut guard).is_ok());
+    let second = alice
+        .seal(&bob_key, &text(b"2"), NOW + 999, &mut rng)
+        .unwrap();
+
+    let contact = alice.contacts.get(&bob_key).unwrap();
+    let (key, tag) = (
+        contact.keys.envelope_key,
+        contact.keys.outgoing_tag(epoch_of(NOW + 1200)),
+    );
+    let garbage_contents = [
+        v1::EnvelopeContent {
+            body: Some(v1::envelope_content::Body::Olm(v1::OlmMessage {
+                message_type: 1,
+                ciphertext: vec![3; 120],
+            })),
+        },
+        v1::EnvelopeContent {
+            body: Some(v1::envelope_content::Body::Olm(v1::OlmMessage {
+                message_type: 0,
+                ciphertext: vec![0x03; 200],
+            })),
+        },
+        v1::EnvelopeContent {
+            body: Some(v1::envelope_content::Body::ContactRequest(vec![1; 64])),
+        },
+    ];
+    for content in &garbage_contents {
+        let env = seal_envelope(
+            &key,
+            tag,
+            NOW + 1200,
+            [0; 16],
+            &proto::encode(content),
+            &mut rng,
+        )
+        .unwrap();
+        assert!(matches!(
+            bob.open(&env, NOW, &mut guard),
+            Err(OpenError::Rejected)
+        ));
+    }
+    // Raw padding garbage under a valid AEAD.
+    let env = seal_envelope(&key, tag, NOW + 1200, [0; 16], &[0xff; 100], &mut rng).unwrap();
+    assert!(matches!(
+        bob.open(&env, NOW, &mut guard),
+        Err(OpenError::Rejected)
+    ));
+
+    assert!(bob.open(&second, NOW, &mut guard).is_ok());
+    let third = alice
+        .seal(&bob_key, &text(b"3"), NOW + 999, &mut rng)
+        .unwrap();
+    assert!(bob.open(&third, NOW, &mut guard).is_ok());
+}
