@@ -18,17 +18,18 @@
 //!
 //! let mut rng = rand::rng();
 //! let mut alice = Identity::generate(&mut rng);
-//! let mut bob = Identity::generate(&mut rng);
+//! let bob = Identity::generate(&mut rng);
 //!
 //! // Alice shows Bob her contact code; Bob decodes and verifies it.
-//! let code = alice.contact_card(Some("alice"), 1_700_000_000, 4).unwrap().to_code().unwrap();
-//! let card = ContactCard::from_code(&code).unwrap();
+//! let code = alice.contact_card(Some("alice"), 1_700_000_000, 4)?.to_code()?;
+//! let card = ContactCard::from_code(&code)?;
 //! assert_eq!(card.identity_key(), &alice.identity_key());
 //!
 //! // Both see the same safety number.
 //! let on_alice = SafetyNumber::new(&alice.identity_key(), &bob.identity_key());
 //! let on_bob = SafetyNumber::new(&bob.identity_key(), card.identity_key());
 //! assert_eq!(on_alice, on_bob);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod contact;

@@ -18,8 +18,9 @@
 //!     kind: Some(v1::sync_frame::Kind::Want(v1::WantEnvelopes { ids: vec![7; 32] })),
 //! };
 //! let bytes = encode(&frame);
-//! assert_eq!(decode::<v1::SyncFrame>(&bytes).unwrap(), frame);
+//! assert_eq!(decode::<v1::SyncFrame>(&bytes)?, frame);
 //! assert!(decode::<v1::SyncFrame>(&[0xff; 3]).is_err());
+//! # Ok::<(), ferry_proto::DecodeError>(())
 //! ```
 
 mod error;
