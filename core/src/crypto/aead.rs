@@ -9,14 +9,14 @@ use chacha20poly1305::{
 use rand_core::CryptoRng;
 
 /// Nonce length.
-pub(crate) const NONCE_LEN: usize = 24;
+pub const NONCE_LEN: usize = 24;
 /// Authentication tag length.
-pub(crate) const TAG_LEN: usize = 16;
+pub const TAG_LEN: usize = 16;
 /// Bytes added to a plaintext by [`seal`].
-pub(crate) const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 /// Seals `plaintext` under `key`: `nonce || ciphertext || tag`.
-pub(crate) fn seal<R: CryptoRng + ?Sized>(
+pub fn seal<R: CryptoRng + ?Sized>(
     key: &[u8; 32],
     aad: &[u8],
     plaintext: &[u8],
@@ -37,9 +37,10 @@ pub(crate) fn seal<R: CryptoRng + ?Sized>(
     out
 }
 
-/// Opens what [`seal`] produced; `None` if anything is wrong. The tag check
+/// Opens what [`seal`] produced; `None` if anything is wrong (tampered,
+/// truncated, wrong key or AAD). The tag check
 /// is constant-time (inside the AEAD).
-pub(crate) fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+pub fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     let cipher = XChaCha20Poly1305::new(&Array::from(*key));
     let (nonce, rest) = sealed.split_at_checked(NONCE_LEN)?;
     let (body, tag) = rest.split_at_checked(rest.len().checked_sub(TAG_LEN)?)?;

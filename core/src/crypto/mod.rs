@@ -17,7 +17,7 @@
 //! authentication string); [`ReplayGuard`] remembers opened envelopes.
 //! Nothing here performs I/O or reads the clock.
 
-mod aead;
+pub mod aead;
 mod keyring;
 mod padding;
 mod pairing;

@@ -20,16 +20,12 @@ use std::{
 };
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use chacha20poly1305::{
-    AeadInOut, KeyInit, XChaCha20Poly1305,
-    aead::{Tag, array::Array},
-};
 use ferry_core::{
-    crypto::tags::ContentId,
+    crypto::{aead, tags::ContentId},
     engine::{Custody, Loaded, Store, StoreOp},
 };
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac as _};
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use rand::RngExt as _;
 use sha2::Sha256;
 use sled::{
@@ -38,9 +34,6 @@ use sled::{
 };
 use thiserror::Error;
 use zeroize::Zeroizing;
-
-const NONCE: usize = 24;
-const TAG: usize = 16;
 
 /// Store failures.
 #[derive(Debug, Error)]
@@ -148,35 +141,11 @@ fn derive(passphrase: &[u8], salt: &[u8], params: KdfParams) -> Result<Keys, Sto
 }
 
 fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let cipher = XChaCha20Poly1305::new(&Array::from(*key));
-    let nonce: [u8; NONCE] = rand::rng().random();
-    let mut out = Vec::with_capacity(NONCE + plaintext.len() + TAG);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plaintext);
-    let (_, body) = out.split_at_mut(NONCE);
-    match cipher.encrypt_inout_detached(&Array::from(nonce), aad, body.into()) {
-        Ok(tag) => out.extend_from_slice(&tag),
-        Err(_) => out.clear(),
-    }
-    out
+    aead::seal(key, aad, plaintext, &mut rand::rng())
 }
 
 fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let cipher = XChaCha20Poly1305::new(&Array::from(*key));
-    let (nonce, rest) = sealed.split_at_checked(NONCE)?;
-    let (body, tag) = rest.split_at_checked(rest.len().checked_sub(TAG)?)?;
-    let nonce: [u8; NONCE] = nonce.try_into().ok()?;
-    let tag: [u8; TAG] = tag.try_into().ok()?;
-    let mut plaintext = Zeroizing::new(body.to_vec());
-    cipher
-        .decrypt_inout_detached(
-            &Array::from(nonce),
-            aad,
-            plaintext.as_mut_slice().into(),
-            &Tag::<XChaCha20Poly1305>::from(tag),
-        )
-        .ok()?;
-    Some(plaintext)
+    aead::open(key, aad, sealed).map(Zeroizing::new)
 }
 
 const KEY_CHECK: &[u8] = b"ferry-store-key-check-v1";
