@@ -292,6 +292,14 @@ pub enum Input<'a> {
         /// The bytes.
         bytes: &'a [u8],
     },
+    /// Reconcile again with a connected peer (periodic anti-entropy on a
+    /// long-lived link: gossip only repairs losses within its short
+    /// window). Only the link's initiator starts a round; the other side
+    /// ignores this.
+    Resync {
+        /// The peer.
+        peer: PeerId,
+    },
     /// [`Engine::poll_timeout`] was reached.
     Timeout,
 }
@@ -392,7 +400,7 @@ pub struct Engine<S: Store, R: CryptoRng> {
     /// The held IDs in order, and the reconciliation view built from them
     /// (rebuilt lazily after a change).
     held_sorted: std::collections::BTreeSet<ContentId>,
-    id_set: Option<std::rc::Rc<IdSet>>,
+    id_set: Option<std::sync::Arc<IdSet>>,
     global_bytes: u64,
     tag_bytes: HashMap<[u8; 16], u64>,
     seen: HashMap<ContentId, u64>,
@@ -559,6 +567,25 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         Ok(true)
     }
 
+    /// Queues every received message not yet acknowledged again, as
+    /// [`Output::Deliver`] with `redelivery` set: for a driver whose app
+    /// missed deliveries (a full event queue) and must catch up.
+    ///
+    /// # Errors
+    /// [`EngineError`] if the store fails or a record is corrupted.
+    pub fn redeliver_inbox(&mut self) -> Result<usize, EngineError> {
+        let loaded = self.store.load().map_err(store_err)?;
+        let mut count = 0;
+        for (id, record) in loaded.inbox {
+            let delivery = Delivery::decode(&record).ok_or(EngineError::Corrupted)?;
+            if self.inbox.get(&delivery.message_id) == Some(&id) {
+                self.outputs.push_back(Output::Deliver(delivery));
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
     /// IDs of received messages not yet acknowledged by the app.
     pub fn inbox_message_ids(&self) -> Vec<MessageId> {
         self.inbox.keys().copied().collect()
@@ -639,6 +666,22 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         body: &[u8],
         now: u64,
     ) -> Result<MessageId, SendError> {
+        self.send_with_ttl(to, body, self.config.message_ttl_secs, now)
+    }
+
+    /// As [`Engine::send`], with this message's lifetime instead of
+    /// [`EngineConfig::message_ttl_secs`] (capped at
+    /// [`EngineConfig::max_ttl_secs`], the most any peer accepts).
+    ///
+    /// # Errors
+    /// [`SendError`]; on error nothing was stored or sent.
+    pub fn send_with_ttl(
+        &mut self,
+        to: &IdentityKey,
+        body: &[u8],
+        ttl_secs: u64,
+        now: u64,
+    ) -> Result<MessageId, SendError> {
         let mut message_id = [0u8; 16];
         self.rng.fill_bytes(&mut message_id);
         let mut secret = [0u8; 16];
@@ -651,7 +694,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 delivery_secret: secret.to_vec(),
             })),
         };
-        let expiry = now.saturating_add(self.config.message_ttl_secs);
+        let expiry = now.saturating_add(ttl_secs.clamp(1, self.config.max_ttl_secs));
         let commitment = tags::delivery_commitment(&secret);
         let mut envelope =
             self.keyring
@@ -822,6 +865,21 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 Ok(verdict)
             }
             Input::Frame { from, bytes } => self.handle_frame(from, bytes, now),
+            Input::Resync { peer } => {
+                let Some(state) = self.peers.get_mut(&peer) else {
+                    return Ok(Verdict::Ignore);
+                };
+                if !state.initiator {
+                    return Ok(Verdict::Ignore);
+                }
+                // A round still in progress keeps its state; the new one
+                // starts from the current set.
+                state.have.clear();
+                state.need.clear();
+                let set = self.id_set();
+                self.send_frame(peer, v1::sync_frame::Kind::Reconcile(set.initiate()));
+                Ok(Verdict::Accept)
+            }
             Input::Timeout => {
                 if now >= self.next_sweep {
                     self.sweep(now)?;
@@ -833,11 +891,11 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     }
 
     /// The reconciliation view of what we hold (cached until it changes).
-    fn id_set(&mut self) -> std::rc::Rc<IdSet> {
+    fn id_set(&mut self) -> std::sync::Arc<IdSet> {
         if let Some(set) = &self.id_set {
             return set.clone();
         }
-        let set = std::rc::Rc::new(IdSet::from_sorted_unique(
+        let set = std::sync::Arc::new(IdSet::from_sorted_unique(
             self.held_sorted.iter().copied().collect(),
         ));
         self.id_set = Some(set.clone());

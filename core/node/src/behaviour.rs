@@ -1,0 +1,234 @@
+//! The composed libp2p behaviour and the transport stack.
+
+use std::{sync::Arc, time::Duration};
+
+use libp2p::{
+    Transport as _, autonat, connection_limits,
+    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version},
+    dcutr, gossipsub, identify,
+    identity::Keypair,
+    mdns, noise, ping, quic, relay, request_response,
+    swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
+    tcp, yamux,
+};
+use sha2::{Digest as _, Sha256};
+
+use crate::{
+    codec::{LinkCodec, PROTOCOL},
+    config::{NodeConfig, Role},
+    counting::{ByteCounters, CountingMuxer},
+};
+use ferry_core::{
+    crypto::tags,
+    proto::{self, limits, v1},
+};
+
+/// The one gossip topic every envelope travels on: topics leak nothing
+/// about recipients (sharding by tag is future work, see ARCHITECTURE.md).
+pub const TOPIC: &str = "/ferry/envelopes/1";
+
+/// Every protocol the node speaks, composed.
+#[derive(NetworkBehaviour)]
+pub(crate) struct FerryBehaviour {
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) link: request_response::Behaviour<LinkCodec>,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) relay_server: Toggle<relay::Behaviour>,
+    pub(crate) relay_client: relay::client::Behaviour,
+    pub(crate) dcutr: dcutr::Behaviour,
+    pub(crate) autonat: autonat::Behaviour,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+}
+
+/// The gossip message ID: the envelope's content ID, recomputed from its
+/// content (never the claimed field, so nobody can pre-empt a real
+/// envelope's ID with garbage). Undecodable data gets a plain hash and is
+/// then rejected by validation.
+pub fn message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
+    match proto::decode::<v1::Envelope>(&message.data) {
+        Ok(envelope) => gossipsub::MessageId::new(&tags::content_id_of(&envelope)),
+        Err(_) => gossipsub::MessageId::new(&Sha256::digest(&message.data)),
+    }
+}
+
+/// The gossipsub configuration both Ferry and the bare-overlay benchmark
+/// use (anonymous, content-addressed, manual validation).
+///
+/// # Errors
+/// A message from libp2p if a parameter is out of range.
+pub fn gossipsub_config(params: &crate::config::GossipParams) -> Result<gossipsub::Config, String> {
+    gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(message_id)
+        .max_transmit_size(limits::MAX_ENVELOPE_LEN + 1024)
+        .mesh_n(params.mesh_n)
+        .mesh_n_low(params.mesh_n_low)
+        .mesh_n_high(params.mesh_n_high)
+        .mesh_outbound_min(params.mesh_n_low.min(2).saturating_sub(1))
+        .heartbeat_interval(params.heartbeat)
+        .idontwant_message_size_threshold(params.idontwant_threshold)
+        .duplicate_cache_time(Duration::from_secs(120))
+        .connection_handler_queue_len(2048)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Peer scoring: invalid envelopes cost a lot (squared), nothing else
+/// does; a quiet mesh peer is normal in a delay-tolerant network, so the
+/// delivery-rate penalties are off. Several devices behind one address
+/// (a campus NAT, a shared relay) are normal too: no IP colocation penalty.
+pub fn peer_score(
+    topic: &gossipsub::TopicHash,
+) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let topic_params = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.99,
+        first_message_deliveries_cap: 50.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        // Three invalid envelopes: 3² × −10 = −90, under the graylist
+        // threshold; the penalty halves in about 70 s.
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.99,
+        ..gossipsub::TopicScoreParams::default()
+    };
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..gossipsub::PeerScoreParams::default()
+    };
+    params.topics.insert(topic.clone(), topic_params);
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: -80.0,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 5.0,
+    };
+    (params, thresholds)
+}
+
+/// Builds the transport stack: TCP (Noise, yamux), QUIC, the relay v2
+/// client, and the app's own transports, all counted.
+pub(crate) fn transport(
+    key: &Keypair,
+    config: &mut NodeConfig,
+    counters: Arc<ByteCounters>,
+) -> std::io::Result<(
+    Boxed<(libp2p::PeerId, StreamMuxerBox)>,
+    relay::client::Behaviour,
+)> {
+    let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
+    let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
+    let mut stack: Boxed<(libp2p::PeerId, StreamMuxerBox)> = relay_transport
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise.clone())
+        .multiplex(yamux::Config::default())
+        .timeout(Duration::from_secs(20))
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed();
+    if config.tcp {
+        let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .timeout(Duration::from_secs(20))
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed();
+        stack = join(stack, tcp);
+    }
+    if config.quic {
+        let quic = quic::tokio::Transport::new(quic::Config::new(key))
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed();
+        stack = join(stack, quic);
+    }
+    for factory in std::mem::take(&mut config.extra_transports) {
+        stack = join(stack, factory(key)?);
+    }
+    let counted = stack
+        .map(move |(peer, muxer), _| {
+            (
+                peer,
+                StreamMuxerBox::new(CountingMuxer::new(muxer, counters.clone())),
+            )
+        })
+        .boxed();
+    Ok((counted, relay_client))
+}
+
+fn join(
+    a: Boxed<(libp2p::PeerId, StreamMuxerBox)>,
+    b: Boxed<(libp2p::PeerId, StreamMuxerBox)>,
+) -> Boxed<(libp2p::PeerId, StreamMuxerBox)> {
+    a.or_transport(b)
+        .map(|either, _| either.into_inner())
+        .boxed()
+}
+
+/// Builds the behaviour.
+pub(crate) fn behaviour(
+    key: &Keypair,
+    config: &NodeConfig,
+    relay_client: relay::client::Behaviour,
+) -> std::io::Result<FerryBehaviour> {
+    let peer_id = key.public().to_peer_id();
+    let topic = gossipsub::IdentTopic::new(TOPIC);
+    let gossip_config = gossipsub_config(&config.gossip).map_err(std::io::Error::other)?;
+    let mut gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)
+            .map_err(std::io::Error::other)?;
+    let (params, thresholds) = peer_score(&topic.hash());
+    gossipsub
+        .with_peer_score(params, thresholds)
+        .map_err(std::io::Error::other)?;
+    gossipsub.subscribe(&topic).map_err(std::io::Error::other)?;
+    let link = request_response::Behaviour::with_codec(
+        LinkCodec,
+        [(PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(30))
+            .with_max_concurrent_streams(64),
+    );
+    let mdns = if config.mdns {
+        Some(mdns::tokio::Behaviour::new(
+            mdns::Config::default(),
+            peer_id,
+        )?)
+    } else {
+        None
+    };
+    let relay_server = (config.role == Role::Relay)
+        .then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.limits.max_connections))
+        .with_max_established_per_peer(Some(config.limits.max_connections_per_peer))
+        .with_max_pending_incoming(Some(config.limits.max_pending_incoming));
+    // Identify is needed by relay, dcutr and autonat (observed addresses);
+    // it says no more than "ferry" about the software.
+    let identify = identify::Behaviour::new(
+        identify::Config::new("/ferry/1".into(), key.public())
+            .with_agent_version("ferry".into())
+            .with_interval(Duration::from_secs(600))
+            .with_push_listen_addr_updates(false)
+            .with_cache_size(0),
+    );
+    Ok(FerryBehaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        gossipsub,
+        link,
+        mdns: mdns.into(),
+        relay_server: relay_server.into(),
+        relay_client,
+        dcutr: dcutr::Behaviour::new(peer_id),
+        autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+        identify,
+        ping: ping::Behaviour::new(ping::Config::new()),
+    })
+}

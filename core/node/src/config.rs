@@ -1,0 +1,452 @@
+//! Node configuration: a builder with defaults for a phone, a relay preset,
+//! and validation in [`NodeBuilder::build`].
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use ferry_core::engine::{EngineConfig, Quotas};
+use ferry_store::KdfParams;
+use libp2p::{
+    Multiaddr, PeerId,
+    core::{muxing::StreamMuxerBox, transport::Boxed},
+    identity::Keypair,
+    multiaddr::Protocol,
+};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// A libp2p transport the app adds (WebSocket, an obfuscation tunnel, a
+/// byte pipe over Bluetooth, …): built once from the node's network key.
+/// Its connections must come out authenticated and multiplexed.
+pub type TransportFactory =
+    Box<dyn FnOnce(&Keypair) -> std::io::Result<Boxed<(PeerId, StreamMuxerBox)>> + Send>;
+
+/// What the node is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An app on a phone or desktop: modest quotas, an unlinkable network
+    /// identity on every start.
+    Client,
+    /// An always-on store-and-forward relay: big quotas, custody for
+    /// strangers' mail, a libp2p relay v2 server, a stable network identity
+    /// (so its address can be shared).
+    Relay,
+}
+
+/// Which libp2p key the node uses on the network (never its Ferry
+/// identity: the two are unlinkable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkKey {
+    /// A fresh key on every start (the default for clients).
+    Ephemeral,
+    /// A key derived from the store's key: the same PeerId across restarts
+    /// (the default for relays, whose addresses are shared).
+    Persistent,
+}
+
+/// Gossipsub parameters (rust-libp2p defaults unless measured otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GossipParams {
+    /// Target mesh degree D.
+    pub mesh_n: usize,
+    /// Lower bound D_lo.
+    pub mesh_n_low: usize,
+    /// Upper bound D_hi.
+    pub mesh_n_high: usize,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Envelopes at least this large are announced with IDONTWANT to mesh
+    /// peers when they arrive, so the peers do not send them again.
+    pub idontwant_threshold: usize,
+}
+
+impl Default for GossipParams {
+    fn default() -> Self {
+        Self {
+            mesh_n: 6,
+            mesh_n_low: 5,
+            mesh_n_high: 12,
+            heartbeat: Duration::from_secs(1),
+            // Every envelope is at least 512 bytes sealed; announce them all.
+            idontwant_threshold: 512,
+        }
+    }
+}
+
+/// Connection limits (connections beyond these are refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Established connections in total.
+    pub max_connections: u32,
+    /// Established connections per peer.
+    pub max_connections_per_peer: u32,
+    /// Incoming connections still handshaking.
+    pub max_pending_incoming: u32,
+}
+
+/// A validated node configuration (see [`NodeBuilder`]).
+pub struct NodeConfig {
+    pub(crate) storage: PathBuf,
+    pub(crate) passphrase: Zeroizing<Vec<u8>>,
+    pub(crate) kdf: KdfParams,
+    pub(crate) role: Role,
+    pub(crate) network_key: NetworkKey,
+    pub(crate) listen: Vec<Multiaddr>,
+    pub(crate) bootstrap: Vec<(PeerId, Multiaddr)>,
+    pub(crate) trusted_peers: Vec<PeerId>,
+    pub(crate) tcp: bool,
+    pub(crate) quic: bool,
+    pub(crate) mdns: bool,
+    pub(crate) extra_transports: Vec<TransportFactory>,
+    pub(crate) engine: EngineConfig,
+    pub(crate) gossip: GossipParams,
+    pub(crate) limits: Limits,
+    pub(crate) event_queue: usize,
+    pub(crate) display_name: Option<String>,
+    pub(crate) resync_interval: Duration,
+    pub(crate) redial_interval: Duration,
+}
+
+impl fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No passphrase, no storage path (it may name the user).
+        f.debug_struct("NodeConfig")
+            .field("role", &self.role)
+            .field("network_key", &self.network_key)
+            .field("listen", &self.listen.len())
+            .field("bootstrap", &self.bootstrap.len())
+            .field("tcp", &self.tcp)
+            .field("quic", &self.quic)
+            .field("mdns", &self.mdns)
+            .field("extra_transports", &self.extra_transports.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeConfig {
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The engine configuration in effect.
+    pub fn engine(&self) -> &EngineConfig {
+        &self.engine
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No storage directory was given.
+    #[error("a storage directory is required")]
+    NoStorage,
+    /// The passphrase is empty.
+    #[error("the passphrase must not be empty")]
+    EmptyPassphrase,
+    /// No transport is enabled.
+    #[error("at least one transport must be enabled")]
+    NoTransport,
+    /// A bootstrap address does not end in `/p2p/<peer id>`.
+    #[error("bootstrap address {0} does not name its peer (/p2p/…)")]
+    BootstrapWithoutPeerId(String),
+    /// Quotas that cannot hold a single envelope, or a per-tag or per-peer
+    /// quota above the global one.
+    #[error("inconsistent quotas")]
+    Quotas,
+    /// Mesh degrees not ordered `mesh_n_low <= mesh_n <= mesh_n_high`, or
+    /// zero.
+    #[error("gossip mesh degrees must satisfy 0 < low <= n <= high")]
+    MeshDegrees,
+    /// The event queue is shorter than 16.
+    #[error("the event queue must hold at least 16 events")]
+    EventQueue,
+    /// A zero interval or TTL.
+    #[error("intervals and the message TTL must be positive")]
+    Interval,
+}
+
+/// Builds a [`NodeConfig`]; start from [`crate::Node::builder`].
+///
+/// ```
+/// # fn main() -> Result<(), ferry_node::ConfigError> {
+/// let dir = std::env::temp_dir().join("ferry-doc-builder");
+/// let config = ferry_node::Node::builder()
+///     .storage(&dir, "correct horse battery staple")
+///     .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("address"))
+///     .mdns(false)
+///     .build()?;
+/// assert_eq!(config.role(), ferry_node::Role::Client);
+/// # Ok(()) }
+/// ```
+pub struct NodeBuilder {
+    storage: Option<PathBuf>,
+    passphrase: Zeroizing<Vec<u8>>,
+    kdf: KdfParams,
+    role: Role,
+    network_key: Option<NetworkKey>,
+    listen: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    trusted_peers: Vec<PeerId>,
+    tcp: bool,
+    quic: bool,
+    mdns: bool,
+    extra_transports: Vec<TransportFactory>,
+    engine: Option<EngineConfig>,
+    gossip: GossipParams,
+    limits: Option<Limits>,
+    event_queue: usize,
+    display_name: Option<String>,
+    resync_interval: Duration,
+    redial_interval: Duration,
+}
+
+impl fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        Self {
+            storage: None,
+            passphrase: Zeroizing::new(Vec::new()),
+            kdf: KdfParams::default(),
+            role: Role::Client,
+            network_key: None,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            trusted_peers: Vec::new(),
+            tcp: true,
+            quic: true,
+            mdns: true,
+            extra_transports: Vec::new(),
+            engine: None,
+            gossip: GossipParams::default(),
+            limits: None,
+            event_queue: 1024,
+            display_name: None,
+            resync_interval: Duration::from_secs(60),
+            redial_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Quotas of a relay: it holds mail for many strangers.
+const RELAY_QUOTAS: Quotas = Quotas {
+    global_bytes: 1024 * 1024 * 1024,
+    per_tag_bytes: 16 * 1024 * 1024,
+    per_peer_bytes: 256 * 1024 * 1024,
+};
+
+impl NodeBuilder {
+    /// Where the encrypted store lives, and the passphrase that opens it.
+    pub fn storage(mut self, dir: impl Into<PathBuf>, passphrase: impl AsRef<[u8]>) -> Self {
+        self.storage = Some(dir.into());
+        self.passphrase = Zeroizing::new(passphrase.as_ref().to_vec());
+        self
+    }
+
+    /// Argon2id cost of the store key (defaults are for production; tests
+    /// use [`KdfParams::insecure_for_tests`]).
+    pub fn kdf(mut self, params: KdfParams) -> Self {
+        self.kdf = params;
+        self
+    }
+
+    /// Makes this an always-on relay: relay quotas (1 GiB in all, 16 MiB
+    /// per recipient tag, 256 MiB per peer), a libp2p relay v2 server, a
+    /// persistent network key, more connections.
+    pub fn relay(mut self) -> Self {
+        self.role = Role::Relay;
+        self
+    }
+
+    /// Overrides the network key policy (default: ephemeral for clients,
+    /// persistent for relays).
+    pub fn network_key(mut self, key: NetworkKey) -> Self {
+        self.network_key = Some(key);
+        self
+    }
+
+    /// Adds a listen address (`/ip4/0.0.0.0/tcp/0`, `…/quic-v1`, or a relay
+    /// circuit `<relay address>/p2p-circuit`).
+    pub fn listen_on(mut self, address: Multiaddr) -> Self {
+        self.listen.push(address);
+        self
+    }
+
+    /// Adds a bootstrap peer (its address must end in `/p2p/<peer id>`);
+    /// the node keeps reconnecting to it.
+    pub fn bootstrap(mut self, address: Multiaddr) -> Self {
+        self.bootstrap.push(address);
+        self
+    }
+
+    /// Treats envelopes from this peer (e.g. the user's own relay) like a
+    /// contact's: they are kept before strangers'.
+    pub fn trusted_peer(mut self, peer: PeerId) -> Self {
+        self.trusted_peers.push(peer);
+        self
+    }
+
+    /// TCP with Noise and yamux (default on).
+    pub fn tcp(mut self, on: bool) -> Self {
+        self.tcp = on;
+        self
+    }
+
+    /// QUIC (default on).
+    pub fn quic(mut self, on: bool) -> Self {
+        self.quic = on;
+        self
+    }
+
+    /// mDNS discovery on the LAN (default on; shutdowns are often LAN-only).
+    pub fn mdns(mut self, on: bool) -> Self {
+        self.mdns = on;
+        self
+    }
+
+    /// Adds an app-supplied libp2p transport.
+    pub fn transport(mut self, factory: TransportFactory) -> Self {
+        self.extra_transports.push(factory);
+        self
+    }
+
+    /// Replaces the engine configuration (routing, TTLs, quotas).
+    pub fn engine(mut self, config: EngineConfig) -> Self {
+        self.engine = Some(config);
+        self
+    }
+
+    /// Replaces the gossip parameters.
+    pub fn gossip(mut self, params: GossipParams) -> Self {
+        self.gossip = params;
+        self
+    }
+
+    /// Replaces the connection limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Capacity of the event queue (default 1024); when the app falls
+    /// behind, events are dropped and counted in [`crate::NodeEvent::Lagged`].
+    pub fn event_queue(mut self, capacity: usize) -> Self {
+        self.event_queue = capacity;
+        self
+    }
+
+    /// The display name on the cards this node issues.
+    pub fn display_name(mut self, name: impl Into<String>) -> Self {
+        self.display_name = Some(name.into());
+        self
+    }
+
+    /// How often a long-lived link is reconciled again (default 60 s).
+    pub fn resync_interval(mut self, every: Duration) -> Self {
+        self.resync_interval = every;
+        self
+    }
+
+    /// How often missing bootstrap peers are dialled again (default 10 s).
+    pub fn redial_interval(mut self, every: Duration) -> Self {
+        self.redial_interval = every;
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first problem found.
+    pub fn build(self) -> Result<NodeConfig, ConfigError> {
+        let storage = self.storage.ok_or(ConfigError::NoStorage)?;
+        if self.passphrase.is_empty() {
+            return Err(ConfigError::EmptyPassphrase);
+        }
+        if !self.tcp && !self.quic && self.extra_transports.is_empty() {
+            return Err(ConfigError::NoTransport);
+        }
+        let mut bootstrap = Vec::with_capacity(self.bootstrap.len());
+        for address in self.bootstrap {
+            match address.iter().last() {
+                Some(Protocol::P2p(peer)) => bootstrap.push((peer, address)),
+                _ => return Err(ConfigError::BootstrapWithoutPeerId(address.to_string())),
+            }
+        }
+        let relay = self.role == Role::Relay;
+        let engine = self.engine.unwrap_or_else(|| EngineConfig {
+            quotas: if relay {
+                RELAY_QUOTAS
+            } else {
+                EngineConfig::default().quotas
+            },
+            ..EngineConfig::default()
+        });
+        let q = engine.quotas;
+        let min = ferry_core::proto::limits::MAX_ENVELOPE_LEN as u64;
+        if q.global_bytes < min
+            || q.per_tag_bytes > q.global_bytes
+            || q.per_peer_bytes > q.global_bytes
+        {
+            return Err(ConfigError::Quotas);
+        }
+        if engine.message_ttl_secs == 0 || engine.sweep_interval_secs == 0 {
+            return Err(ConfigError::Interval);
+        }
+        let g = self.gossip;
+        if g.mesh_n_low == 0 || g.mesh_n_low > g.mesh_n || g.mesh_n > g.mesh_n_high {
+            return Err(ConfigError::MeshDegrees);
+        }
+        if g.heartbeat.is_zero() || self.resync_interval.is_zero() || self.redial_interval.is_zero()
+        {
+            return Err(ConfigError::Interval);
+        }
+        if self.event_queue < 16 {
+            return Err(ConfigError::EventQueue);
+        }
+        let limits = self.limits.unwrap_or(if relay {
+            Limits {
+                max_connections: 1024,
+                max_connections_per_peer: 2,
+                max_pending_incoming: 128,
+            }
+        } else {
+            Limits {
+                max_connections: 128,
+                max_connections_per_peer: 2,
+                max_pending_incoming: 32,
+            }
+        });
+        Ok(NodeConfig {
+            storage,
+            passphrase: self.passphrase,
+            kdf: self.kdf,
+            role: self.role,
+            network_key: self.network_key.unwrap_or(if relay {
+                NetworkKey::Persistent
+            } else {
+                NetworkKey::Ephemeral
+            }),
+            listen: self.listen,
+            bootstrap,
+            trusted_peers: self.trusted_peers,
+            tcp: self.tcp,
+            quic: self.quic,
+            mdns: self.mdns,
+            extra_transports: self.extra_transports,
+            engine,
+            gossip: g,
+            limits,
+            event_queue: self.event_queue,
+            display_name: self.display_name,
+            resync_interval: self.resync_interval,
+            redial_interval: self.redial_interval,
+        })
+    }
+}

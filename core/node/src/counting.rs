@@ -1,0 +1,132 @@
+//! Byte counters on every connection, whatever the transport.
+//!
+//! The wrapper sits on the stream muxer, so it counts the bytes of protocol
+//! streams (gossip, sync, identify, …) after decryption and
+//! demultiplexing: the same place for TCP, QUIC and app-supplied links. It
+//! does not see Noise and yamux framing (a few percent on top).
+
+use std::{
+    io,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+use futures::{AsyncRead, AsyncWrite};
+use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
+
+/// Bytes in and out over all connections of one node.
+#[derive(Debug, Default)]
+pub(crate) struct ByteCounters {
+    pub(crate) inbound: AtomicU64,
+    pub(crate) outbound: AtomicU64,
+}
+
+/// A stream muxer whose substreams count their bytes.
+pub(crate) struct CountingMuxer<M> {
+    inner: M,
+    counters: Arc<ByteCounters>,
+}
+
+impl<M> CountingMuxer<M> {
+    pub(crate) fn new(inner: M, counters: Arc<ByteCounters>) -> Self {
+        Self { inner, counters }
+    }
+}
+
+impl<M> StreamMuxer for CountingMuxer<M>
+where
+    M: StreamMuxer + Unpin,
+{
+    type Substream = CountingStream<M::Substream>;
+    type Error = M::Error;
+
+    fn poll_inbound(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.inner)
+            .poll_inbound(cx)
+            .map_ok(|s| CountingStream::new(s, this.counters.clone()))
+    }
+
+    fn poll_outbound(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.inner)
+            .poll_outbound(cx)
+            .map_ok(|s| CountingStream::new(s, this.counters.clone()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
+        Pin::new(&mut self.get_mut().inner).poll(cx)
+    }
+}
+
+/// A substream that adds what passes through it to the node's counters.
+pub(crate) struct CountingStream<S> {
+    inner: Pin<Box<S>>,
+    counters: Arc<ByteCounters>,
+}
+
+impl<S> CountingStream<S> {
+    fn new(inner: S, counters: Arc<ByteCounters>) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            counters,
+        }
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for CountingStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = self.inner.as_mut().poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = &poll {
+            self.counters
+                .inbound
+                .fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for CountingStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = self.inner.as_mut().poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &poll {
+            self.counters
+                .outbound
+                .fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_close(cx)
+    }
+}

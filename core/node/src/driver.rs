@@ -1,0 +1,864 @@
+//! The driver task: owns the swarm and the engine, feeds network events to
+//! the engine and carries out its outputs (the node half of the design's
+//! "one engine, two drivers").
+//!
+//! The engine's store calls are synchronous (sled flushes take about
+//! 0.2 ms); they run on this task, which is the only one touching the
+//! engine, so no lock is needed and every output follows its commit.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, SystemTime},
+};
+
+use ferry_core::{
+    crypto::{Pairing, PairingOutcome, PairingRole, Trust},
+    engine::{self, Engine, Event, Input, Output, Verdict},
+    identity::Identity,
+    keys::IdentityKey,
+};
+use ferry_store::SledStore;
+use futures::StreamExt as _;
+use hkdf::Hkdf;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, gossipsub, identity::Keypair, mdns, request_response,
+    swarm::SwarmEvent,
+};
+use rand::{SeedableRng as _, rngs::StdRng};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use tracing::{debug, debug_span, info, trace, warn};
+
+use crate::{
+    behaviour::{self, FerryBehaviour, FerryBehaviourEvent, TOPIC},
+    codec::{FrameKind, LinkFrame},
+    config::{NetworkKey, NodeConfig},
+    counting::ByteCounters,
+    error::NodeError,
+    events::{NodeEvent, ReceivedMessage},
+    node::{Command, ContactInfo, NodeStats},
+};
+
+type FerryEngine = Engine<SledStore, StdRng>;
+
+/// Envelopes waiting for a gossip peer (published while nobody was
+/// subscribed); beyond this, reconciliation on the next link carries them.
+const MAX_PENDING_PUBLISH: usize = 1024;
+
+/// Invalid sync frames a peer may send before it is disconnected.
+const MAX_INVALID_FRAMES: u32 = 8;
+
+/// Seconds since the Unix epoch: the engine's clock.
+fn unix_now() -> u64 {
+    #[allow(clippy::disallowed_methods)] // the driver is where the clock is read
+    let now = SystemTime::now();
+    now.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A short, non-identifying form of an ID for logs (4 bytes of hex).
+pub(crate) fn short(id: &[u8]) -> String {
+    id.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A short form of a peer ID for logs (its last 6 characters).
+fn short_peer(peer: &PeerId) -> String {
+    let s = peer.to_base58();
+    s.get(s.len().saturating_sub(6)..).unwrap_or("").to_owned()
+}
+
+enum PairingState {
+    InProgress(Pairing),
+    Done(PairingOutcome),
+}
+
+#[derive(Default)]
+struct Counts {
+    gossip_received: u64,
+    gossip_rejected: u64,
+    gossip_published: u64,
+    frames_received: u64,
+    frames_sent: u64,
+    events_dropped: u64,
+}
+
+pub(crate) struct Started {
+    pub(crate) driver: Driver,
+    pub(crate) peer_id: PeerId,
+    pub(crate) identity: IdentityKey,
+}
+
+pub(crate) struct Driver {
+    swarm: Swarm<FerryBehaviour>,
+    engine: FerryEngine,
+    topic: gossipsub::IdentTopic,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NodeEvent>,
+    /// Events dropped since the last one that got through.
+    missed: u64,
+    peers: HashMap<PeerId, engine::PeerId>,
+    peers_rev: HashMap<engine::PeerId, PeerId>,
+    next_peer: u64,
+    trusted: HashSet<PeerId>,
+    bootstrap: Vec<(PeerId, Multiaddr)>,
+    listen_addrs: Vec<Multiaddr>,
+    pending_publish: VecDeque<Vec<u8>>,
+    invalid_frames: HashMap<PeerId, u32>,
+    pairing_open: bool,
+    pairings: HashMap<PeerId, PairingState>,
+    display_name: Option<String>,
+    bytes: Arc<ByteCounters>,
+    counts: Counts,
+    resync_interval: Duration,
+    redial_interval: Duration,
+    /// The engine's default message lifetime.
+    engine_ttl: u64,
+}
+
+fn network_key(policy: NetworkKey, store_key: &[u8; 32]) -> Result<Keypair, NodeError> {
+    match policy {
+        NetworkKey::Ephemeral => Ok(Keypair::generate_ed25519()),
+        NetworkKey::Persistent => {
+            // Derived, not stored: the same store gives the same PeerId, and
+            // nothing links it to the Ferry identity without the store key.
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            Hkdf::<Sha256>::new(None, store_key)
+                .expand(b"ferry/network-key/v1", seed.as_mut())
+                .map_err(|_| NodeError::Network("key derivation".into()))?;
+            Keypair::ed25519_from_bytes(*seed).map_err(|e| NodeError::Network(e.to_string()))
+        }
+    }
+}
+
+impl Driver {
+    pub(crate) async fn start(
+        mut config: NodeConfig,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<NodeEvent>,
+    ) -> Result<Started, NodeError> {
+        let path = config.storage.clone();
+        let passphrase = config.passphrase.clone();
+        let kdf = config.kdf;
+        // Argon2id takes a noticeable time by design: off the async threads.
+        let store = tokio::task::spawn_blocking(move || SledStore::open(&path, &passphrase, kdf))
+            .await
+            .map_err(|e| NodeError::Network(e.to_string()))??;
+        let store_key = zeroize::Zeroizing::new(store.keyring_key());
+        let rng = StdRng::from_rng(&mut rand::rng());
+        let engine = Engine::open(
+            store,
+            *store_key,
+            Identity::generate,
+            config.engine,
+            rng,
+            unix_now(),
+        )?;
+        let identity = engine.keyring().identity().identity_key();
+        let key = network_key(config.network_key, &store_key)?;
+        let peer_id = key.public().to_peer_id();
+        let bytes = Arc::new(ByteCounters::default());
+        let (transport, relay_client) = behaviour::transport(&key, &mut config, bytes.clone())
+            .map_err(|e| NodeError::Network(e.to_string()))?;
+        let behaviour = behaviour::behaviour(&key, &config, relay_client)
+            .map_err(|e| NodeError::Network(e.to_string()))?;
+        let mut swarm = Swarm::new(
+            transport,
+            behaviour,
+            peer_id,
+            libp2p::swarm::Config::with_tokio_executor()
+                // Store-and-forward links are worth keeping while idle.
+                .with_idle_connection_timeout(Duration::from_secs(3600)),
+        );
+        let mut listeners = 0usize;
+        for address in &config.listen {
+            swarm
+                .listen_on(address.clone())
+                .map_err(|e| NodeError::Network(format!("listen on {address}: {e}")))?;
+            listeners += 1;
+        }
+        let mut driver = Driver {
+            swarm,
+            engine,
+            topic: gossipsub::IdentTopic::new(TOPIC),
+            commands,
+            events,
+            missed: 0,
+            peers: HashMap::new(),
+            peers_rev: HashMap::new(),
+            next_peer: 0,
+            trusted: config.trusted_peers.iter().copied().collect(),
+            bootstrap: config.bootstrap.clone(),
+            listen_addrs: Vec::new(),
+            pending_publish: VecDeque::new(),
+            invalid_frames: HashMap::new(),
+            pairing_open: false,
+            pairings: HashMap::new(),
+            display_name: config.display_name.clone(),
+            bytes,
+            counts: Counts::default(),
+            resync_interval: config.resync_interval,
+            redial_interval: config.redial_interval,
+            engine_ttl: config.engine.message_ttl_secs,
+        };
+        // Wait until every listener is bound, so the app can hand out the
+        // addresses right after `start`.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut bound = HashSet::new();
+        while bound.len() < listeners {
+            match tokio::time::timeout_at(deadline, driver.swarm.select_next_some()).await {
+                Ok(SwarmEvent::NewListenAddr {
+                    listener_id,
+                    address,
+                }) => {
+                    bound.insert(listener_id);
+                    driver.on_listen_addr(address);
+                }
+                Ok(SwarmEvent::ListenerError { error, .. }) => {
+                    return Err(NodeError::Network(error.to_string()));
+                }
+                Ok(SwarmEvent::ListenerClosed { reason, .. }) => {
+                    return Err(NodeError::Network(format!("listener closed: {reason:?}")));
+                }
+                Ok(event) => driver.on_swarm_event(event)?,
+                Err(_) => break, // relay circuits may take longer; go on
+            }
+        }
+        driver.redial();
+        driver.drain()?;
+        info!(peer = %short_peer(&peer_id), "node started");
+        Ok(Started {
+            driver,
+            peer_id,
+            identity,
+        })
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut redial = tokio::time::interval(self.redial_interval);
+        let mut resync = tokio::time::interval(self.resync_interval);
+        redial.tick().await;
+        resync.tick().await;
+        loop {
+            let now = unix_now();
+            let wait = self
+                .engine
+                .poll_timeout()
+                .map_or(3600, |t| t.saturating_sub(now))
+                .max(1);
+            let result = tokio::select! {
+                command = self.commands.recv() => match command {
+                    None => break,
+                    Some(Command::Shutdown { reply }) => {
+                        self.shutdown();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = tokio::time::sleep(Duration::from_secs(wait)) => {
+                    self.engine.handle(Input::Timeout, unix_now()).map(|_| ()).map_err(Into::into)
+                }
+                _ = redial.tick() => { self.redial(); Ok(()) }
+                _ = resync.tick() => self.resync(),
+            };
+            let result = result.and_then(|()| self.drain());
+            if let Err(error) = result {
+                // A local failure (the store): the operation did not take
+                // effect; the node goes on and the app sees errors on calls.
+                warn!(%error, "node operation failed");
+            }
+        }
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        info!("node stopped");
+    }
+
+    fn on_listen_addr(&mut self, address: Multiaddr) {
+        let full = address
+            .clone()
+            .with_p2p(*self.swarm.local_peer_id())
+            .unwrap_or(address);
+        if !self.listen_addrs.contains(&full) {
+            self.listen_addrs.push(full.clone());
+            self.emit(NodeEvent::Listening { address: full });
+        }
+    }
+
+    fn redial(&mut self) {
+        for (peer, address) in self.bootstrap.clone() {
+            if !self.swarm.is_connected(&peer)
+                && let Err(error) = self.swarm.dial(address)
+            {
+                debug!(peer = %short_peer(&peer), %error, "bootstrap dial failed");
+            }
+        }
+    }
+
+    /// Periodic anti-entropy on long-lived links.
+    fn resync(&mut self) -> Result<(), NodeError> {
+        let peers: Vec<engine::PeerId> = self.peers.values().copied().collect();
+        for peer in peers {
+            self.engine.handle(Input::Resync { peer }, unix_now())?;
+        }
+        Ok(())
+    }
+
+    /// Sends an event to the app without ever blocking the network: when
+    /// the app's queue is full the event is dropped and counted, and a
+    /// `Lagged` event (plus a redelivery of unacknowledged messages) follows
+    /// once there is room.
+    fn emit(&mut self, event: NodeEvent) {
+        if self.missed > 0 {
+            match self.events.try_send(NodeEvent::Lagged {
+                missed: self.missed,
+            }) {
+                Ok(()) => {
+                    self.missed = 0;
+                    if let Err(error) = self.engine.redeliver_inbox() {
+                        warn!(%error, "redelivery after lag failed");
+                    }
+                }
+                Err(_) => {
+                    self.missed += 1;
+                    self.counts.events_dropped += 1;
+                    return;
+                }
+            }
+        }
+        if self.events.try_send(event).is_err() {
+            self.missed += 1;
+            self.counts.events_dropped += 1;
+        }
+    }
+
+    /// Carries out every queued engine output; `from` is the peer whose
+    /// input caused them, if any.
+    fn drain_outputs(&mut self, from: Option<PeerId>) {
+        while let Some(output) = self.engine.poll_output() {
+            match output {
+                Output::Publish { content_id, bytes } => {
+                    let _span = debug_span!("envelope", id = %short(&content_id)).entered();
+                    self.publish(bytes);
+                }
+                Output::SendFrame { peer, bytes } => {
+                    if let Some(p) = self.peers_rev.get(&peer).copied() {
+                        trace!(peer = %short_peer(&p), len = bytes.len(), "sync frame out");
+                        self.counts.frames_sent += 1;
+                        self.swarm.behaviour_mut().link.send_request(
+                            &p,
+                            LinkFrame {
+                                kind: FrameKind::Sync,
+                                bytes,
+                            },
+                        );
+                    }
+                }
+                Output::Deliver(d) => {
+                    debug!(message = %short(&d.message_id), "message delivered to app");
+                    self.emit(NodeEvent::Message(ReceivedMessage {
+                        from: d.from,
+                        message_id: d.message_id,
+                        sent_at: d.sent_at,
+                        body: d.body,
+                        redelivery: d.redelivery,
+                    }));
+                }
+                Output::Event(event) => {
+                    let event = match event {
+                        Event::Delivered { message_id } => {
+                            debug!(message = %short(&message_id), "receipt");
+                            NodeEvent::Delivered { message_id }
+                        }
+                        Event::Expired { message_id } => NodeEvent::Expired { message_id },
+                        Event::ContactRequest { card, introduction } => {
+                            NodeEvent::ContactRequest { card, introduction }
+                        }
+                        Event::KeyChanged {
+                            contact,
+                            was_verified,
+                        } => NodeEvent::KeyChanged {
+                            contact,
+                            was_verified,
+                        },
+                        Event::Rejected { content_id, reason } => {
+                            debug!(id = %short(&content_id), ?reason, "custody refused");
+                            NodeEvent::QuotaRejected { peer: from, reason }
+                        }
+                    };
+                    self.emit(event);
+                }
+            }
+        }
+    }
+
+    fn drain(&mut self) -> Result<(), NodeError> {
+        self.drain_outputs(None);
+        Ok(())
+    }
+
+    fn publish(&mut self, bytes: Vec<u8>) {
+        let topic = self.topic.clone();
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, bytes.clone())
+        {
+            Ok(_) => {
+                self.counts.gossip_published += 1;
+                trace!("published");
+            }
+            Err(gossipsub::PublishError::Duplicate) => {}
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+            | Err(gossipsub::PublishError::AllQueuesFull(_)) => {
+                // Nobody to give it to yet: retry when a peer subscribes.
+                // The envelope is in the store either way; reconciliation
+                // carries it if this queue overflows.
+                if self.pending_publish.len() >= MAX_PENDING_PUBLISH {
+                    self.pending_publish.pop_front();
+                }
+                self.pending_publish.push_back(bytes);
+            }
+            Err(error) => debug!(%error, "publish failed"),
+        }
+    }
+
+    fn flush_pending_publish(&mut self) {
+        let pending = std::mem::take(&mut self.pending_publish);
+        for bytes in pending {
+            self.publish(bytes);
+        }
+    }
+
+    fn engine_peer(&mut self, peer: PeerId) -> engine::PeerId {
+        if let Some(p) = self.peers.get(&peer) {
+            return *p;
+        }
+        let p = engine::PeerId(self.next_peer);
+        self.next_peer += 1;
+        self.peers.insert(peer, p);
+        self.peers_rev.insert(p, peer);
+        p
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<FerryBehaviourEvent>) -> Result<(), NodeError> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => self.on_listen_addr(address),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established.get() == 1 {
+                    let _span = debug_span!("peer", peer = %short_peer(&peer_id)).entered();
+                    debug!("peer up");
+                    let p = self.engine_peer(peer_id);
+                    // Exactly one side starts reconciliation: the smaller ID.
+                    let initiator = self.swarm.local_peer_id().to_bytes() < peer_id.to_bytes();
+                    self.engine.handle(
+                        Input::PeerUp {
+                            peer: p,
+                            trusted: self.trusted.contains(&peer_id),
+                            initiator,
+                        },
+                        unix_now(),
+                    )?;
+                    self.emit(NodeEvent::PeerUp { peer: peer_id });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    debug!(peer = %short_peer(&peer_id), "peer down");
+                    if let Some(p) = self.peers.remove(&peer_id) {
+                        self.peers_rev.remove(&p);
+                        self.engine
+                            .handle(Input::PeerDown { peer: p }, unix_now())?;
+                    }
+                    self.pairings.remove(&peer_id);
+                    self.emit(NodeEvent::PeerDown { peer: peer_id });
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event)?,
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id.as_ref().map(short_peer), %error, "dial failed");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_behaviour_event(&mut self, event: FerryBehaviourEvent) -> Result<(), NodeError> {
+        match event {
+            FerryBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => self.on_gossip(propagation_source, &message_id, &message.data)?,
+            FerryBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { .. }) => {
+                self.flush_pending_publish();
+            }
+            FerryBehaviourEvent::Link(request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) => {
+                // Acknowledge first: the frame is read; what it means is the
+                // engine's business.
+                let _ = self.swarm.behaviour_mut().link.send_response(channel, ());
+                match request.kind {
+                    FrameKind::Sync => self.on_frame(peer, &request.bytes)?,
+                    FrameKind::Pairing => self.on_pairing_frame(peer, &request.bytes)?,
+                }
+            }
+            FerryBehaviourEvent::Link(request_response::Event::OutboundFailure {
+                peer,
+                error,
+                ..
+            }) => {
+                debug!(peer = %short_peer(&peer), %error, "frame not delivered");
+            }
+            FerryBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, address) in found {
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(address);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_gossip(
+        &mut self,
+        source: PeerId,
+        message_id: &gossipsub::MessageId,
+        data: &[u8],
+    ) -> Result<(), NodeError> {
+        let _span = debug_span!(
+            "gossip",
+            peer = %short_peer(&source),
+            id = %short(&message_id.0)
+        )
+        .entered();
+        self.counts.gossip_received += 1;
+        let from = self.engine_peer(source);
+        let verdict = self
+            .engine
+            .handle(Input::Gossip { from, bytes: data }, unix_now())?;
+        self.drain_outputs(Some(source));
+        // Only invalid envelopes are penalised. A forwarder past its custody
+        // quota is not: an honest relay forwards what it accepted from a
+        // flooder, and penalising it would split the honest mesh. Quotas
+        // bound what a valid-envelope flood can occupy (threat item 12).
+        let acceptance = match verdict {
+            Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+            Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+            Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+        };
+        if acceptance == gossipsub::MessageAcceptance::Reject {
+            self.counts.gossip_rejected += 1;
+            debug!("invalid envelope");
+        }
+        trace!(?verdict, "validated");
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(message_id, &source, acceptance);
+        Ok(())
+    }
+
+    fn on_frame(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), NodeError> {
+        let _span = debug_span!("sync", peer = %short_peer(&peer)).entered();
+        self.counts.frames_received += 1;
+        let Some(p) = self.peers.get(&peer).copied() else {
+            return Ok(());
+        };
+        let before = self.engine.counters().sync_envelopes_received;
+        let verdict = self
+            .engine
+            .handle(Input::Frame { from: p, bytes }, unix_now())?;
+        let received = self.engine.counters().sync_envelopes_received - before;
+        self.drain_outputs(Some(peer));
+        if received > 0 {
+            debug!(received, "sync envelopes");
+            self.emit(NodeEvent::SyncProgress {
+                peer,
+                envelopes: received,
+            });
+        }
+        if verdict == Verdict::Reject {
+            let count = self.invalid_frames.entry(peer).or_default();
+            *count += 1;
+            if *count >= MAX_INVALID_FRAMES {
+                warn!("disconnecting a peer that sends invalid sync frames");
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
+        Ok(())
+    }
+
+    fn send_pairing(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        self.swarm.behaviour_mut().link.send_request(
+            &peer,
+            LinkFrame {
+                kind: FrameKind::Pairing,
+                bytes,
+            },
+        );
+    }
+
+    fn pairing_card(&mut self) -> Result<ferry_core::contact::ContactCard, NodeError> {
+        let name = self.display_name.clone();
+        let card = self.engine.keyring_mut().identity_mut().contact_card(
+            name.as_deref(),
+            unix_now(),
+            4,
+        )?;
+        self.engine.save_keyring()?;
+        Ok(card)
+    }
+
+    fn on_pairing_frame(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), NodeError> {
+        let _span = debug_span!("pairing", peer = %short_peer(&peer)).entered();
+        let mut pairing = match self.pairings.remove(&peer) {
+            Some(PairingState::InProgress(p)) => p,
+            Some(done @ PairingState::Done(_)) => {
+                self.pairings.insert(peer, done);
+                return Ok(());
+            }
+            None if self.pairing_open => {
+                let card = self.pairing_card()?;
+                Pairing::new(
+                    self.engine.keyring().identity(),
+                    &card,
+                    PairingRole::Responder,
+                )?
+            }
+            None => {
+                debug!("pairing request while pairing is closed");
+                return Ok(());
+            }
+        };
+        let step = pairing.read_message(bytes).and_then(|()| {
+            if pairing.wants_to_send() {
+                pairing.write_message().map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        match step {
+            Ok(reply) => {
+                if let Some(reply) = reply {
+                    self.send_pairing(peer, reply);
+                }
+                if pairing.is_finished() {
+                    match pairing.finish() {
+                        Ok(outcome) => {
+                            let code = outcome.sas.clone();
+                            self.pairings.insert(peer, PairingState::Done(outcome));
+                            self.emit(NodeEvent::PairingCode { peer, code });
+                        }
+                        Err(_) => self.emit(NodeEvent::PairingFailed { peer }),
+                    }
+                } else {
+                    self.pairings
+                        .insert(peer, PairingState::InProgress(pairing));
+                }
+            }
+            Err(_) => {
+                debug!("pairing failed");
+                self.emit(NodeEvent::PairingFailed { peer });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_command(&mut self, command: Command) -> Result<(), NodeError> {
+        match command {
+            Command::Send {
+                to,
+                body,
+                options,
+                reply,
+            } => {
+                let ttl = options.ttl_secs.unwrap_or(self.engine_ttl);
+                let result = self
+                    .engine
+                    .send_with_ttl(&to, &body, ttl, unix_now())
+                    .map_err(NodeError::from);
+                if let Ok(id) = &result {
+                    debug!(message = %short(id), "accepted for sending");
+                }
+                let _ = reply.send(result);
+            }
+            Command::AddContact { card, trust, reply } => {
+                let _ = reply.send(
+                    self.engine
+                        .add_contact(*card, trust)
+                        .map_err(NodeError::from),
+                );
+            }
+            Command::ContactCode {
+                one_time_keys,
+                reply,
+            } => {
+                let name = self.display_name.clone();
+                let result = self
+                    .engine
+                    .keyring_mut()
+                    .identity_mut()
+                    .contact_card(name.as_deref(), unix_now(), one_time_keys)
+                    .map_err(NodeError::from)
+                    .and_then(|card| {
+                        self.engine.save_keyring()?;
+                        card.to_code().map_err(|_| NodeError::InvalidCode)
+                    });
+                let _ = reply.send(result);
+            }
+            Command::ContactRequest {
+                to,
+                introduction,
+                reply,
+            } => {
+                let result = self.pairing_card().and_then(|card| {
+                    self.engine
+                        .send_contact_request(&to, &card, &introduction, unix_now())
+                        .map(|_| ())
+                        .map_err(NodeError::from)
+                });
+                let _ = reply.send(result);
+            }
+            Command::Contacts { reply } => {
+                let keyring = self.engine.keyring();
+                let list = keyring
+                    .contact_keys()
+                    .filter_map(|key| {
+                        keyring.contact(key).map(|(card, trust)| ContactInfo {
+                            identity: *key,
+                            display_name: card.display_name().map(str::to_owned),
+                            verified: trust == Trust::Verified,
+                        })
+                    })
+                    .collect();
+                let _ = reply.send(Ok(list));
+            }
+            Command::Ack { message_id, reply } => {
+                let _ = reply.send(
+                    self.engine
+                        .ack_delivery(&message_id)
+                        .map_err(NodeError::from),
+                );
+            }
+            Command::Dial { address, reply } => {
+                let _ = reply.send(
+                    self.swarm
+                        .dial(address)
+                        .map_err(|e| NodeError::Dial(e.to_string())),
+                );
+            }
+            Command::Disconnect { peer, reply } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = reply.send(Ok(()));
+            }
+            Command::Listeners { reply } => {
+                let _ = reply.send(Ok(self.listen_addrs.clone()));
+            }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(Ok(self.swarm.connected_peers().copied().collect()));
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(Ok(self.stats()));
+            }
+            Command::PeerScore { peer, reply } => {
+                let _ = reply.send(Ok(self.swarm.behaviour().gossipsub.peer_score(&peer)));
+            }
+            Command::AllowPairing { open, reply } => {
+                self.pairing_open = open;
+                let _ = reply.send(Ok(()));
+            }
+            Command::Pair { peer, reply } => {
+                if !self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Err(NodeError::UnknownPeer));
+                    return Ok(());
+                }
+                let result = self.pairing_card().and_then(|card| {
+                    let mut pairing = Pairing::new(
+                        self.engine.keyring().identity(),
+                        &card,
+                        PairingRole::Initiator,
+                    )?;
+                    let first = pairing.write_message()?;
+                    self.send_pairing(peer, first);
+                    self.pairings
+                        .insert(peer, PairingState::InProgress(pairing));
+                    Ok(())
+                });
+                let _ = reply.send(result);
+            }
+            Command::ConfirmPairing {
+                peer,
+                accept,
+                reply,
+            } => {
+                let result = match self.pairings.remove(&peer) {
+                    Some(PairingState::Done(outcome)) if accept => {
+                        let contact = *outcome.card.identity_key();
+                        self.engine
+                            .add_contact(outcome.card, Trust::Verified)
+                            .map_err(NodeError::from)
+                            .map(|_| {
+                                self.emit(NodeEvent::Paired { contact });
+                                Some(contact)
+                            })
+                    }
+                    Some(PairingState::Done(_)) => Ok(None),
+                    Some(other) => {
+                        self.pairings.insert(peer, other);
+                        Err(NodeError::UnknownPeer)
+                    }
+                    None => Err(NodeError::UnknownPeer),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> NodeStats {
+        NodeStats {
+            engine: self.engine.counters(),
+            bytes_in: self.bytes.inbound.load(Ordering::Relaxed),
+            bytes_out: self.bytes.outbound.load(Ordering::Relaxed),
+            gossip_received: self.counts.gossip_received,
+            gossip_rejected: self.counts.gossip_rejected,
+            gossip_published: self.counts.gossip_published,
+            frames_received: self.counts.frames_received,
+            frames_sent: self.counts.frames_sent,
+            connected_peers: self.swarm.connected_peers().count(),
+            held_envelopes: self.engine.held_count(),
+            held_bytes: self.engine.held_bytes(),
+            outbox: self.engine.outbox_len(),
+            events_dropped: self.counts.events_dropped,
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! The node's error type.
+
+use thiserror::Error;
+
+/// Why a node call failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The configuration was refused.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The store could not be opened (wrong passphrase, corruption, I/O).
+    #[error("store: {0}")]
+    Store(#[from] ferry_store::StoreError),
+    /// The engine failed (store write, unreadable state).
+    #[error(transparent)]
+    Engine(#[from] ferry_core::engine::EngineError),
+    /// A message could not be sealed or stored; nothing was sent.
+    #[error(transparent)]
+    Send(#[from] ferry_core::engine::SendError),
+    /// A contact code is malformed or its card badly signed.
+    #[error("invalid contact code")]
+    InvalidCode,
+    /// A card could not be issued.
+    #[error("cannot issue a card: {0}")]
+    Card(#[from] ferry_core::identity::IssueCardError),
+    /// The network could not start (transport, listen address).
+    #[error("network: {0}")]
+    Network(String),
+    /// A dial failed at once (bad address, no transport for it).
+    #[error("dial: {0}")]
+    Dial(String),
+    /// No such connected peer, or no pairing waiting with it.
+    #[error("unknown peer")]
+    UnknownPeer,
+    /// The pairing handshake failed.
+    #[error(transparent)]
+    Pairing(#[from] ferry_core::crypto::PairingError),
+    /// The node has shut down.
+    #[error("the node has shut down")]
+    Closed,
+}

@@ -1,0 +1,149 @@
+//! What the node tells the app, and the stream it arrives on.
+
+use std::fmt;
+
+use ferry_core::{
+    contact::ContactCard, crypto::ShortAuthString, engine::MessageId, engine::RejectReason,
+    keys::IdentityKey,
+};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::mpsc;
+
+/// A message for the app. It stays in the node's durable inbox until
+/// [`crate::Node::ack`] is called with its ID; unacknowledged messages are
+/// handed out again after a restart (or after [`NodeEvent::Lagged`]) with
+/// `redelivery` set, so apps deduplicate by `message_id`.
+pub struct ReceivedMessage {
+    /// The sender (a contact).
+    pub from: IdentityKey,
+    /// The sender's message ID.
+    pub message_id: MessageId,
+    /// The sender's clock when sending (self-asserted, seconds).
+    pub sent_at: u64,
+    /// The application bytes.
+    pub body: Vec<u8>,
+    /// Whether this message may have been handed out before.
+    pub redelivery: bool,
+}
+
+impl fmt::Debug for ReceivedMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the body.
+        f.debug_struct("ReceivedMessage")
+            .field("len", &self.body.len())
+            .field("redelivery", &self.redelivery)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Something that happened in the node.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// The node listens on this address.
+    Listening {
+        /// The address.
+        address: Multiaddr,
+    },
+    /// A message arrived.
+    Message(ReceivedMessage),
+    /// A message we sent reached its recipient (end-to-end receipt).
+    Delivered {
+        /// Our message ID.
+        message_id: MessageId,
+    },
+    /// A message we sent expired without a receipt.
+    Expired {
+        /// Our message ID.
+        message_id: MessageId,
+    },
+    /// Someone who holds our card asks to become a contact; accept with
+    /// [`crate::Node::add_contact_card`].
+    ContactRequest {
+        /// Their card (signature checked, identity not verified).
+        card: Box<ContactCard>,
+        /// Their introduction.
+        introduction: String,
+    },
+    /// A contact's keys changed: they are no longer verified.
+    KeyChanged {
+        /// The contact.
+        contact: IdentityKey,
+        /// Whether they were verified before.
+        was_verified: bool,
+    },
+    /// A direct link to a peer came up.
+    PeerUp {
+        /// The peer's network ID (not a Ferry identity).
+        peer: PeerId,
+    },
+    /// The last link to a peer went down.
+    PeerDown {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// Reconciliation with a peer brought envelopes we lacked.
+    SyncProgress {
+        /// The peer.
+        peer: PeerId,
+        /// Envelopes received in this step.
+        envelopes: u64,
+    },
+    /// An envelope from a peer was refused custody.
+    QuotaRejected {
+        /// The peer it came from, if known.
+        peer: Option<PeerId>,
+        /// Which quota was full.
+        reason: RejectReason,
+    },
+    /// A pairing handshake finished: show `code` and ask the user whether
+    /// the other device shows the same, then call
+    /// [`crate::Node::confirm_pairing`].
+    PairingCode {
+        /// The peer.
+        peer: PeerId,
+        /// The six-digit code.
+        code: ShortAuthString,
+    },
+    /// A pairing completed and the contact was added as verified.
+    Paired {
+        /// The new contact.
+        contact: IdentityKey,
+    },
+    /// A pairing failed (bad handshake, mismatched card, timeout).
+    PairingFailed {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The app did not keep up: `missed` events were dropped. Unacknowledged
+    /// messages are handed out again (with `redelivery`).
+    Lagged {
+        /// Events dropped.
+        missed: u64,
+    },
+}
+
+/// The node's events, in order. Take it once with [`crate::Node::events`].
+#[derive(Debug)]
+pub struct EventStream {
+    pub(crate) rx: mpsc::Receiver<NodeEvent>,
+}
+
+impl EventStream {
+    /// The next event; `None` once the node has shut down and every event
+    /// was read.
+    pub async fn next(&mut self) -> Option<NodeEvent> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_next(&mut self) -> Option<NodeEvent> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Blocks the calling (non-async) thread for the next event, for
+    /// callers outside tokio such as the C ABI.
+    pub fn blocking_next(&mut self) -> Option<NodeEvent> {
+        self.rx.blocking_recv()
+    }
+}

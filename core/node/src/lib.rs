@@ -1,0 +1,50 @@
+//! The Ferry node: the store-and-forward engine ([`ferry_core::engine`])
+//! on a libp2p gossip overlay, driven by tokio, with the Rust API apps
+//! embed (the C ABI and the example clients wrap this crate).
+//!
+//! - [`Node::builder`] → [`NodeBuilder::build`] validates a [`NodeConfig`];
+//!   [`Node::start`] opens the encrypted store and the network.
+//! - [`Node::send`] returns once a message is durable; receipts,
+//!   messages, contact requests, key changes, peers and sync progress
+//!   arrive on the [`EventStream`].
+//! - One composed libp2p behaviour: gossipsub (anonymous, content-hash
+//!   message IDs, peer scoring, validation by the engine), a
+//!   request-response protocol for reconciliation, pulls and pairing,
+//!   mDNS, relay v2 client and server, dcutr, autonat, minimal identify,
+//!   ping and connection limits, over TCP, QUIC and any boxed transport the
+//!   app adds ([`NodeBuilder::transport`]).
+//!
+//! See ARCHITECTURE.md for the design and its trade-offs.
+
+mod behaviour;
+mod codec;
+mod config;
+mod counting;
+mod driver;
+mod error;
+mod events;
+mod node;
+
+pub use config::{
+    ConfigError, GossipParams, Limits, NetworkKey, NodeBuilder, NodeConfig, Role, TransportFactory,
+};
+pub use error::NodeError;
+pub use events::{EventStream, NodeEvent, ReceivedMessage};
+pub use node::{ContactInfo, Node, NodeStats, SendOptions};
+
+/// Re-exports apps need alongside the node.
+pub use ferry_core::{
+    contact::ContactCard,
+    crypto::{ContactUpdate, ShortAuthString, Trust},
+    engine::{EngineConfig, MessageId, Quotas, RejectReason, Strategy},
+    keys::IdentityKey,
+};
+pub use ferry_store::KdfParams;
+pub use libp2p::{Multiaddr, PeerId};
+
+#[doc(hidden)]
+pub mod bench_support {
+    //! The bare-overlay baseline for the benchmark: the same gossipsub
+    //! configuration Ferry uses, without Ferry. Not a stable API.
+    pub use crate::behaviour::{TOPIC, gossipsub_config, message_id, peer_score};
+}

@@ -1,0 +1,453 @@
+//! The app-facing handle: [`Node`].
+
+use std::{sync::Mutex, time::Duration};
+
+use ferry_core::{
+    contact::ContactCard,
+    crypto::{ContactUpdate, Trust},
+    engine::{Counters, MessageId},
+    keys::IdentityKey,
+    safety::SafetyNumber,
+};
+use libp2p::{Multiaddr, PeerId};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+
+use crate::{
+    config::{NodeBuilder, NodeConfig},
+    driver,
+    error::NodeError,
+    events::EventStream,
+};
+
+/// One of the app's contacts.
+#[derive(Debug, Clone)]
+pub struct ContactInfo {
+    /// Their identity key.
+    pub identity: IdentityKey,
+    /// The display name on their card, if any.
+    pub display_name: Option<String>,
+    /// Whether the user verified them (pairing or safety number).
+    pub verified: bool,
+}
+
+/// Counters for observability and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// The engine's counters (stored, expired, rejected, duplicates, sync).
+    pub engine: Counters,
+    /// Bytes received on all protocol streams.
+    pub bytes_in: u64,
+    /// Bytes sent on all protocol streams.
+    pub bytes_out: u64,
+    /// Gossip messages received (before validation).
+    pub gossip_received: u64,
+    /// Gossip messages validated as invalid (the peer is penalised).
+    pub gossip_rejected: u64,
+    /// Envelopes this node published on gossip (own, or new from sync).
+    pub gossip_published: u64,
+    /// Sync frames received.
+    pub frames_received: u64,
+    /// Sync frames sent.
+    pub frames_sent: u64,
+    /// Peers with a live connection.
+    pub connected_peers: usize,
+    /// Envelopes in custody.
+    pub held_envelopes: usize,
+    /// Bytes of envelopes in custody.
+    pub held_bytes: u64,
+    /// Our messages waiting for a receipt.
+    pub outbox: usize,
+    /// Events dropped because the app did not keep up.
+    pub events_dropped: u64,
+}
+
+/// Options for one message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// Lifetime in seconds (default: the engine's `message_ttl_secs`;
+    /// capped at `max_ttl_secs`).
+    pub ttl_secs: Option<u64>,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+
+/// A request from the handle to the driver task.
+pub(crate) enum Command {
+    Send {
+        to: IdentityKey,
+        body: Vec<u8>,
+        options: SendOptions,
+        reply: Reply<MessageId>,
+    },
+    AddContact {
+        card: Box<ContactCard>,
+        trust: Trust,
+        reply: Reply<ContactUpdate>,
+    },
+    ContactCode {
+        one_time_keys: usize,
+        reply: Reply<String>,
+    },
+    ContactRequest {
+        to: IdentityKey,
+        introduction: String,
+        reply: Reply<()>,
+    },
+    Contacts {
+        reply: Reply<Vec<ContactInfo>>,
+    },
+    Ack {
+        message_id: MessageId,
+        reply: Reply<bool>,
+    },
+    Dial {
+        address: Multiaddr,
+        reply: Reply<()>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    Listeners {
+        reply: Reply<Vec<Multiaddr>>,
+    },
+    ConnectedPeers {
+        reply: Reply<Vec<PeerId>>,
+    },
+    Stats {
+        reply: Reply<NodeStats>,
+    },
+    PeerScore {
+        peer: PeerId,
+        reply: Reply<Option<f64>>,
+    },
+    AllowPairing {
+        open: bool,
+        reply: Reply<()>,
+    },
+    Pair {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    ConfirmPairing {
+        peer: PeerId,
+        accept: bool,
+        reply: Reply<Option<IdentityKey>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A running Ferry node: the store-and-forward engine on a libp2p gossip
+/// overlay. Share it with `Arc<Node>`; every method takes `&self`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use ferry_node::{Node, NodeEvent};
+///
+/// let config = Node::builder()
+///     .storage("/tmp/ferry-alice", "passphrase")
+///     .listen_on("/ip4/0.0.0.0/tcp/0".parse()?)
+///     .build()?;
+/// let node = Node::start(config).await?;
+/// println!("my code: {}", node.contact_code().await?);
+/// let bob = node.add_contact("ferry1…").await?;
+/// let id = node.send(&bob, b"hello").await?; // durable once this returns
+/// let mut events = node.events().ok_or("events taken")?;
+/// while let Some(event) = events.next().await {
+///     match event {
+///         NodeEvent::Delivered { message_id } if message_id == id => break,
+///         NodeEvent::Message(m) => { node.ack(m.message_id).await?; }
+///         _ => {}
+///     }
+/// }
+/// node.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Node {
+    commands: mpsc::Sender<Command>,
+    events: Mutex<Option<EventStream>>,
+    peer_id: PeerId,
+    identity: IdentityKey,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// One-time prekeys on a card given out as a code: a few first messages.
+const CODE_ONE_TIME_KEYS: usize = 4;
+
+impl Node {
+    /// Starts configuring a node.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// Opens the store (creating an identity on first use), starts the
+    /// network, and returns once every listen address is bound. Must be
+    /// called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`NodeError`] if the store cannot be opened (wrong passphrase,
+    /// corruption) or the network cannot start.
+    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let (commands, rx) = mpsc::channel(256);
+        let (events_tx, events_rx) = mpsc::channel(config.event_queue);
+        let started = driver::Driver::start(config, rx, events_tx).await?;
+        let peer_id = started.peer_id;
+        let identity = started.identity;
+        let task = tokio::spawn(started.driver.run());
+        Ok(Self {
+            commands,
+            events: Mutex::new(Some(EventStream { rx: events_rx })),
+            peer_id,
+            identity,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Closed)?;
+        rx.await.map_err(|_| NodeError::Closed)?
+    }
+
+    /// The event stream (once; later calls return `None`).
+    pub fn events(&self) -> Option<EventStream> {
+        self.events.lock().ok()?.take()
+    }
+
+    /// Our Ferry identity key.
+    pub fn identity(&self) -> IdentityKey {
+        self.identity
+    }
+
+    /// Our network ID this run (unlinkable to the identity).
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Issues a fresh contact code (`ferry1…`) with a few one-time prekeys,
+    /// to give to one person (scan, paste, read out).
+    ///
+    /// # Errors
+    /// [`NodeError`] if the card cannot be issued or saved.
+    pub async fn contact_code(&self) -> Result<String, NodeError> {
+        self.call(|reply| Command::ContactCode {
+            one_time_keys: CODE_ONE_TIME_KEYS,
+            reply,
+        })
+        .await
+    }
+
+    /// Adds a contact from their code (unverified until the safety number
+    /// is compared or the contact is paired).
+    ///
+    /// # Errors
+    /// [`NodeError::InvalidCode`] for a malformed or badly signed code.
+    pub async fn add_contact(&self, code: &str) -> Result<IdentityKey, NodeError> {
+        let card = ContactCard::from_code(code).map_err(|_| NodeError::InvalidCode)?;
+        let key = *card.identity_key();
+        // A key change also arrives as `NodeEvent::KeyChanged`.
+        let _update = self.add_contact_card(card, Trust::Unverified).await?;
+        Ok(key)
+    }
+
+    /// Adds or updates a contact from a card (e.g. a contact request's).
+    ///
+    /// # Errors
+    /// [`NodeError`] if the card's keys are unusable or saving fails.
+    pub async fn add_contact_card(
+        &self,
+        card: ContactCard,
+        trust: Trust,
+    ) -> Result<ContactUpdate, NodeError> {
+        self.call(|reply| Command::AddContact {
+            card: Box::new(card),
+            trust,
+            reply,
+        })
+        .await
+    }
+
+    /// Our contacts.
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn contacts(&self) -> Result<Vec<ContactInfo>, NodeError> {
+        self.call(|reply| Command::Contacts { reply }).await
+    }
+
+    /// The safety number to compare with `contact` out of band.
+    pub fn safety_number(&self, contact: &IdentityKey) -> SafetyNumber {
+        SafetyNumber::new(&self.identity, contact)
+    }
+
+    /// Asks someone whose card we added (but who lacks ours) to become a
+    /// contact: they get our card and `introduction`.
+    ///
+    /// # Errors
+    /// [`NodeError`] if the contact is unknown or storing fails.
+    pub async fn send_contact_request(
+        &self,
+        to: &IdentityKey,
+        introduction: &str,
+    ) -> Result<(), NodeError> {
+        self.call(|reply| Command::ContactRequest {
+            to: *to,
+            introduction: introduction.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Sends `body` to a contact. Returns once the message is durably in
+    /// the outbox (it survives a crash); it then travels until a
+    /// [`crate::NodeEvent::Delivered`] receipt or expiry.
+    ///
+    /// # Errors
+    /// [`NodeError`]; on error nothing was stored or sent.
+    pub async fn send(&self, to: &IdentityKey, body: &[u8]) -> Result<MessageId, NodeError> {
+        self.send_with(to, body, SendOptions::default()).await
+    }
+
+    /// As [`Node::send`], with options.
+    ///
+    /// # Errors
+    /// As [`Node::send`].
+    pub async fn send_with(
+        &self,
+        to: &IdentityKey,
+        body: &[u8],
+        options: SendOptions,
+    ) -> Result<MessageId, NodeError> {
+        self.call(|reply| Command::Send {
+            to: *to,
+            body: body.to_vec(),
+            options,
+            reply,
+        })
+        .await
+    }
+
+    /// Acknowledges a received message: the app has it, so it is not
+    /// handed out again. Returns `false` for an unknown ID.
+    ///
+    /// # Errors
+    /// [`NodeError`] if the store fails.
+    pub async fn ack(&self, message_id: MessageId) -> Result<bool, NodeError> {
+        self.call(|reply| Command::Ack { message_id, reply }).await
+    }
+
+    /// Dials a peer.
+    ///
+    /// # Errors
+    /// [`NodeError::Dial`] if the address cannot be dialled.
+    pub async fn dial(&self, address: Multiaddr) -> Result<(), NodeError> {
+        self.call(|reply| Command::Dial { address, reply }).await
+    }
+
+    /// Closes every connection to a peer.
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.call(|reply| Command::Disconnect { peer, reply }).await
+    }
+
+    /// The addresses we listen on (with `/p2p/<peer id>` appended).
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        self.call(|reply| Command::Listeners { reply }).await
+    }
+
+    /// Peers with a live connection.
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NodeError> {
+        self.call(|reply| Command::ConnectedPeers { reply }).await
+    }
+
+    /// Counters.
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn stats(&self) -> Result<NodeStats, NodeError> {
+        self.call(|reply| Command::Stats { reply }).await
+    }
+
+    /// The gossip score we give a peer (below −80: graylisted, its
+    /// messages are ignored).
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn peer_score(&self, peer: PeerId) -> Result<Option<f64>, NodeError> {
+        self.call(|reply| Command::PeerScore { peer, reply }).await
+    }
+
+    /// Accepts (or stops accepting) pairing requests from peers on a direct
+    /// link: open it only while the user is pairing.
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn allow_pairing(&self, open: bool) -> Result<(), NodeError> {
+        self.call(|reply| Command::AllowPairing { open, reply })
+            .await
+    }
+
+    /// Starts an in-person pairing (Noise XX) with a connected peer whose
+    /// node has [`Node::allow_pairing`] open. Both sides then get
+    /// [`crate::NodeEvent::PairingCode`].
+    ///
+    /// # Errors
+    /// [`NodeError::UnknownPeer`] if not connected.
+    pub async fn pair(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.call(|reply| Command::Pair { peer, reply }).await
+    }
+
+    /// Answers a [`crate::NodeEvent::PairingCode`]: `accept` if both
+    /// devices show the same code. Returns the new verified contact.
+    ///
+    /// # Errors
+    /// [`NodeError::UnknownPeer`] if no pairing with `peer` is waiting.
+    pub async fn confirm_pairing(
+        &self,
+        peer: PeerId,
+        accept: bool,
+    ) -> Result<Option<IdentityKey>, NodeError> {
+        self.call(|reply| Command::ConfirmPairing {
+            peer,
+            accept,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops the node: closes connections, lets the store finish its last
+    /// commit, and waits (up to 10 s) for the network task to end. Messages
+    /// in flight stay in the store for the next start.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { reply: tx })
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+        }
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
