@@ -232,3 +232,30 @@ pub(crate) fn behaviour(
         ping: ping::Behaviour::new(ping::Config::new()),
     })
 }
+
+/// A TCP + Noise + yamux transport whose bytes are counted into `counters`
+/// (the benchmark's bare overlay uses it, so both overlays are measured at
+/// the same place).
+///
+/// # Errors
+/// If the Noise configuration cannot be built from `key`.
+pub fn counted_tcp(
+    key: &Keypair,
+    counters: Arc<ByteCounters>,
+) -> std::io::Result<Boxed<(libp2p::PeerId, StreamMuxerBox)>> {
+    let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
+    Ok(
+        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .timeout(Duration::from_secs(20))
+            .map(move |(peer, muxer), _| {
+                (
+                    peer,
+                    StreamMuxerBox::new(CountingMuxer::new(muxer, counters.clone())),
+                )
+            })
+            .boxed(),
+    )
+}

@@ -20,9 +20,11 @@ use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
 
 /// Bytes in and out over all connections of one node.
 #[derive(Debug, Default)]
-pub(crate) struct ByteCounters {
-    pub(crate) inbound: AtomicU64,
-    pub(crate) outbound: AtomicU64,
+pub struct ByteCounters {
+    /// Bytes received.
+    pub inbound: AtomicU64,
+    /// Bytes sent.
+    pub outbound: AtomicU64,
 }
 
 /// A stream muxer whose substreams count their bytes.

@@ -46,5 +46,6 @@ pub use libp2p::{Multiaddr, PeerId};
 pub mod bench_support {
     //! The bare-overlay baseline for the benchmark: the same gossipsub
     //! configuration Ferry uses, without Ferry. Not a stable API.
-    pub use crate::behaviour::{TOPIC, gossipsub_config, message_id, peer_score};
+    pub use crate::behaviour::{TOPIC, counted_tcp, gossipsub_config, message_id, peer_score};
+    pub use crate::counting::ByteCounters;
 }

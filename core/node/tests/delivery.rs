@@ -282,3 +282,31 @@ async fn api_refuses_bad_input() {
     // After shutdown, calls fail cleanly.
     assert!(matches!(a.node.stats().await, Err(NodeError::Closed)));
 }
+
+/// Threat item 2: a client's network identity changes on every start (two
+/// sessions cannot be linked by PeerId); a relay's stays (its address is
+/// shared). The Ferry identity survives both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_network_ids_rotate_and_relay_ids_persist() {
+    let root = tempfile::tempdir().unwrap();
+    for relay in [false, true] {
+        let name = if relay { "relay" } else { "client" };
+        let dir = root.path().join(name);
+        let make = |dir: &std::path::Path| {
+            let b = builder(dir);
+            if relay { b.relay() } else { b }
+        };
+        let first = start(make(&dir), &dir).await;
+        let (peer1, id1) = (first.node.peer_id(), first.node.identity());
+        first.node.shutdown().await;
+        drop(first);
+        let second = start(make(&dir), &dir).await;
+        assert_eq!(second.node.identity(), id1, "{name}: same Ferry identity");
+        if relay {
+            assert_eq!(second.node.peer_id(), peer1, "relay keeps its PeerId");
+        } else {
+            assert_ne!(second.node.peer_id(), peer1, "client PeerId rotates");
+        }
+        second.node.shutdown().await;
+    }
+}
