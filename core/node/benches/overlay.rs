@@ -185,15 +185,16 @@ async fn run_ferry(n: usize) {
         .map(|s| s.unwrap().bytes_in)
         .sum();
     let rss = rss_bytes().saturating_sub(base) / n as u64;
-    let received = received.lock().unwrap();
-    let latencies_ms = sent
-        .iter()
-        .filter_map(|(id, t)| {
-            received
-                .get(id)
-                .map(|r| r.duration_since(*t).as_secs_f64() * 1e3)
-        })
-        .collect();
+    let latencies_ms = {
+        let received = received.lock().unwrap();
+        sent.iter()
+            .filter_map(|(id, t)| {
+                received
+                    .get(id)
+                    .map(|r| r.duration_since(*t).as_secs_f64() * 1e3)
+            })
+            .collect()
+    };
     report(
         "ferry",
         n,

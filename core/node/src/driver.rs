@@ -70,8 +70,8 @@ fn short_peer(peer: &PeerId) -> String {
 }
 
 enum PairingState {
-    InProgress(Pairing),
-    Done(PairingOutcome),
+    InProgress(Box<Pairing>),
+    Done(Box<PairingOutcome>),
 }
 
 #[derive(Default)]
@@ -457,8 +457,8 @@ impl Driver {
                 peer_id,
                 num_established,
                 ..
-            } => {
-                if num_established.get() == 1 {
+            } if num_established.get() == 1 => {
+                {
                     let _span = debug_span!("peer", peer = %short_peer(&peer_id)).entered();
                     debug!("peer up");
                     let p = self.engine_peer(peer_id);
@@ -477,19 +477,17 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    debug!(peer = %short_peer(&peer_id), "peer down");
-                    if let Some(p) = self.peers.remove(&peer_id) {
-                        self.peers_rev.remove(&p);
-                        self.engine
-                            .handle(Input::PeerDown { peer: p }, unix_now())?;
-                    }
-                    self.pairings.remove(&peer_id);
-                    self.emit(NodeEvent::PeerDown { peer: peer_id });
+                debug!(peer = %short_peer(&peer_id), "peer down");
+                if let Some(p) = self.peers.remove(&peer_id) {
+                    self.peers_rev.remove(&p);
+                    self.engine
+                        .handle(Input::PeerDown { peer: p }, unix_now())?;
                 }
+                self.pairings.remove(&peer_id);
+                self.emit(NodeEvent::PeerDown { peer: peer_id });
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event)?,
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -638,7 +636,7 @@ impl Driver {
     fn on_pairing_frame(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), NodeError> {
         let _span = debug_span!("pairing", peer = %short_peer(&peer)).entered();
         let mut pairing = match self.pairings.remove(&peer) {
-            Some(PairingState::InProgress(p)) => p,
+            Some(PairingState::InProgress(p)) => *p,
             Some(done @ PairingState::Done(_)) => {
                 self.pairings.insert(peer, done);
                 return Ok(());
@@ -672,14 +670,15 @@ impl Driver {
                     match pairing.finish() {
                         Ok(outcome) => {
                             let code = outcome.sas.clone();
-                            self.pairings.insert(peer, PairingState::Done(outcome));
+                            self.pairings
+                                .insert(peer, PairingState::Done(Box::new(outcome)));
                             self.emit(NodeEvent::PairingCode { peer, code });
                         }
                         Err(_) => self.emit(NodeEvent::PairingFailed { peer }),
                     }
                 } else {
                     self.pairings
-                        .insert(peer, PairingState::InProgress(pairing));
+                        .insert(peer, PairingState::InProgress(Box::new(pairing)));
                 }
             }
             Err(_) => {
@@ -807,7 +806,7 @@ impl Driver {
                     let first = pairing.write_message()?;
                     self.send_pairing(peer, first);
                     self.pairings
-                        .insert(peer, PairingState::InProgress(pairing));
+                        .insert(peer, PairingState::InProgress(Box::new(pairing)));
                     Ok(())
                 });
                 let _ = reply.send(result);
@@ -819,6 +818,7 @@ impl Driver {
             } => {
                 let result = match self.pairings.remove(&peer) {
                     Some(PairingState::Done(outcome)) if accept => {
+                        let outcome = *outcome;
                         let contact = *outcome.card.identity_key();
                         self.engine
                             .add_contact(outcome.card, Trust::Verified)

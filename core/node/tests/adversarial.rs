@@ -37,7 +37,10 @@ enum Raw {
 
 /// A bare gossipsub peer on the Ferry topic: records every message it
 /// receives (it accepts them all) and publishes what it is told to.
-fn raw_peer(dial: Vec<Multiaddr>) -> (PeerId, mpsc::Sender<Raw>, Arc<Mutex<Vec<Vec<u8>>>>) {
+/// Every gossip message a raw peer received.
+type Recorded = Arc<Mutex<Vec<Vec<u8>>>>;
+
+fn raw_peer(dial: Vec<Multiaddr>) -> (PeerId, mpsc::Sender<Raw>, Recorded) {
     let config = bench_support::gossipsub_config(&GossipParams::default()).unwrap();
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
