@@ -314,6 +314,18 @@ impl IdSet {
     }
 }
 
+/// The responder's answer when a round ends on its side (everything
+/// matched): one skip over the whole range. The initiator processes it as
+/// "done" and completes its round, so both sides know the round is over.
+pub fn finished() -> v1::Reconcile {
+    v1::Reconcile {
+        ranges: vec![v1::ReconcileRange {
+            upper_bound: Vec::new(),
+            payload: Some(Payload::Skip(true)),
+        }],
+    }
+}
+
 /// Appends a skip, merging it with a preceding skip.
 fn push_skip(out: &mut Vec<v1::ReconcileRange>, upper: &[u8]) {
     if let Some(prev) = out.last_mut()

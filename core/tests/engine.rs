@@ -728,3 +728,37 @@ fn a_key_change_reaches_the_app_as_an_event() {
         Trust::Unverified
     );
 }
+
+/// Periodic resync starts a new round only when the last one finished (or
+/// went unanswered for `RESYNC_ROUND_TIMEOUT_SECS`), so rounds never
+/// overlap and push the same envelopes twice; a round that ends on the
+/// responder's side (equal sets) is reported back so the initiator knows.
+#[test]
+fn resync_waits_for_the_running_round() {
+    let mut net = Net::new(2, EngineConfig::default());
+    net.connect(0, 1); // pumped: the first round (equal sets) completed
+    let frames = |engine: &mut Engine<MemoryStore, StdRng>| {
+        let mut frames = 0;
+        while let Some(output) = engine.poll_output() {
+            if matches!(output, Output::SendFrame { .. }) {
+                frames += 1;
+            }
+        }
+        frames
+    };
+    let now = net.now;
+    let a = &mut net.nodes[0].engine;
+    a.handle(Input::Resync { peer: PeerId(1) }, now).unwrap();
+    assert_eq!(frames(a), 1, "a finished round: resync starts a new one");
+    // That round's frame is never answered.
+    a.handle(Input::Resync { peer: PeerId(1) }, now + 1)
+        .unwrap();
+    assert_eq!(frames(a), 0, "no second round while one is running");
+    let later = now + ferry_core::engine::RESYNC_ROUND_TIMEOUT_SECS;
+    a.handle(Input::Resync { peer: PeerId(1) }, later).unwrap();
+    assert_eq!(frames(a), 1, "an unanswered round is abandoned");
+    // The responder never starts rounds.
+    let b = &mut net.nodes[1].engine;
+    b.handle(Input::Resync { peer: PeerId(0) }, now).unwrap();
+    assert_eq!(frames(b), 0);
+}

@@ -68,6 +68,10 @@ use crate::{
 /// to commit, and the outputs to queue once they are durable.
 type Step = (Verdict, Vec<StoreOp>, Vec<Output>);
 
+/// How long a reconciliation round may stay unanswered before
+/// [`Input::Resync`] abandons it and starts a new one.
+pub const RESYNC_ROUND_TIMEOUT_SECS: u64 = 120;
+
 /// A peer as the driver names it (a small handle the driver maps to its own
 /// peer identifiers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -358,6 +362,9 @@ struct PeerState {
     trusted: bool,
     /// Whether we started reconciliation on this link.
     initiator: bool,
+    /// When our current reconciliation round started (initiator only;
+    /// `None` once it completed).
+    round_started: Option<u64>,
     /// Reconciliation in progress (we are the initiator): what we learned.
     have: Vec<ContentId>,
     need: Vec<ContentId>,
@@ -843,6 +850,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                     PeerState {
                         trusted,
                         initiator,
+                        round_started: initiator.then_some(now),
                         ..PeerState::default()
                     },
                 );
@@ -872,8 +880,17 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 if !state.initiator {
                     return Ok(Verdict::Ignore);
                 }
-                // A round still in progress keeps its state; the new one
-                // starts from the current set.
+                // A round still in progress is left to finish: a second one
+                // would push the same envelopes again. A round silent for
+                // longer than `RESYNC_ROUND_TIMEOUT_SECS` (a lost frame) is
+                // abandoned and restarted.
+                if state
+                    .round_started
+                    .is_some_and(|t| now.saturating_sub(t) < RESYNC_ROUND_TIMEOUT_SECS)
+                {
+                    return Ok(Verdict::Ignore);
+                }
+                state.round_started = Some(now);
                 state.have.clear();
                 state.need.clear();
                 let set = self.id_set();
@@ -1301,7 +1318,12 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 match outcome.reply {
                     Some(reply) => self.send_frame(from, v1::sync_frame::Kind::Reconcile(reply)),
                     None if role == Role::Initiator => self.complete_reconciliation(from)?,
-                    None => {}
+                    // Tell the initiator the round is over (it would
+                    // otherwise wait for a reply that never comes).
+                    None => self.send_frame(
+                        from,
+                        v1::sync_frame::Kind::Reconcile(crate::reconcile::finished()),
+                    ),
                 }
                 Ok(Verdict::Accept)
             }
@@ -1377,6 +1399,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         let Some(state) = self.peers.get_mut(&peer) else {
             return Ok(());
         };
+        state.round_started = None;
         let need = std::mem::take(&mut state.need);
         let have = std::mem::take(&mut state.have);
         for chunk in need.chunks(limits::MAX_IDS_PER_FRAME) {

@@ -118,6 +118,12 @@ pub trait Store {
 
     /// Applies `ops` atomically and durably (flushed) before returning.
     ///
+    /// A store may defer the flush of a commit whose operations only change
+    /// relay custody (others' envelopes, removals, anti-packets, sweeps),
+    /// provided commits still reach the disk in order: a crash then loses a
+    /// relay's copies, never a message, a replay-guard entry or ratchet
+    /// state. `ferry-store` does this to keep an fsync off every hop.
+    ///
     /// # Errors
     /// A storage error; then none of `ops` took effect.
     fn commit(&mut self, ops: Vec<StoreOp>) -> Result<(), Self::Error>;

@@ -380,8 +380,11 @@ impl Store for SledStore {
             Err(TransactionError::Abort(e)) => return Err(e),
             Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
         }
-        // Durable before the engine reports anything.
-        self.db.flush()?;
+        // Durable before the engine reports anything, except for commits
+        // that only touch relay custody (see `needs_flush`).
+        if needs_flush(&ops) {
+            self.db.flush()?;
+        }
         Ok(())
     }
 
@@ -434,4 +437,31 @@ impl Store for SledStore {
         }
         Ok(loaded)
     }
+}
+
+/// Whether a commit must reach the disk before the engine goes on.
+///
+/// Our own envelopes and outbox, the inbox, the replay guard and the
+/// keyring (ratchet state) must: losing them loses or duplicates messages.
+/// Commits that only change relay custody (others' envelopes taken or
+/// dropped, anti-packets learned, expiry sweeps) need not: sled applies
+/// them atomically and writes them with its next flush (its background
+/// flush runs every 500 ms, and any later durable commit flushes them
+/// too, in order). A crash loses at most a relay's copies of others'
+/// envelopes, which their senders and other carriers still hold. This
+/// keeps an fsync off the forwarding path of every hop.
+fn needs_flush(ops: &[StoreOp]) -> bool {
+    ops.iter().any(|op| match op {
+        StoreOp::PutEnvelope { custody, .. } => *custody == Custody::Own,
+        StoreOp::PutOutbox { .. }
+        | StoreOp::RemoveOutbox(_)
+        | StoreOp::PutInbox { .. }
+        | StoreOp::RemoveInbox(_)
+        | StoreOp::PutSeen { .. }
+        | StoreOp::PutKeyring(_) => true,
+        StoreOp::RemoveEnvelope(_)
+        | StoreOp::RemoveSeen(_)
+        | StoreOp::PutDelivered { .. }
+        | StoreOp::RemoveDelivered(_) => false,
+    })
 }
