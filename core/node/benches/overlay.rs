@@ -185,6 +185,23 @@ async fn run_ferry(n: usize) {
         .map(|s| s.unwrap().bytes_in)
         .sum();
     let rss = rss_bytes().saturating_sub(base) / n as u64;
+    let all: Vec<_> = futures::future::join_all(nodes.iter().map(|(n, _)| n.stats()))
+        .await
+        .into_iter()
+        .map(|s| s.unwrap())
+        .collect();
+    let sum = |f: fn(&ferry_node::NodeStats) -> u64| all.iter().map(f).sum::<u64>();
+    eprintln!(
+        "STATS gossip_received {} published {} rejected {} frames_sent {} sync_env_received {} duplicates {} stored {} events_dropped {}",
+        sum(|s| s.gossip_received),
+        sum(|s| s.gossip_published),
+        sum(|s| s.gossip_rejected),
+        sum(|s| s.frames_sent),
+        sum(|s| s.engine.sync_envelopes_received),
+        sum(|s| s.engine.duplicates),
+        sum(|s| s.engine.stored),
+        sum(|s| s.events_dropped),
+    );
     let latencies_ms = {
         let received = received.lock().unwrap();
         sent.iter()

@@ -91,6 +91,7 @@ pub struct NodeConfig {
     pub(crate) role: Role,
     pub(crate) network_key: NetworkKey,
     pub(crate) listen: Vec<Multiaddr>,
+    pub(crate) external_addresses: Vec<Multiaddr>,
     pub(crate) bootstrap: Vec<(PeerId, Multiaddr)>,
     pub(crate) trusted_peers: Vec<PeerId>,
     pub(crate) tcp: bool,
@@ -186,6 +187,7 @@ pub struct NodeBuilder {
     role: Role,
     network_key: Option<NetworkKey>,
     listen: Vec<Multiaddr>,
+    external_addresses: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     trusted_peers: Vec<PeerId>,
     tcp: bool,
@@ -218,6 +220,7 @@ impl Default for NodeBuilder {
             role: Role::Client,
             network_key: None,
             listen: Vec::new(),
+            external_addresses: Vec::new(),
             bootstrap: Vec::new(),
             trusted_peers: Vec::new(),
             tcp: true,
@@ -276,6 +279,15 @@ impl NodeBuilder {
     /// circuit `<relay address>/p2p-circuit`).
     pub fn listen_on(mut self, address: Multiaddr) -> Self {
         self.listen.push(address);
+        self
+    }
+
+    /// Declares an address others can reach this node at (a relay behind a
+    /// port forward, say). Relays also treat every address they listen on
+    /// as reachable; the relay v2 server grants reservations only on a node
+    /// with a confirmed external address.
+    pub fn external_address(mut self, address: Multiaddr) -> Self {
+        self.external_addresses.push(address);
         self
     }
 
@@ -434,6 +446,7 @@ impl NodeBuilder {
                 NetworkKey::Ephemeral
             }),
             listen: self.listen,
+            external_addresses: self.external_addresses,
             bootstrap,
             trusted_peers: self.trusted_peers,
             tcp: self.tcp,

@@ -115,6 +115,8 @@ pub(crate) struct Driver {
     redial_interval: Duration,
     /// The engine's default message lifetime.
     engine_ttl: u64,
+    /// Whether this node is a relay.
+    relay: bool,
 }
 
 fn network_key(policy: NetworkKey, store_key: &[u8; 32]) -> Result<Keypair, NodeError> {
@@ -201,7 +203,11 @@ impl Driver {
             resync_interval: config.resync_interval,
             redial_interval: config.redial_interval,
             engine_ttl: config.engine.message_ttl_secs,
+            relay: config.role == crate::config::Role::Relay,
         };
+        for address in &config.external_addresses {
+            driver.swarm.add_external_address(address.clone());
+        }
         // Wait until every listener is bound, so the app can hand out the
         // addresses right after `start`.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -283,6 +289,16 @@ impl Driver {
     }
 
     fn on_listen_addr(&mut self, address: Multiaddr) {
+        if self.relay
+            && !address
+                .iter()
+                .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit)
+        {
+            // A relay is meant to be reached at the addresses it listens on;
+            // the relay v2 server grants reservations only on a node with a
+            // confirmed external address.
+            self.swarm.add_external_address(address.clone());
+        }
         let full = address
             .clone()
             .with_p2p(*self.swarm.local_peer_id())
