@@ -39,7 +39,15 @@ use libp2p::{gossipsub, swarm::SwarmEvent};
 use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
 
 const MESSAGES: usize = 200;
-const RATE_PER_SEC: u64 = 20;
+/// Messages per second (override with `FERRY_BENCH_RATE`, e.g. to find
+/// the load at which the 100-node run stops queueing).
+fn rate_per_sec() -> u64 {
+    std::env::var("FERRY_BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(20)
+}
 const PAYLOAD: usize = 1024;
 
 fn rss_bytes() -> u64 {
@@ -156,7 +164,7 @@ async fn run_ferry(n: usize) {
         .map(|s| s.unwrap().bytes_in)
         .sum();
     let mut sent = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE_PER_SEC));
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / rate_per_sec()));
     for (s, r) in schedule(n) {
         tick.tick().await;
         let mut body = vec![0u8; PAYLOAD];
@@ -297,7 +305,7 @@ async fn run_bare(n: usize) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let start_in = counters.inbound.load(Ordering::Relaxed);
     let mut sent = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE_PER_SEC));
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / rate_per_sec()));
     for (seq, (s, r)) in schedule(n).into_iter().enumerate() {
         tick.tick().await;
         let mut body = vec![0u8; PAYLOAD];
