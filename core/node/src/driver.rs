@@ -253,7 +253,20 @@ impl Driver {
                 .poll_timeout()
                 .map_or(3600, |t| t.saturating_sub(now))
                 .max(1);
+            // While events were dropped, wait for room in the app's queue
+            // too: the lag notice must not depend on a later event.
+            let events = self.events.clone();
+            let lagging = self.missed > 0;
             let result = tokio::select! {
+                permit = events.reserve(), if lagging => {
+                    if let Ok(permit) = permit {
+                        permit.send(NodeEvent::Lagged { missed: self.missed });
+                        self.missed = 0;
+                        self.engine.redeliver_inbox().map(|_| ()).map_err(Into::into)
+                    } else {
+                        Ok(())
+                    }
+                }
                 command = self.commands.recv() => match command {
                     None => break,
                     Some(Command::Shutdown { reply }) => {

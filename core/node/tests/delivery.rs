@@ -310,3 +310,67 @@ async fn client_network_ids_rotate_and_relay_ids_persist() {
         second.node.shutdown().await;
     }
 }
+
+/// An app that stops reading events loses none of its messages: the node
+/// drops events rather than stall the network, then says `Lagged` as soon
+/// as there is room and hands out every unacknowledged message again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_app_gets_lagged_and_every_message_again() {
+    let root = tempfile::tempdir().unwrap();
+    let a = spawn(root.path(), "a").await;
+    let db = root.path().join("b");
+    let b = std::sync::Arc::new(
+        Node::start(builder(&db).event_queue(16).build().unwrap())
+            .await
+            .unwrap(),
+    );
+    let mut events = b.events().unwrap();
+    let code_b = b.contact_code().await.unwrap();
+    let code_a = a.node.contact_code().await.unwrap();
+    let b_key = a.node.add_contact(&code_b).await.unwrap();
+    b.add_contact(&code_a).await.unwrap();
+    a.node
+        .dial(b.listen_addrs().await.unwrap().remove(0))
+        .await
+        .unwrap();
+    // The app is busy: nothing is read while 60 messages arrive.
+    let mut sent = HashSet::new();
+    for i in 0..60 {
+        sent.insert(
+            a.node
+                .send(&b_key, format!("m{i}").as_bytes())
+                .await
+                .unwrap(),
+        );
+    }
+    let node = b.clone();
+    wait_until(30, "B stored all 60 (dropping events)", || {
+        let node = node.clone();
+        async move {
+            let s = node.stats().await.unwrap();
+            s.engine.delivered >= 60 && s.events_dropped > 0
+        }
+    })
+    .await;
+    // Now the app reads (and acknowledges) everything.
+    let mut seen = HashSet::new();
+    let mut lagged = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while seen.len() < sent.len() {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("events keep coming until every message was seen")
+            .unwrap();
+        match event {
+            ferry_node::NodeEvent::Lagged { missed } => lagged += missed,
+            ferry_node::NodeEvent::Message(m) => {
+                seen.insert(m.message_id);
+                b.ack(m.message_id).await.unwrap();
+            }
+            _ => {}
+        }
+    }
+    assert!(lagged > 0, "the app was told it lagged");
+    assert_eq!(seen, sent);
+    assert!(b.stats().await.unwrap().events_dropped > 0);
+}
