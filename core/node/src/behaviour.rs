@@ -134,14 +134,7 @@ pub(crate) fn transport(
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
         .boxed();
     if config.tcp {
-        let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .timeout(Duration::from_secs(20))
-            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
-            .boxed();
-        stack = join(stack, tcp);
+        stack = join(stack, upgraded_tcp(noise));
     }
     if config.quic {
         let quic = quic::tokio::Transport::new(quic::Config::new(key))
@@ -152,15 +145,33 @@ pub(crate) fn transport(
     for factory in std::mem::take(&mut config.extra_transports) {
         stack = join(stack, factory(key)?);
     }
-    let counted = stack
+    Ok((counted(stack, counters), relay_client))
+}
+
+/// TCP with Noise and yamux.
+fn upgraded_tcp(noise: noise::Config) -> Boxed<(libp2p::PeerId, StreamMuxerBox)> {
+    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .timeout(Duration::from_secs(20))
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed()
+}
+
+/// Counts the bytes of every substream of every connection of `stack`.
+fn counted(
+    stack: Boxed<(libp2p::PeerId, StreamMuxerBox)>,
+    counters: Arc<ByteCounters>,
+) -> Boxed<(libp2p::PeerId, StreamMuxerBox)> {
+    stack
         .map(move |(peer, muxer), _| {
             (
                 peer,
                 StreamMuxerBox::new(CountingMuxer::new(muxer, counters.clone())),
             )
         })
-        .boxed();
-    Ok((counted, relay_client))
+        .boxed()
 }
 
 fn join(
@@ -244,18 +255,5 @@ pub fn counted_tcp(
     counters: Arc<ByteCounters>,
 ) -> std::io::Result<Boxed<(libp2p::PeerId, StreamMuxerBox)>> {
     let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
-    Ok(
-        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .timeout(Duration::from_secs(20))
-            .map(move |(peer, muxer), _| {
-                (
-                    peer,
-                    StreamMuxerBox::new(CountingMuxer::new(muxer, counters.clone())),
-                )
-            })
-            .boxed(),
-    )
+    Ok(counted(upgraded_tcp(noise), counters))
 }

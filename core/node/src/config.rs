@@ -170,11 +170,11 @@ pub enum ConfigError {
 /// Builds a [`NodeConfig`]; start from [`crate::Node::builder`].
 ///
 /// ```
-/// # fn main() -> Result<(), ferry_node::ConfigError> {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = std::env::temp_dir().join("ferry-doc-builder");
 /// let config = ferry_node::Node::builder()
 ///     .storage(&dir, "correct horse battery staple")
-///     .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("address"))
+///     .listen_on("/ip4/127.0.0.1/tcp/0".parse()?)
 ///     .mdns(false)
 ///     .build()?;
 /// assert_eq!(config.role(), ferry_node::Role::Client);

@@ -46,6 +46,10 @@ type FerryEngine = Engine<SledStore, StdRng>;
 /// subscribed); beyond this, reconciliation on the next link carries them.
 const MAX_PENDING_PUBLISH: usize = 1024;
 
+/// One-time prekeys on a card handed over in a pairing or a contact
+/// request: it goes to one person.
+const CARD_ONE_TIME_KEYS: usize = 4;
+
 /// Invalid sync frames a peer may send before it is disconnected.
 const MAX_INVALID_FRAMES: u32 = 8;
 
@@ -261,11 +265,9 @@ impl Driver {
                 permit = events.reserve(), if lagging => {
                     if let Ok(permit) = permit {
                         permit.send(NodeEvent::Lagged { missed: self.missed });
-                        self.missed = 0;
-                        self.engine.redeliver_inbox().map(|_| ()).map_err(Into::into)
-                    } else {
-                        Ok(())
+                        self.lag_notice_sent();
                     }
+                    Ok(())
                 }
                 command = self.commands.recv() => match command {
                     None => break,
@@ -347,25 +349,28 @@ impl Driver {
     /// once there is room.
     fn emit(&mut self, event: NodeEvent) {
         if self.missed > 0 {
-            match self.events.try_send(NodeEvent::Lagged {
+            let notice = NodeEvent::Lagged {
                 missed: self.missed,
-            }) {
-                Ok(()) => {
-                    self.missed = 0;
-                    if let Err(error) = self.engine.redeliver_inbox() {
-                        warn!(%error, "redelivery after lag failed");
-                    }
-                }
-                Err(_) => {
-                    self.missed += 1;
-                    self.counts.events_dropped += 1;
-                    return;
-                }
+            };
+            if self.events.try_send(notice).is_err() {
+                self.missed += 1;
+                self.counts.events_dropped += 1;
+                return;
             }
+            self.lag_notice_sent();
         }
         if self.events.try_send(event).is_err() {
             self.missed += 1;
             self.counts.events_dropped += 1;
+        }
+    }
+
+    /// After a `Lagged` notice went out: start counting afresh and hand out
+    /// every unacknowledged message again.
+    fn lag_notice_sent(&mut self) {
+        self.missed = 0;
+        if let Err(error) = self.engine.redeliver_inbox() {
+            warn!(%error, "redelivery after lag failed");
         }
     }
 
@@ -651,12 +656,17 @@ impl Driver {
         );
     }
 
-    fn pairing_card(&mut self) -> Result<ferry_core::contact::ContactCard, NodeError> {
+    /// Issues a fresh card with `one_time_keys` prekeys and saves the
+    /// keyring (the prekeys must survive a restart).
+    fn issue_card(
+        &mut self,
+        one_time_keys: usize,
+    ) -> Result<ferry_core::contact::ContactCard, NodeError> {
         let name = self.display_name.clone();
         let card = self.engine.keyring_mut().identity_mut().contact_card(
             name.as_deref(),
             unix_now(),
-            4,
+            one_time_keys,
         )?;
         self.engine.save_keyring()?;
         Ok(card)
@@ -671,7 +681,7 @@ impl Driver {
                 return Ok(());
             }
             None if self.pairing_open => {
-                let card = self.pairing_card()?;
+                let card = self.issue_card(CARD_ONE_TIME_KEYS)?;
                 Pairing::new(
                     self.engine.keyring().identity(),
                     &card,
@@ -747,17 +757,9 @@ impl Driver {
                 one_time_keys,
                 reply,
             } => {
-                let name = self.display_name.clone();
                 let result = self
-                    .engine
-                    .keyring_mut()
-                    .identity_mut()
-                    .contact_card(name.as_deref(), unix_now(), one_time_keys)
-                    .map_err(NodeError::from)
-                    .and_then(|card| {
-                        self.engine.save_keyring()?;
-                        card.to_code().map_err(|_| NodeError::InvalidCode)
-                    });
+                    .issue_card(one_time_keys)
+                    .and_then(|card| card.to_code().map_err(|_| NodeError::InvalidCode));
                 let _ = reply.send(result);
             }
             Command::ContactRequest {
@@ -765,7 +767,7 @@ impl Driver {
                 introduction,
                 reply,
             } => {
-                let result = self.pairing_card().and_then(|card| {
+                let result = self.issue_card(CARD_ONE_TIME_KEYS).and_then(|card| {
                     self.engine
                         .send_contact_request(&to, &card, &introduction, unix_now())
                         .map(|_| ())
@@ -826,7 +828,7 @@ impl Driver {
                     let _ = reply.send(Err(NodeError::UnknownPeer));
                     return Ok(());
                 }
-                let result = self.pairing_card().and_then(|card| {
+                let result = self.issue_card(CARD_ONE_TIME_KEYS).and_then(|card| {
                     let mut pairing = Pairing::new(
                         self.engine.keyring().identity(),
                         &card,

@@ -314,39 +314,6 @@ impl Store for SledStore {
     type Error = StoreError;
 
     fn commit(&mut self, ops: Vec<StoreOp>) -> Result<(), StoreError> {
-        // Relay custody touches only the envelope tree: one atomic batch on
-        // that tree costs a fraction of a six-tree transaction, and it is
-        // on every hop's forwarding path.
-        if ops
-            .iter()
-            .all(|op| matches!(op, StoreOp::PutEnvelope { .. } | StoreOp::RemoveEnvelope(_)))
-        {
-            let mut batch = sled::Batch::default();
-            for op in &ops {
-                match op {
-                    StoreOp::PutEnvelope { id, custody, bytes } => {
-                        let mut value = Vec::with_capacity(33 + bytes.len());
-                        value.extend_from_slice(id);
-                        value.push(custody.to_byte());
-                        value.extend_from_slice(bytes);
-                        let key = self.index_key("envelopes", id);
-                        batch.insert(
-                            &key,
-                            seal(&self.keys.seal, &Self::aad("envelopes", &key), &value),
-                        );
-                    }
-                    StoreOp::RemoveEnvelope(id) => {
-                        batch.remove(&self.index_key("envelopes", id));
-                    }
-                    _ => {}
-                }
-            }
-            self.envelopes.apply_batch(batch)?;
-            if needs_flush(&ops) {
-                self.db.flush()?;
-            }
-            return Ok(());
-        }
         let trees = (
             &self.envelopes,
             &self.seen,

@@ -11,8 +11,7 @@ use std::{
 };
 
 use ferry_node::{
-    EngineConfig, IdentityKey, KdfParams, MessageId, Multiaddr, Node, NodeBuilder, NodeEvent,
-    NodeStats, PeerId,
+    IdentityKey, KdfParams, MessageId, Multiaddr, Node, NodeBuilder, NodeEvent, NodeStats, PeerId,
 };
 
 /// What a node's app saw.
@@ -173,10 +172,6 @@ pub fn receive_counts(n: &TestNode) -> HashMap<MessageId, usize> {
 
 pub fn delivered(n: &TestNode) -> Vec<MessageId> {
     n.log.lock().expect("log").delivered.clone()
-}
-
-pub fn engine_config() -> EngineConfig {
-    EngineConfig::default()
 }
 
 /// Sends `count` messages from `a` to `b`, returning their IDs and bodies.
