@@ -54,7 +54,20 @@ pub enum StoreError {
     /// Removing the files during a wipe failed.
     #[error("wipe failed: {0}")]
     Wipe(std::io::Error),
+    /// Another open handle (another process, or one in this process) holds
+    /// the store, and did not let go within [`LOCK_WAIT`].
+    #[error("the store is in use by another handle or process")]
+    Locked,
 }
+
+/// How long [`SledStore::open`] waits for the store's file lock.
+///
+/// Why wait at all: sled releases its lock when the last of its background
+/// I/O threads lets go of the file, which can be a moment after the handle
+/// is dropped. An app that shuts a node down and starts it again on the
+/// same directory would otherwise see a spurious failure. A lock still
+/// held after this long belongs to a live handle: [`StoreError::Locked`].
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +163,30 @@ fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>>
 
 const KEY_CHECK: &[u8] = b"ferry-store-key-check-v1";
 
+/// Opens the sled database, waiting up to [`LOCK_WAIT`] for a lock that a
+/// closing handle still holds.
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new().path(path).mode(sled::Mode::LowSpace);
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_conflict(&e) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Locked);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// sled 0.34 reports a held lock only as an I/O error with this text.
+fn is_lock_conflict(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
+}
+
 impl SledStore {
     /// Opens (or creates) the store at `path` with `passphrase`.
     ///
@@ -157,10 +194,7 @@ impl SledStore {
     /// [`StoreError::WrongPassphrase`] if the passphrase does not match (or
     /// the store was wiped), or a storage error.
     pub fn open(path: &Path, passphrase: &[u8], params: KdfParams) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
+        let db = open_db(path)?;
         let meta = db.open_tree("meta")?;
         let keys = match (meta.get("salt")?, meta.get("kdf")?) {
             (Some(salt), Some(kdf)) => {

@@ -81,6 +81,30 @@ fn commits_survive_reopening_and_are_atomic_sets() {
     assert!(store.envelope(&[2; 32]).unwrap().is_none());
 }
 
+#[test]
+fn a_closed_store_reopens_at_once_and_a_live_one_is_refused_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    // Close and reopen in a tight loop: sled's background threads may hold
+    // the file lock a moment after the handle is dropped, which once made a
+    // reopen fail. The open waits that moment out.
+    for round in 0..20u8 {
+        let mut store = open(dir.path(), PASS).unwrap();
+        store
+            .commit(vec![StoreOp::PutSeen {
+                id: [round; 32],
+                expiry: u64::from(round),
+            }])
+            .unwrap();
+    }
+    let live = open(dir.path(), PASS).unwrap();
+    assert_eq!(live.load().unwrap().seen.len(), 20);
+    let started = std::time::Instant::now();
+    assert!(matches!(open(dir.path(), PASS), Err(StoreError::Locked)));
+    assert!(started.elapsed() >= ferry_store::LOCK_WAIT);
+    drop(live);
+    open(dir.path(), PASS).unwrap();
+}
+
 fn disk_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
     walk(dir).iter().any(|f| {
         std::fs::read(f)
