@@ -2,14 +2,16 @@
 //! run, on loopback TCP, with N nodes in one process.
 //!
 //! ```text
-//! cargo bench -p ferry-node --bench overlay               # N = 10, 50, 100 + heal
+//! cargo bench -p ferry-node --bench overlay               # N = 10, 50, 100
 //! cargo bench -p ferry-node --bench overlay -- 10 50      # chosen sizes
+//! FERRY_BENCH_MESH=6,5,12 cargo bench -p ferry-node --bench overlay  # other D
 //! ```
 //!
 //! Each (implementation, N) runs in a child process of this binary, so the
 //! resident memory per node is measured cleanly. Both overlays get the same
 //! random topology (each node dials 3 others), the same gossipsub
-//! parameters (anonymous, content-hash IDs, D = 6), and the same traffic:
+//! parameters (anonymous, content-hash IDs, the node's default mesh
+//! degrees or `FERRY_BENCH_MESH`), and the same traffic:
 //! 200 application payloads of 1 KiB at 20 per second, from random senders
 //! to fixed partners (node i ↔ node i + N/2).
 //!
@@ -49,6 +51,20 @@ fn rate_per_sec() -> u64 {
         .unwrap_or(20)
 }
 const PAYLOAD: usize = 1024;
+
+/// Gossip parameters for both overlays: the node's defaults, or the mesh
+/// degrees in `FERRY_BENCH_MESH` as `D,D_lo,D_hi` (e.g. `4,3,8`), to
+/// measure what mesh tuning buys against what it costs.
+fn gossip_params() -> GossipParams {
+    let mut params = GossipParams::default();
+    if let Ok(spec) = std::env::var("FERRY_BENCH_MESH") {
+        let d: Vec<usize> = spec.split(',').filter_map(|x| x.parse().ok()).collect();
+        if let [n, lo, hi] = d[..] {
+            (params.mesh_n, params.mesh_n_low, params.mesh_n_high) = (n, lo, hi);
+        }
+    }
+    params
+}
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -128,6 +144,7 @@ async fn run_ferry(n: usize) {
             .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
             .quic(false)
             .mdns(false)
+            .gossip(gossip_params())
             .build()
             .unwrap();
         let node = Arc::new(Node::start(config).await.unwrap());
@@ -246,7 +263,7 @@ async fn run_bare(n: usize) {
     let mut handles = Vec::new();
     let mut addrs: Vec<Multiaddr> = Vec::new();
     for i in 0..n {
-        let config = bench_support::gossipsub_config(&GossipParams::default()).unwrap();
+        let config = bench_support::gossipsub_config(&gossip_params()).unwrap();
         let counters = counters.clone();
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()

@@ -62,9 +62,15 @@ pub struct GossipParams {
 impl Default for GossipParams {
     fn default() -> Self {
         Self {
-            mesh_n: 6,
-            mesh_n_low: 5,
-            mesh_n_high: 12,
+            // Below gossipsub's usual 6 / 5 / 12: here gossip is not the only
+            // path (every link reconciles on connect and periodically), so
+            // the mesh needs less redundancy, and each degree removed is a
+            // copy of every envelope not sent. Measured in BENCHMARKS.md
+            // (node section): at 100 nodes, amplification 5.96 -> 4.43 and
+            // p50 340 -> 19 ms against D = 6.
+            mesh_n: 4,
+            mesh_n_low: 3,
+            mesh_n_high: 8,
             heartbeat: Duration::from_secs(1),
             // Every envelope is at least 512 bytes sealed; announce them all.
             idontwant_threshold: 512,
