@@ -67,7 +67,7 @@ impl Default for GossipParams {
             // the mesh needs less redundancy, and each degree removed is a
             // copy of every envelope not sent. Measured in BENCHMARKS.md
             // (node section): at 100 nodes, amplification 5.96 -> 4.43 and
-            // p50 340 -> 19 ms against D = 6.
+            // p50 340 ms -> 19-157 ms (four runs) against D = 6.
             mesh_n: 4,
             mesh_n_low: 3,
             mesh_n_high: 8,
