@@ -58,10 +58,12 @@ const PAYLOAD: usize = 1024;
 fn gossip_params() -> GossipParams {
     let mut params = GossipParams::default();
     if let Ok(spec) = std::env::var("FERRY_BENCH_MESH") {
-        let d: Vec<usize> = spec.split(',').filter_map(|x| x.parse().ok()).collect();
-        if let [n, lo, hi] = d[..] {
-            (params.mesh_n, params.mesh_n_low, params.mesh_n_high) = (n, lo, hi);
-        }
+        // A typo must not quietly measure the defaults under another name.
+        let d: Vec<usize> = spec.split(',').map(|x| x.trim().parse().unwrap()).collect();
+        let [n, lo, hi] = d[..] else {
+            panic!("FERRY_BENCH_MESH must be D,D_lo,D_hi, got {spec:?}");
+        };
+        (params.mesh_n, params.mesh_n_low, params.mesh_n_high) = (n, lo, hi);
     }
     params
 }
