@@ -44,7 +44,7 @@
 mod outbox;
 mod store;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use prost::Message as _;
 use rand_core::CryptoRng;
@@ -71,6 +71,22 @@ type Step = (Verdict, Vec<StoreOp>, Vec<Output>);
 /// How long a reconciliation round may stay unanswered before
 /// [`Input::Resync`] abandons it and starts a new one.
 pub const RESYNC_ROUND_TIMEOUT_SECS: u64 = 120;
+
+/// Bytes of reconciliation frames one round may cost us with one peer: a
+/// fixed part plus [`ROUND_BYTES_PER_ID`] per envelope we hold (an honest
+/// round lists each ID at most once, at 32 bytes, plus about 4 bytes of
+/// fingerprints per ID). Each link starts with one round's worth of credit,
+/// which refills at one round's worth per [`ROUND_REFILL_SECS`]; a reply
+/// the credit cannot pay for abandons the round and is counted in
+/// [`Counters::sync_refused`]. A peer thus cannot make us describe our set
+/// again and again: honest initiators resync once a minute.
+pub const ROUND_BYTES_BASE: u64 = 16 * 1024;
+
+/// See [`ROUND_BYTES_BASE`].
+pub const ROUND_REFILL_SECS: u64 = 20;
+
+/// See [`ROUND_BYTES_BASE`].
+pub const ROUND_BYTES_PER_ID: u64 = 64;
 
 /// A peer as the driver names it (a small handle the driver maps to its own
 /// peer identifiers).
@@ -369,6 +385,23 @@ struct PeerState {
     have: Vec<ContentId>,
     need: Vec<ContentId>,
     stored_bytes: u64,
+    /// Initiator: we sent a reconciliation frame and accept exactly one
+    /// answer to it. Anything else is unsolicited and ignored.
+    awaiting_reply: bool,
+    /// Responder: when the round we are answering opened (`None`: none is
+    /// open; the next reconciliation frame opens one, if allowed).
+    responder_round: Option<u64>,
+    /// Bytes of reconciliation replies we may still send this peer
+    /// (see [`ROUND_BYTES_BASE`]), and when that was last refilled.
+    sync_credit: u64,
+    credit_refilled_at: u64,
+    /// Responder: IDs we listed to this peer in the current round. Only
+    /// these may be asked for, each once.
+    offered: HashSet<ContentId>,
+    /// IDs handed to this peer on this link. Each goes at most once, so
+    /// repeated asks neither multiply traffic nor split a spray budget
+    /// twice.
+    pushed: HashSet<ContentId>,
 }
 
 /// Counters for observability and the simulator.
@@ -394,6 +427,10 @@ pub struct Counters {
     pub purged_by_receipt: u64,
     /// Messages delivered to the app.
     pub delivered: u64,
+    /// Sync frames or requested IDs refused: reconciliation frames outside an
+    /// open round, over the round's byte budget or too soon after the last
+    /// round; asks for IDs we did not offer in the round or already gave.
+    pub sync_refused: u64,
 }
 
 /// The engine. See the module documentation for the driving contract.
@@ -850,15 +887,15 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                     PeerState {
                         trusted,
                         initiator,
-                        round_started: initiator.then_some(now),
+                        sync_credit: self.round_budget(),
+                        credit_refilled_at: now,
                         ..PeerState::default()
                     },
                 );
                 self.send_proofs(peer);
                 self.publish_waiting()?;
                 if initiator {
-                    let set = self.id_set();
-                    self.send_frame(peer, v1::sync_frame::Kind::Reconcile(set.initiate()));
+                    self.open_round(peer, now);
                 }
                 Ok(Verdict::Accept)
             }
@@ -890,11 +927,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 {
                     return Ok(Verdict::Ignore);
                 }
-                state.round_started = Some(now);
-                state.have.clear();
-                state.need.clear();
-                let set = self.id_set();
-                self.send_frame(peer, v1::sync_frame::Kind::Reconcile(set.initiate()));
+                self.open_round(peer, now);
                 Ok(Verdict::Accept)
             }
             Input::Timeout => {
@@ -905,6 +938,24 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 Ok(Verdict::Accept)
             }
         }
+    }
+
+    /// Opens a reconciliation round as the link's initiator.
+    fn open_round(&mut self, peer: PeerId, now: u64) {
+        let set = self.id_set();
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        state.round_started = Some(now);
+        state.awaiting_reply = true;
+        state.have.clear();
+        state.need.clear();
+        self.send_frame(peer, v1::sync_frame::Kind::Reconcile(set.initiate()));
+    }
+
+    /// What one reconciliation round may cost (see [`ROUND_BYTES_BASE`]).
+    fn round_budget(&self) -> u64 {
+        ROUND_BYTES_BASE + ROUND_BYTES_PER_ID * self.held.len() as u64
     }
 
     /// The reconciliation view of what we hold (cached until it changes).
@@ -1300,39 +1351,21 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         }
         match frame.kind {
             Some(v1::sync_frame::Kind::Reconcile(message)) => {
-                let set = self.id_set();
-                let initiator = self.peers.get(&from).is_some_and(|p| p.initiator);
-                let role = if initiator {
-                    Role::Initiator
-                } else {
-                    Role::Responder
-                };
-                let Ok(outcome) = set.process(&message, role) else {
-                    self.counters.invalid += 1;
-                    return Ok(Verdict::Reject);
-                };
-                if let Some(peer) = self.peers.get_mut(&from) {
-                    peer.have.extend(outcome.have);
-                    peer.need.extend(outcome.need);
-                }
-                match outcome.reply {
-                    Some(reply) => self.send_frame(from, v1::sync_frame::Kind::Reconcile(reply)),
-                    None if role == Role::Initiator => self.complete_reconciliation(from)?,
-                    // Tell the initiator the round is over (it would
-                    // otherwise wait for a reply that never comes).
-                    None => self.send_frame(
-                        from,
-                        v1::sync_frame::Kind::Reconcile(crate::reconcile::finished()),
-                    ),
-                }
-                Ok(Verdict::Accept)
+                self.handle_reconcile(from, &message, now)
             }
             Some(v1::sync_frame::Kind::Want(want)) => {
-                let ids: Vec<ContentId> = want
-                    .ids
-                    .chunks_exact(limits::CONTENT_ID_LEN)
-                    .filter_map(|c| ContentId::try_from(c).ok())
-                    .collect();
+                // Only what we offered in this round, each ID once: a want
+                // list cannot name IDs the peer learned elsewhere or repeat
+                // one to multiply our output.
+                let mut ids = Vec::new();
+                if let Some(state) = self.peers.get_mut(&from) {
+                    for chunk in want.ids.chunks_exact(limits::CONTENT_ID_LEN) {
+                        match ContentId::try_from(chunk) {
+                            Ok(id) if state.offered.remove(&id) => ids.push(id),
+                            _ => self.counters.sync_refused += 1,
+                        }
+                    }
+                }
                 self.push_envelopes(from, &ids)?;
                 Ok(Verdict::Accept)
             }
@@ -1395,6 +1428,106 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         }
     }
 
+    /// One reconciliation frame from `from`, in turn and within budget.
+    fn handle_reconcile(
+        &mut self,
+        from: PeerId,
+        message: &v1::Reconcile,
+        now: u64,
+    ) -> Result<Verdict, EngineError> {
+        let budget = self.round_budget();
+        let Some(state) = self.peers.get_mut(&from) else {
+            return Ok(Verdict::Ignore);
+        };
+        let elapsed = now.saturating_sub(state.credit_refilled_at);
+        state.sync_credit = state
+            .sync_credit
+            .saturating_add(elapsed.saturating_mul(budget) / ROUND_REFILL_SECS)
+            .min(budget);
+        state.credit_refilled_at = now;
+        let role = if state.initiator {
+            // Only the answer to the frame we sent last: an unsolicited
+            // "I have nothing" would otherwise make us push our whole store.
+            if !state.awaiting_reply {
+                self.counters.sync_refused += 1;
+                return Ok(Verdict::Ignore);
+            }
+            state.awaiting_reply = false;
+            Role::Initiator
+        } else {
+            let open = state
+                .responder_round
+                .is_some_and(|t| now.saturating_sub(t) < RESYNC_ROUND_TIMEOUT_SECS);
+            if !open {
+                // A new round: what we offered in the last one is forgotten.
+                state.responder_round = Some(now);
+                state.offered.clear();
+            }
+            Role::Responder
+        };
+        let set = self.id_set();
+        let Ok(outcome) = set.process(message, role) else {
+            self.counters.invalid += 1;
+            if let Some(state) = self.peers.get_mut(&from) {
+                state.responder_round = None;
+                state.round_started = None;
+            }
+            return Ok(Verdict::Reject);
+        };
+        let Some(state) = self.peers.get_mut(&from) else {
+            return Ok(Verdict::Ignore);
+        };
+        state.have.extend(outcome.have);
+        state.need.extend(outcome.need);
+        let reply = match outcome.reply {
+            Some(reply) => reply,
+            None if role == Role::Initiator => {
+                self.complete_reconciliation(from)?;
+                return Ok(Verdict::Accept);
+            }
+            // Tell the initiator the round is over (it would otherwise wait
+            // for a reply that never comes).
+            None => {
+                state.responder_round = None;
+                crate::reconcile::finished()
+            }
+        };
+        let cost = reply.encoded_len() as u64;
+        if cost > state.sync_credit {
+            // Rounds with this peer have cost what honest ones could in
+            // this time: abandon this one.
+            self.counters.sync_refused += 1;
+            state.responder_round = None;
+            state.round_started = None;
+            state.have.clear();
+            state.need.clear();
+            return Ok(Verdict::Ignore);
+        }
+        state.sync_credit -= cost;
+        let mut fingerprints = false;
+        for range in &reply.ranges {
+            match &range.payload {
+                Some(v1::reconcile_range::Payload::IdList(list)) if role == Role::Responder => {
+                    state.offered.extend(
+                        list.chunks_exact(limits::CONTENT_ID_LEN)
+                            .filter_map(|c| ContentId::try_from(c).ok()),
+                    );
+                }
+                Some(v1::reconcile_range::Payload::Fingerprint(_)) => fingerprints = true,
+                _ => {}
+            }
+        }
+        match role {
+            Role::Initiator => state.awaiting_reply = true,
+            // Without fingerprints the initiator can settle every range from
+            // this reply: the round is over on our side.
+            Role::Responder if !fingerprints => state.responder_round = None,
+            Role::Responder => {}
+        }
+        self.send_frame(from, v1::sync_frame::Kind::Reconcile(reply));
+        Ok(Verdict::Accept)
+    }
+
     fn complete_reconciliation(&mut self, peer: PeerId) -> Result<(), EngineError> {
         let Some(state) = self.peers.get_mut(&peer) else {
             return Ok(());
@@ -1419,10 +1552,20 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         // Priority order: our own and contacts' mail first, then the
         // soonest-expiring (newest expiry last), so a short contact gets the
         // most urgent envelopes across.
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return Ok(());
+        };
         let mut ids: Vec<ContentId> = ids
             .iter()
             .filter(|id| self.held.contains_key(*id))
             .copied()
+            .filter(|id| {
+                let first = state.pushed.insert(*id);
+                if !first {
+                    self.counters.sync_refused += 1;
+                }
+                first
+            })
             .collect();
         ids.sort_by_key(|id| {
             let h = self.held.get(id);
