@@ -191,7 +191,7 @@ fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>>
 
 /// Opens the sled database, waiting up to [`LOCK_WAIT`] for a lock that a
 /// closing handle still holds.
-pub(crate) fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
     let config = sled::Config::new().path(path).mode(sled::Mode::LowSpace);
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {

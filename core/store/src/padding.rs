@@ -3,16 +3,26 @@
 //!
 //! Layout of a padded plaintext: `u32 BE length || content || zeros`, sized
 //! so that, once sealed, the record is exactly one bucket long. The buckets
-//! are the wire's sealed-body buckets plus 512 bytes of headroom for the
+//! are the wire's sealed-body buckets plus 384 bytes of headroom for the
 //! record's own fields (ID, custody, envelope header), so a record on disk
 //! says no more about a body's length than the envelope on the wire did.
 //! Content beyond the largest bucket (a keyring with very many contacts)
 //! is rounded up to a multiple of the largest bucket.
 
-use ferry_core::{crypto::aead::OVERHEAD, proto::limits::SEALED_BODY_BUCKETS};
+use ferry_core::{
+    crypto::aead::OVERHEAD,
+    proto::limits::{MAX_ENVELOPE_LEN, MAX_SEALED_BODY_LEN, SEALED_BODY_BUCKETS},
+};
 
 const LEN_PREFIX: usize = 4;
-const HEADROOM: usize = 512;
+const HEADROOM: usize = 384;
+/// What an envelope record adds to its sealed body: the envelope's header
+/// fields, the content ID and custody byte, the length prefix, the AEAD.
+/// Each envelope stays in its wire bucket's store bucket. The margin is
+/// kept small: relays hold many envelopes.
+const ENVELOPE_RECORD_OVERHEAD: usize =
+    (MAX_ENVELOPE_LEN - MAX_SEALED_BODY_LEN) + 33 + LEN_PREFIX + OVERHEAD;
+const _: () = assert!(HEADROOM >= ENVELOPE_RECORD_OVERHEAD);
 
 /// The sealed length of a record whose content is `len` bytes.
 pub(crate) fn sealed_len(len: usize) -> usize {

@@ -55,13 +55,15 @@ impl Wipe {
         }
     }
 
-    /// A wipe of a store that is not open here (its passphrase is not
-    /// needed: the key file is destroyed, not opened).
+    /// A wipe of a store that is not open here: the passphrase is not
+    /// needed (the key file is destroyed, not opened), and neither is
+    /// sled's lock, so it also works while another handle (a running node)
+    /// holds the store. That handle keeps its keys in memory until it is
+    /// closed; nothing on disk opens from the first step on.
     ///
     /// # Errors
     /// [`StoreError::NotAStore`] if `dir` holds neither a key file nor
-    /// sled's files (so a wrong path cannot delete an unrelated
-    /// directory); [`StoreError::Locked`] if a live handle holds it.
+    /// sled's files, so a wrong path cannot delete an unrelated directory.
     pub fn of_closed(dir: &Path) -> Result<Self, StoreError> {
         let is_store = keyfile::ALL
             .iter()
@@ -70,12 +72,10 @@ impl Wipe {
         if !is_store {
             return Err(StoreError::NotAStore);
         }
-        // Holding sled's lock keeps a concurrent open from racing the wipe.
-        let db = crate::open_db(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             store: None,
-            db: Some(db),
+            db: None,
             done: 0,
         })
     }

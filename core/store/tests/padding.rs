@@ -83,7 +83,7 @@ fn records_of_different_body_lengths_have_equal_lengths_on_disk() {
             "{tree}: record lengths on disk differ: {lengths:?}"
         );
     }
-    assert_eq!(sealed_lengths(&dir, "inbox")[0], 1024);
+    assert_eq!(sealed_lengths(&dir, "inbox")[0], 896);
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn a_longer_body_moves_to_the_next_bucket_only() {
     let dir = root.path().join("store");
     {
         let mut store = SledStore::open(&dir, b"pass", KdfParams::insecure_for_tests()).unwrap();
-        for (i, n) in [1000usize, 1500, 2400].into_iter().enumerate() {
+        for (i, n) in [1000usize, 1500, 2300].into_iter().enumerate() {
             store
                 .commit(vec![StoreOp::PutInbox {
                     id: [u8::try_from(i).unwrap(); 32],
@@ -106,6 +106,6 @@ fn a_longer_body_moves_to_the_next_bucket_only() {
             .unwrap();
     }
     let lengths = sealed_lengths(&dir, "inbox");
-    assert_eq!(distinct(&lengths), BTreeSet::from([2560]));
-    assert_eq!(sealed_lengths(&dir, "meta"), vec![1024]);
+    assert_eq!(distinct(&lengths), BTreeSet::from([2432]));
+    assert_eq!(sealed_lengths(&dir, "meta"), vec![896]);
 }

@@ -212,8 +212,14 @@ fn a_whole_wipe_leaves_nothing_and_is_fast() {
     let link = root.path().join("key-blocks");
     let (store, secrets) = prepare(&dir, &link);
     let started = std::time::Instant::now();
-    store.wipe().unwrap();
-    eprintln!("wipe took {:?}", started.elapsed());
+    let mut wipe = store.wipe_steps();
+    wipe.step().unwrap();
+    let key_gone = started.elapsed();
+    wipe.finish().unwrap();
+    let all_gone = started.elapsed();
+    eprintln!("wipe: key destroyed after {key_gone:?}, files gone after {all_gone:?}");
+    // A panic wipe has seconds at most; the key step is two small fsyncs.
+    assert!(key_gone < std::time::Duration::from_secs(2));
     assert!(!dir.exists());
     attack(&dir, &link, &secrets, "after the wipe");
 }
@@ -365,4 +371,32 @@ fn planted_key_files_are_refused_without_panics_or_huge_allocations() {
     }
     std::fs::write(dir.join("key"), &good).unwrap();
     assert!(open(&dir, PASS).is_ok());
+}
+
+#[test]
+fn a_panic_wipe_works_while_the_store_is_open_elsewhere() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let link = root.path().join("key-blocks");
+    // A running node holds the store (and sled's lock).
+    let (mut live, secrets) = prepare(&dir, &link);
+    let mut wipe = Wipe::of_closed(&dir).unwrap();
+    assert_eq!(wipe.step().unwrap(), Some(WipeStep::DestroyKey));
+    // The node goes on committing; nothing it writes revives the key.
+    live.commit(vec![StoreOp::PutInbox {
+        id: [9; 32],
+        record: b"late".to_vec(),
+    }])
+    .unwrap();
+    attack(
+        &dir,
+        &link,
+        &secrets,
+        "after the key step, store still open",
+    );
+    drop(live);
+    assert!(matches!(open(&dir, PASS), Err(StoreError::KeyDestroyed)));
+    wipe.finish().unwrap();
+    assert!(!dir.exists());
+    attack(&dir, &link, &secrets, "after the wipe");
 }
