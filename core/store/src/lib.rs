@@ -2,31 +2,34 @@
 //! at rest.
 //!
 //! - **Trees per concern**: `envelopes`, `seen`, `delivered`, `outbox`,
-//!   `inbox`, `meta` (salt, KDF parameters, key check, keyring state).
+//!   `inbox`, `meta` (keyring state).
 //! - **Atomic and durable**: every [`Store::commit`] is one sled transaction
 //!   over all trees, then `flush` (fsync) before it returns.
-//! - **Encrypted at rest**: the store key is derived from the user's
-//!   passphrase with Argon2id (salt and parameters in `meta`). Every value is
-//!   sealed with XChaCha20-Poly1305, its tree and key bound as associated
-//!   data; tree keys are keyed hashes of the IDs, so a seized disk does not
-//!   reveal which (captured) envelopes this device held or opened.
-//! - **Wipe**: [`SledStore::wipe`] first destroys the key material on disk
-//!   (salt and key check overwritten and flushed: the passphrase no longer
-//!   derives the key), then deletes the files.
+//! - **Encrypted at rest**: a random 32-byte data key, drawn from the
+//!   operating system's generator when the store is created, is wrapped
+//!   under a key derived from the passphrase with Argon2id and kept in a
+//!   small key file beside sled's files (`<dir>/key`), never in sled. Every
+//!   value is sealed with XChaCha20-Poly1305 under keys derived from the
+//!   data key, its tree and key bound as associated data; tree keys are
+//!   keyed hashes of the IDs, so a seized disk does not reveal which
+//!   (captured) envelopes this device held or opened. Records whose length
+//!   would reveal a body's length are padded to buckets.
+//! - **Wipe**: [`SledStore::wipe`] first overwrites the key file in place
+//!   and fsyncs (from then on the passphrase opens nothing, even though
+//!   sled's log keeps old values), then removes it, then sled's files;
+//!   [`SledStore::wipe_steps`] runs it one step at a time.
 
 use std::{
     fmt,
     path::{Path, PathBuf},
 };
 
-use argon2::{Algorithm, Argon2, Params, Version};
 use ferry_core::{
     crypto::{aead, tags::ContentId},
     engine::{Custody, Loaded, Store, StoreOp},
 };
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit as _, Mac as _};
-use rand::RngExt as _;
 use sha2::Sha256;
 use sled::{
     Transactional as _,
@@ -35,6 +38,12 @@ use sled::{
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+mod keyfile;
+mod padding;
+mod wipe;
+
+pub use wipe::{Wipe, WipeStep};
+
 /// Store failures.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -42,16 +51,44 @@ pub enum StoreError {
     /// sled reported an I/O or corruption error.
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
-    /// The passphrase does not open this store (or its key was wiped).
-    #[error("wrong passphrase, or the store was wiped")]
+    /// The passphrase does not open this store's key file. Ask again; the
+    /// data is intact.
+    #[error("wrong passphrase")]
     WrongPassphrase,
+    /// The key file was destroyed (a wipe ran, perhaps interrupted) or is
+    /// missing while sled still holds records. No passphrase opens this
+    /// store any more; finish the wipe ([`Wipe::of_closed`]) and create a
+    /// new one.
+    #[error("the store's key was destroyed")]
+    KeyDestroyed,
+    /// The directory holds a store of a format this version does not open
+    /// (the pre-release format with the salt inside sled, or a newer key
+    /// file). There is no migration: wipe it and create a new store.
+    #[error("unsupported store format")]
+    UnsupportedFormat,
+    /// Reading or writing the key file failed (permissions, full disk):
+    /// fix the file system and retry.
+    #[error("key file error: {0}")]
+    KeyFile(std::io::Error),
+    /// The operating system's random generator failed; retry later.
+    #[error("the operating system's random generator failed")]
+    Entropy,
+    /// A record is too large to pad (over 4 GiB): a bug in the caller.
+    #[error("record too large")]
+    RecordTooLarge,
+    /// [`Wipe::of_closed`] was pointed at a directory that holds no store;
+    /// nothing was touched. Check the path.
+    #[error("not a store directory")]
+    NotAStore,
     /// A record failed authentication or parsing: tampering or corruption.
     #[error("corrupted record in tree {0}")]
     Corrupted(&'static str),
-    /// The key-derivation parameters are invalid.
+    /// The key-derivation parameters are invalid, or above the bounds a key
+    /// file may ask for (1 GiB, 64 iterations, 16 lanes). Pick others.
     #[error("invalid key-derivation parameters")]
     KdfParams,
-    /// Removing the files during a wipe failed.
+    /// A wipe step failed (the file system refused it). Retry the step;
+    /// once [`WipeStep::DestroyKey`] has completed, the data no longer opens.
     #[error("wipe failed: {0}")]
     Wipe(std::io::Error),
     /// Another open handle (another process, or one in this process) holds
@@ -119,6 +156,7 @@ pub struct SledStore {
     outbox: sled::Tree,
     inbox: sled::Tree,
     meta: sled::Tree,
+    data_key: keyfile::DataKey,
     keys: Keys,
 }
 
@@ -128,19 +166,9 @@ impl fmt::Debug for SledStore {
     }
 }
 
-fn derive(passphrase: &[u8], salt: &[u8], params: KdfParams) -> Result<Keys, StoreError> {
-    let p = Params::new(
-        params.memory_kib,
-        params.iterations,
-        params.parallelism,
-        Some(32),
-    )
-    .map_err(|_| StoreError::KdfParams)?;
-    let mut master = Zeroizing::new([0u8; 32]);
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
-        .hash_password_into(passphrase, salt, master.as_mut())
-        .map_err(|_| StoreError::KdfParams)?;
-    let hk = Hkdf::<Sha256>::new(Some(b"ferry/store/v1"), master.as_ref());
+/// The store's working keys, from the data key (HKDF-SHA-256).
+fn derive(data_key: &[u8; 32]) -> Keys {
+    let hk = Hkdf::<Sha256>::new(Some(b"ferry/store/v2"), data_key);
     let mut keys = Keys {
         seal: Zeroizing::new([0; 32]),
         index: Zeroizing::new([0; 32]),
@@ -150,7 +178,7 @@ fn derive(passphrase: &[u8], salt: &[u8], params: KdfParams) -> Result<Keys, Sto
     let _ = hk.expand(b"seal", keys.seal.as_mut());
     let _ = hk.expand(b"index", keys.index.as_mut());
     let _ = hk.expand(b"keyring", keys.keyring.as_mut());
-    Ok(keys)
+    keys
 }
 
 fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
@@ -160,8 +188,6 @@ fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
 fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     aead::open(key, aad, sealed).map(Zeroizing::new)
 }
-
-const KEY_CHECK: &[u8] = b"ferry-store-key-check-v1";
 
 /// Opens the sled database, waiting up to [`LOCK_WAIT`] for a lock that a
 /// closing handle still holds.
@@ -182,61 +208,46 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
     }
 }
 
+/// Whether any tree holds a record.
+fn holds_records(db: &sled::Db) -> Result<bool, StoreError> {
+    for name in db.tree_names() {
+        if !db.open_tree(name)?.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// sled 0.34 reports a held lock only as an I/O error with this text.
 fn is_lock_conflict(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
 }
 
 impl SledStore {
-    /// Opens (or creates) the store at `path` with `passphrase`.
+    /// Opens (or creates) the store at `path` with `passphrase`. `params`
+    /// apply to a new store; an existing one keeps those in its key file.
     ///
     /// # Errors
-    /// [`StoreError::WrongPassphrase`] if the passphrase does not match (or
-    /// the store was wiped), or a storage error.
+    /// [`StoreError::WrongPassphrase`] if the passphrase does not match;
+    /// [`StoreError::KeyDestroyed`] after a (possibly interrupted) wipe;
+    /// [`StoreError::UnsupportedFormat`] for a store of another format;
+    /// [`StoreError::Locked`], or a storage or key-file error.
     pub fn open(path: &Path, passphrase: &[u8], params: KdfParams) -> Result<Self, StoreError> {
+        // sled first: its lock keeps another handle from racing us on the
+        // key file (creation, passphrase change, wipe).
         let db = open_db(path)?;
         let meta = db.open_tree("meta")?;
-        let keys = match (meta.get("salt")?, meta.get("kdf")?) {
-            (Some(salt), Some(kdf)) => {
-                let kdf: [u8; 12] = kdf
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupted("meta"))?;
-                let word = |i: usize| {
-                    u32::from_be_bytes(
-                        kdf.get(i..i + 4)
-                            .and_then(|s| s.try_into().ok())
-                            .unwrap_or([0; 4]),
-                    )
-                };
-                let params = KdfParams {
-                    memory_kib: word(0),
-                    iterations: word(4),
-                    parallelism: word(8),
-                };
-                let keys = derive(passphrase, &salt, params)?;
-                let check = meta.get("check")?.ok_or(StoreError::WrongPassphrase)?;
-                let ok = open(&keys.seal, b"meta/check", &check)
-                    .is_some_and(|p| p.as_slice() == KEY_CHECK);
-                if !ok {
-                    return Err(StoreError::WrongPassphrase);
-                }
-                keys
-            }
-            _ => {
-                let salt: [u8; 16] = rand::rng().random();
-                let keys = derive(passphrase, &salt, params)?;
-                let mut kdf = Vec::with_capacity(12);
-                for word in [params.memory_kib, params.iterations, params.parallelism] {
-                    kdf.extend_from_slice(&word.to_be_bytes());
-                }
-                meta.insert("salt", &salt)?;
-                meta.insert("kdf", kdf)?;
-                meta.insert("check", seal(&keys.seal, b"meta/check", KEY_CHECK))?;
-                db.flush()?;
-                keys
-            }
+        let data_key = match keyfile::unlock(path, passphrase)? {
+            Some(key) => key,
+            // The pre-release format kept its salt and key check in sled.
+            None if meta.contains_key("salt")? => return Err(StoreError::UnsupportedFormat),
+            // Records are written only once a key file exists: records
+            // without one mean it was destroyed. A fresh key would open
+            // an empty-looking store over data no one can read.
+            None if holds_records(&db)? => return Err(StoreError::KeyDestroyed),
+            None => keyfile::create(path, passphrase, params)?,
         };
+        let keys = derive(&data_key);
         Ok(Self {
             envelopes: db.open_tree("envelopes")?,
             seen: db.open_tree("seen")?,
@@ -246,44 +257,56 @@ impl SledStore {
             meta,
             db,
             path: path.to_path_buf(),
+            data_key,
             keys,
         })
     }
 
     /// The key the engine should seal its keyring state with (derived from
-    /// the passphrase, distinct from the store's own keys).
+    /// the data key, distinct from the store's own keys; it survives a
+    /// passphrase change).
     pub fn keyring_key(&self) -> [u8; 32] {
         *self.keys.keyring
     }
 
-    /// Destroys the store: key material on disk first (flushed), then all
-    /// files. After the first step the data is unreadable even with the
-    /// passphrase.
-    ///
-    /// Flash storage may keep stale copies of overwritten blocks; the salt
-    /// is what a passphrase search needs, and it is gone from the live file.
+    /// Rewraps the data key under `passphrase` (with a fresh salt and
+    /// `params`); the data is not re-encrypted. The old wrapping is
+    /// overwritten in place, so the old passphrase opens nothing left in
+    /// the live files. A crash part-way leaves the old or the new
+    /// passphrase working (the next open finishes or drops the change).
     ///
     /// # Errors
-    /// A storage or file-system error.
-    pub fn wipe(self) -> Result<(), StoreError> {
-        self.destroy_key_material()?;
-        let path = self.path.clone();
-        drop(self);
-        std::fs::remove_dir_all(&path).map_err(StoreError::Wipe)
+    /// [`StoreError::KdfParams`], or a key-file error.
+    pub fn change_passphrase(
+        &mut self,
+        passphrase: &[u8],
+        params: KdfParams,
+    ) -> Result<(), StoreError> {
+        keyfile::rewrap(&self.path, &self.data_key, passphrase, params)
     }
 
-    /// The first step of [`SledStore::wipe`]: overwrites the salt and key
-    /// check and flushes, so the passphrase no longer opens the store.
+    /// Destroys the store: the key file first (overwritten in place and
+    /// fsynced: from then on the passphrase opens nothing), then the key
+    /// file's name, then sled's files. See [`WipeStep`].
+    ///
+    /// Flash storage and copy-on-write file systems may keep the old
+    /// blocks of an overwritten file; see ARCHITECTURE ("Store").
     ///
     /// # Errors
-    /// A storage error.
-    pub fn destroy_key_material(&self) -> Result<(), StoreError> {
-        let noise: [u8; 64] = rand::rng().random();
-        self.meta.insert("salt", &noise[..16])?;
-        self.meta.insert("check", &noise[..])?;
-        self.meta.remove("keyring")?;
-        self.db.flush()?;
-        Ok(())
+    /// [`StoreError::Wipe`].
+    pub fn wipe(self) -> Result<(), StoreError> {
+        self.wipe_steps().finish()
+    }
+
+    /// The wipe of [`SledStore::wipe`], to run one step at a time.
+    pub fn wipe_steps(self) -> Wipe {
+        Wipe::of_store(self)
+    }
+
+    /// Closes the store, keeping only sled's handle (and its lock); the
+    /// keys are zeroized as they drop.
+    fn into_db(self) -> sled::Db {
+        self.db
     }
 
     fn index_key(&self, tree: &str, id: &ContentId) -> [u8; 32] {
@@ -304,6 +327,32 @@ impl SledStore {
         aad
     }
 
+    /// Seals a record of tree `name`, padded first if its length could
+    /// reveal a body's (see [`PADDED`]).
+    fn seal_record(&self, name: &str, aad: &[u8], value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        if !PADDED.contains(&name) {
+            return Ok(seal(&self.keys.seal, aad, value));
+        }
+        let padded = Zeroizing::new(padding::pad(value).ok_or(StoreError::RecordTooLarge)?);
+        Ok(seal(&self.keys.seal, aad, &padded))
+    }
+
+    /// Opens what [`SledStore::seal_record`] sealed.
+    fn open_record(
+        &self,
+        name: &'static str,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let plain = open(&self.keys.seal, aad, sealed).ok_or(StoreError::Corrupted(name))?;
+        if !PADDED.contains(&name) {
+            return Ok(plain);
+        }
+        padding::unpad(&plain)
+            .map(|content| Zeroizing::new(content.to_vec()))
+            .ok_or(StoreError::Corrupted(name))
+    }
+
     fn put(
         &self,
         tree: &TransactionalTree,
@@ -312,7 +361,10 @@ impl SledStore {
         value: &[u8],
     ) -> Result<(), ConflictableTransactionError<StoreError>> {
         let key = self.index_key(name, id);
-        tree.insert(&key, seal(&self.keys.seal, &Self::aad(name, &key), value))?;
+        let sealed = self
+            .seal_record(name, &Self::aad(name, &key), value)
+            .map_err(ConflictableTransactionError::Abort)?;
+        tree.insert(&key, sealed)?;
         Ok(())
     }
 
@@ -324,11 +376,16 @@ impl SledStore {
         tree.iter()
             .map(|item| {
                 let (k, v) = item?;
-                open(&self.keys.seal, &Self::aad(name, &k), &v).ok_or(StoreError::Corrupted(name))
+                self.open_record(name, &Self::aad(name, &k), &v)
             })
             .collect()
     }
 }
+
+/// Trees whose records are padded to buckets: their length would say how
+/// long a message body (or the keyring) is. `seen` and `delivered` records
+/// have a fixed length already.
+const PADDED: [&str; 4] = ["envelopes", "outbox", "inbox", "meta"];
 
 fn id_of<'a>(bytes: &'a [u8], name: &'static str) -> Result<(ContentId, &'a [u8]), StoreError> {
     let (id, rest) = bytes
@@ -403,7 +460,10 @@ impl Store for SledStore {
                         inbox.remove(&self.index_key("inbox", id))?;
                     }
                     StoreOp::PutKeyring(state) => {
-                        meta.insert("keyring", seal(&self.keys.seal, b"meta/keyring", state))?;
+                        let sealed = self
+                            .seal_record("meta", b"meta/keyring", state)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        meta.insert("keyring", sealed)?;
                     }
                 }
             }
@@ -427,8 +487,7 @@ impl Store for SledStore {
         let Some(value) = self.envelopes.get(key)? else {
             return Ok(None);
         };
-        let plain = open(&self.keys.seal, &Self::aad("envelopes", &key), &value)
-            .ok_or(StoreError::Corrupted("envelopes"))?;
+        let plain = self.open_record("envelopes", &Self::aad("envelopes", &key), &value)?;
         let (_, rest) = id_of(&plain, "envelopes")?;
         Ok(rest.get(1..).map(<[u8]>::to_vec))
     }
@@ -465,8 +524,7 @@ impl Store for SledStore {
             loaded.inbox.insert(id, rest.to_vec());
         }
         if let Some(sealed) = self.meta.get("keyring")? {
-            let state = open(&self.keys.seal, b"meta/keyring", &sealed)
-                .ok_or(StoreError::Corrupted("meta"))?;
+            let state = self.open_record("meta", b"meta/keyring", &sealed)?;
             loaded.keyring = Some(state.to_vec());
         }
         Ok(loaded)

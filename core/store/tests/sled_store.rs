@@ -14,7 +14,7 @@ use ferry_core::{
     engine::{Custody, Engine, EngineConfig, Input, Output, PeerId, Store, StoreOp, Verdict},
     identity::Identity,
 };
-use ferry_store::{KdfParams, SledStore, StoreError};
+use ferry_store::{KdfParams, SledStore, StoreError, WipeStep};
 use rand::{SeedableRng as _, rngs::StdRng};
 
 const PASS: &[u8] = b"correct horse battery staple";
@@ -160,12 +160,10 @@ fn wipe_destroys_the_key_first_then_the_files() {
     let mut store = open(&path, PASS).unwrap();
     store.commit(sample_ops()).unwrap();
     // Step one alone: even the right passphrase no longer opens it.
-    store.destroy_key_material().unwrap();
-    drop(store);
-    assert!(matches!(
-        open(&path, PASS),
-        Err(StoreError::WrongPassphrase)
-    ));
+    let mut wipe = store.wipe_steps();
+    assert_eq!(wipe.step().unwrap(), Some(WipeStep::DestroyKey));
+    drop(wipe);
+    assert!(matches!(open(&path, PASS), Err(StoreError::KeyDestroyed)));
 
     let path2 = dir.path().join("store2");
     let mut store = open(&path2, PASS).unwrap();
