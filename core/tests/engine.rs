@@ -15,7 +15,7 @@ use ferry_core::{
     crypto::Trust,
     engine::{
         Delivery, Engine, EngineConfig, Event, Input, MemoryStore, Output, PeerId, Quotas,
-        RejectReason, Strategy, Verdict,
+        RejectReason, SourceId, Strategy, Verdict,
     },
     identity::Identity,
     keys::IdentityKey,
@@ -117,6 +117,7 @@ impl Net {
                     peer: PeerId(b as u64),
                     trusted: false,
                     initiator: true,
+                    source: SourceId(PeerId(b as u64).0),
                 },
                 now,
             )
@@ -128,6 +129,7 @@ impl Net {
                     peer: PeerId(a as u64),
                     trusted: false,
                     initiator: false,
+                    source: SourceId(PeerId(a as u64).0),
                 },
                 now,
             )
@@ -538,6 +540,7 @@ fn quotas_reject_strangers_with_a_reason_and_keep_contacts_mail() {
                     peer: PeerId(1),
                     trusted: false,
                     initiator: false,
+                    source: SourceId(PeerId(1).0),
                 },
                 now,
             )
@@ -589,6 +592,7 @@ fn quotas_reject_strangers_with_a_reason_and_keep_contacts_mail() {
                 peer: PeerId(2),
                 trusted: true,
                 initiator: false,
+                source: SourceId(PeerId(2).0),
             },
             now,
         )
@@ -622,6 +626,7 @@ fn quotas_reject_strangers_with_a_reason_and_keep_contacts_mail() {
                 peer: PeerId(7),
                 trusted: false,
                 initiator: false,
+                source: SourceId(PeerId(7).0),
             },
             now,
         )
@@ -664,6 +669,7 @@ fn invalid_envelopes_are_rejected_and_counted() {
                 peer: PeerId(9),
                 trusted: false,
                 initiator: false,
+                source: SourceId(PeerId(9).0),
             },
             now,
         )

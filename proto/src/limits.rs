@@ -54,3 +54,11 @@ pub const MAX_ENVELOPES_PER_BATCH: usize = 1024;
 
 /// Largest encoded bundle header.
 pub const MAX_BUNDLE_HEADER_LEN: usize = 512;
+
+/// Longest lifetime (expiry − now) any node accepts on an envelope. Nodes
+/// choose their own, lower limit; an envelope beyond this one breaks the
+/// protocol and its forwarder is penalised.
+pub const MAX_LIFETIME_SECS: u64 = 30 * 24 * 3600;
+/// Clock difference between nodes tolerated on top of
+/// [`MAX_LIFETIME_SECS`] before an envelope counts as invalid.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 24 * 3600;

@@ -9,7 +9,8 @@ use std::{
 use ferry_core::{
     crypto::{Trust, tags::ContentId},
     engine::{
-        Engine, EngineConfig, Event, Input, MemoryStore, Output, PeerId, Quotas, Strategy, Verdict,
+        Engine, EngineConfig, Event, Input, MemoryStore, Output, PeerId, Quotas, SourceId,
+        Strategy, Verdict,
     },
     identity::Identity,
     keys::IdentityKey,
@@ -178,6 +179,8 @@ impl World {
             },
             sweep_interval_secs: 60,
             receipts: params.receipts,
+            // DTN studies (and ONE) keep every copy until its TTL.
+            stranger_custody_secs: u64::MAX / 4,
         };
         let nodes = (0..params.nodes)
             .map(|i| -> Result<Node, crate::SimError> {
@@ -455,6 +458,7 @@ impl World {
                         peer: PeerId(u64::from(y)),
                         trusted: false,
                         initiator,
+                        source: SourceId(u64::from(y)),
                     },
                     now,
                 );

@@ -404,6 +404,13 @@ impl NodeBuilder {
             } else {
                 EngineConfig::default().quotas
             },
+            // Carrying strangers' mail is a relay's job: a week, against a
+            // client's three days.
+            stranger_custody_secs: if relay {
+                7 * 24 * 3600
+            } else {
+                EngineConfig::default().stranger_custody_secs
+            },
             ..EngineConfig::default()
         });
         let q = engine.quotas;

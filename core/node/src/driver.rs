@@ -490,6 +490,7 @@ impl Driver {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                endpoint,
                 ..
             } if num_established.get() == 1 => {
                 {
@@ -503,6 +504,10 @@ impl Driver {
                             peer: p,
                             trusted: self.trusted.contains(&peer_id),
                             initiator,
+                            source: crate::source::source_of(
+                                endpoint.get_remote_address(),
+                                &peer_id,
+                            ),
                         },
                         unix_now(),
                     )?;

@@ -24,6 +24,7 @@ mod driver;
 mod error;
 mod events;
 mod node;
+mod source;
 
 pub use config::{
     ConfigError, GossipParams, Limits, NetworkKey, NodeBuilder, NodeConfig, Role, TransportFactory,

@@ -93,6 +93,14 @@ pub const ROUND_BYTES_PER_ID: u64 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub u64);
 
+/// The quota account of a peer's network source, chosen by the driver: the
+/// node uses the remote address prefix (or the PeerId where the address
+/// says nothing, as on loopback or through a relay circuit); the simulator
+/// uses the node. Custody accounting per source survives reconnects, so a
+/// peer that reconnects under a fresh PeerId does not get a fresh quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SourceId(pub u64);
+
 /// A message ID: 16 random bytes chosen by the sender.
 pub type MessageId = [u8; 16];
 
@@ -119,7 +127,10 @@ pub struct Quotas {
     pub global_bytes: u64,
     /// Envelopes with one recipient tag.
     pub per_tag_bytes: u64,
-    /// Envelopes received from one peer (this session).
+    /// Envelopes received from one source ([`SourceId`]), across
+    /// reconnects. When the global quota is full, a source below its fair
+    /// share (global ÷ sources holding custody) may displace strangers'
+    /// envelopes of the source holding the most.
     pub per_peer_bytes: u64,
 }
 
@@ -142,6 +153,11 @@ pub struct EngineConfig {
     /// (anti-packets). Off only for experiments (e.g. to compare with
     /// routing studies that have none).
     pub receipts: bool,
+    /// How long we carry strangers' envelopes at most, whatever their
+    /// expiry: junk with the longest lifetime peers accept cannot occupy
+    /// the store for that long. Contacts' and our own mail is kept until
+    /// it expires.
+    pub stranger_custody_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -158,6 +174,7 @@ impl Default for EngineConfig {
             },
             sweep_interval_secs: 60,
             receipts: true,
+            stranger_custody_secs: 3 * 24 * 3600,
         }
     }
 }
@@ -292,6 +309,8 @@ pub enum Input<'a> {
         trusted: bool,
         /// Whether we start reconciliation (exactly one side should).
         initiator: bool,
+        /// The quota account the peer's envelopes are charged to.
+        source: SourceId,
     },
     /// The link went down.
     PeerDown {
@@ -370,12 +389,18 @@ struct Held {
     tag: [u8; 16],
     commitment: [u8; 16],
     copy_budget: u32,
-    origin: Option<PeerId>,
+    /// Where it came from (quota accounting); `None` for our own and for
+    /// envelopes loaded at start.
+    origin: Option<SourceId>,
+    /// When the sweeper drops it: its expiry, or sooner for strangers'.
+    keep_until: u64,
 }
 
 #[derive(Default)]
 struct PeerState {
     trusted: bool,
+    /// Its quota account.
+    source: SourceId,
     /// Whether we started reconciliation on this link.
     initiator: bool,
     /// When our current reconciliation round started (initiator only;
@@ -384,7 +409,6 @@ struct PeerState {
     /// Reconciliation in progress (we are the initiator): what we learned.
     have: Vec<ContentId>,
     need: Vec<ContentId>,
-    stored_bytes: u64,
     /// Initiator: we sent a reconciliation frame and accept exactly one
     /// answer to it. Anything else is unsolicited and ignored.
     awaiting_reply: bool,
@@ -413,8 +437,18 @@ pub struct Counters {
     pub expired: u64,
     /// Envelopes refused custody by quota.
     pub rejected_quota: u64,
-    /// Invalid envelopes or frames from peers.
+    /// Invalid envelopes or frames from peers: what any relay could have
+    /// detected (structure, content ID, lifetime beyond the protocol's);
+    /// these are penalised.
     pub invalid: u64,
+    /// Envelopes bearing our tag that did not open (forged, corrupted,
+    /// junk inside a valid outer layer). Counted, never penalised: the
+    /// relays that forwarded them could not have known.
+    pub unreadable: u64,
+    /// Envelopes whose lifetime exceeds what we accept but not the
+    /// protocol's limit: not carried, not penalised (another node may
+    /// accept longer lifetimes, and clocks differ).
+    pub too_long_lived: u64,
     /// Duplicates received.
     pub duplicates: u64,
     /// Envelopes sent to peers in sync batches.
@@ -447,6 +481,8 @@ pub struct Engine<S: Store, R: CryptoRng> {
     id_set: Option<std::sync::Arc<IdSet>>,
     global_bytes: u64,
     tag_bytes: HashMap<[u8; 16], u64>,
+    /// Bytes in custody per source; entries at zero are removed.
+    source_bytes: HashMap<SourceId, u64>,
     seen: HashMap<ContentId, u64>,
     delivered: HashMap<ContentId, ([u8; 16], u64)>,
     outbox: HashMap<ContentId, OutboxRecord>,
@@ -533,6 +569,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             id_set: None,
             global_bytes: 0,
             tag_bytes: HashMap::new(),
+            source_bytes: HashMap::new(),
             seen: loaded.seen.into_iter().collect(),
             delivered: loaded.delivered.into_iter().collect(),
             outbox: HashMap::new(),
@@ -545,7 +582,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         for (id, (custody, bytes)) in loaded.envelopes {
             let envelope =
                 proto::decode::<v1::Envelope>(&bytes).map_err(|_| EngineError::Corrupted)?;
-            engine.index(id, &envelope, custody, bytes.len(), None);
+            let keep_until = engine.keep_until(&envelope, custody, now);
+            engine.index(id, &envelope, custody, bytes.len(), None, keep_until);
         }
         for (id, record) in loaded.inbox {
             let delivery = Delivery::decode(&record).ok_or(EngineError::Corrupted)?;
@@ -768,7 +806,14 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 keyring,
             ])
             .map_err(store_err)?;
-        self.index(id, &envelope, Custody::Own, bytes.len(), None);
+        self.index(
+            id,
+            &envelope,
+            Custody::Own,
+            bytes.len(),
+            None,
+            envelope.expiry,
+        );
         self.outbox.insert(id, record);
         self.outputs.push_back(Output::Publish {
             content_id: id,
@@ -811,7 +856,14 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         });
         ops.push(self.keyring_op());
         self.store.commit(ops).map_err(store_err)?;
-        self.index(id, &envelope, Custody::Own, bytes.len(), None);
+        self.index(
+            id,
+            &envelope,
+            Custody::Own,
+            bytes.len(),
+            None,
+            envelope.expiry,
+        );
         self.outputs.push_back(Output::Publish {
             content_id: id,
             bytes,
@@ -825,7 +877,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         envelope: &v1::Envelope,
         custody: Custody,
         len: usize,
-        origin: Option<PeerId>,
+        origin: Option<SourceId>,
+        keep_until: u64,
     ) {
         let mut tag = [0u8; 16];
         tag.copy_from_slice(envelope.recipient_tag.get(..16).unwrap_or(&[0; 16]));
@@ -834,8 +887,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         let bytes = len as u64;
         self.global_bytes += bytes;
         *self.tag_bytes.entry(tag).or_default() += bytes;
-        if let Some(peer) = origin.and_then(|p| self.peers.get_mut(&p)) {
-            peer.stored_bytes += bytes;
+        if let Some(source) = origin {
+            *self.source_bytes.entry(source).or_default() += bytes;
         }
         self.held_sorted.insert(id);
         self.id_set = None;
@@ -849,8 +902,19 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 commitment,
                 copy_budget: envelope.copy_budget,
                 origin,
+                keep_until,
             },
         );
+    }
+
+    /// When the sweeper drops an envelope taken into custody at `now`.
+    fn keep_until(&self, envelope: &v1::Envelope, custody: Custody, now: u64) -> u64 {
+        match custody {
+            Custody::Stranger => envelope
+                .expiry
+                .min(now.saturating_add(self.config.stranger_custody_secs)),
+            Custody::Own | Custody::Contact => envelope.expiry,
+        }
     }
 
     fn unindex(&mut self, id: &ContentId) -> Option<Held> {
@@ -864,8 +928,13 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 self.tag_bytes.remove(&held.tag);
             }
         }
-        if let Some(peer) = held.origin.and_then(|p| self.peers.get_mut(&p)) {
-            peer.stored_bytes = peer.stored_bytes.saturating_sub(held.bytes);
+        if let Some(source) = held.origin
+            && let Some(b) = self.source_bytes.get_mut(&source)
+        {
+            *b = b.saturating_sub(held.bytes);
+            if *b == 0 {
+                self.source_bytes.remove(&source);
+            }
         }
         Some(held)
     }
@@ -881,12 +950,14 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 peer,
                 trusted,
                 initiator,
+                source,
             } => {
                 self.peers.insert(
                     peer,
                     PeerState {
                         trusted,
                         initiator,
+                        source,
                         sync_credit: self.round_budget(),
                         credit_refilled_at: now,
                         ..PeerState::default()
@@ -1052,9 +1123,17 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             self.counters.invalid += 1;
             return Ok((Verdict::Reject, ops, after));
         }
-        if envelope.expiry > now.saturating_add(self.config.max_ttl_secs) {
+        if envelope.expiry
+            > now.saturating_add(limits::MAX_LIFETIME_SECS + limits::MAX_CLOCK_SKEW_SECS)
+        {
+            // No node accepts this: whoever forwarded it broke the protocol.
             self.counters.invalid += 1;
             return Ok((Verdict::Reject, ops, after));
+        }
+        if envelope.expiry > now.saturating_add(self.config.max_ttl_secs) {
+            // Longer than we carry, within what others may: not penalised.
+            self.counters.too_long_lived += 1;
+            return Ok((Verdict::Ignore, ops, after));
         }
         if envelope.expiry <= now {
             return Ok((Verdict::Ignore, ops, after));
@@ -1104,7 +1183,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             custody,
             bytes: encoded.clone(),
         });
-        self.index(id, &stored, custody, encoded.len(), from);
+        let source = from.and_then(|p| self.peers.get(&p)).map(|p| p.source);
+        let keep_until = self.keep_until(&stored, custody, now);
+        self.index(id, &stored, custody, encoded.len(), source, keep_until);
         self.counters.stored += 1;
         let verdict = if stored.copy_budget == 0 {
             Verdict::Accept
@@ -1133,36 +1214,59 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         if self.tag_bytes.get(&tag).copied().unwrap_or(0) + len > q.per_tag_bytes {
             return Some(RejectReason::TagQuota);
         }
-        if let Some(peer) = from.and_then(|p| self.peers.get(&p))
-            && peer.stored_bytes + len > q.per_peer_bytes
-        {
+        let source = from.and_then(|p| self.peers.get(&p)).map(|p| p.source);
+        let used = source
+            .and_then(|s| self.source_bytes.get(&s))
+            .copied()
+            .unwrap_or(0);
+        if source.is_some() && used + len > q.per_peer_bytes {
             return Some(RejectReason::PeerQuota);
         }
         if self.global_bytes + len <= q.global_bytes {
             return None;
         }
-        if custody == Custody::Stranger {
-            return Some(RejectReason::GlobalQuota);
-        }
-        // Evict strangers' envelopes, soonest-expiring first, to make room.
-        let mut strangers: Vec<(u64, ContentId)> = self
+        // The store is full. Our own and contacts' mail may displace any
+        // stranger's. A stranger's envelope may displace only envelopes of
+        // sources holding more than its own source would after taking it,
+        // and only while its source stays within a fair share: one source
+        // cannot fill the store and keep it against everyone else.
+        let limit = if custody == Custody::Stranger {
+            let Some(source) = source else {
+                return Some(RejectReason::GlobalQuota);
+            };
+            let sources = self.source_bytes.len() as u64
+                + u64::from(!self.source_bytes.contains_key(&source));
+            if used + len > q.global_bytes / sources.max(1) {
+                return Some(RejectReason::GlobalQuota);
+            }
+            Some(used + len)
+        } else {
+            None
+        };
+        let usage = |origin: Option<SourceId>| match origin {
+            // Loaded at start, source unknown: displaced first.
+            None => u64::MAX,
+            Some(s) => self.source_bytes.get(&s).copied().unwrap_or(0),
+        };
+        let mut candidates: Vec<(std::cmp::Reverse<u64>, u64, ContentId, u64)> = self
             .held
             .iter()
             .filter(|(_, h)| h.custody == Custody::Stranger)
-            .map(|(id, h)| (h.expiry, *id))
+            .map(|(id, h)| (std::cmp::Reverse(usage(h.origin)), h.expiry, *id, h.bytes))
+            .filter(|(std::cmp::Reverse(u), ..)| limit.is_none_or(|l| *u > l))
             .collect();
-        strangers.sort_unstable();
-        let mut freed = 0u64;
+        // Largest sources first, soonest expiry first within a source.
+        candidates.sort_unstable();
         let need = self.global_bytes + len - q.global_bytes;
-        let victims: Vec<ContentId> = strangers
-            .into_iter()
-            .take_while(|(_, id)| {
-                let go = freed < need;
-                freed += self.held.get(id).map_or(0, |h| h.bytes);
-                go
-            })
-            .map(|(_, id)| id)
-            .collect();
+        let mut freed = 0u64;
+        let mut victims = Vec::new();
+        for (.., id, bytes) in candidates {
+            if freed >= need {
+                break;
+            }
+            freed += bytes;
+            victims.push(id);
+        }
         if freed < need {
             return Some(RejectReason::GlobalQuota);
         }
@@ -1194,8 +1298,13 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 return Ok((Verdict::Ignore, ops, after));
             }
             Err(_) => {
-                self.counters.invalid += 1;
-                return Ok((Verdict::Reject, ops, after));
+                // Anyone holding our card can make an envelope every relay
+                // accepts and only we cannot open. Penalising it would
+                // punish the honest relays that forwarded it (and, through
+                // gossip scoring, every peer that sent a duplicate), so it
+                // is counted and dropped, never reported invalid.
+                self.counters.unreadable += 1;
+                return Ok((Verdict::Ignore, ops, after));
             }
         };
         for (seen_id, expiry) in inserted {
@@ -1257,7 +1366,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                                 custody: Custody::Own,
                                 bytes: bytes.clone(),
                             });
-                            self.index(rid, &r, Custody::Own, bytes.len(), None);
+                            self.index(rid, &r, Custody::Own, bytes.len(), None, r.expiry);
                             after.push(Output::Publish {
                                 content_id: rid,
                                 bytes,
@@ -1466,13 +1575,22 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             Role::Responder
         };
         let set = self.id_set();
-        let Ok(outcome) = set.process(message, role) else {
-            self.counters.invalid += 1;
-            if let Some(state) = self.peers.get_mut(&from) {
-                state.responder_round = None;
-                state.round_started = None;
+        let outcome = match set.process(message, role) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                if let Some(state) = self.peers.get_mut(&from) {
+                    state.responder_round = None;
+                    state.round_started = None;
+                }
+                // Broken ranges are the peer's fault; a reply too large for
+                // a frame depends on our set as much as on its message.
+                if error == crate::reconcile::ReconcileError::BadRanges {
+                    self.counters.invalid += 1;
+                    return Ok(Verdict::Reject);
+                }
+                self.counters.sync_refused += 1;
+                return Ok(Verdict::Ignore);
             }
-            return Ok(Verdict::Reject);
         };
         let Some(state) = self.peers.get_mut(&from) else {
             return Ok(Verdict::Ignore);
@@ -1639,7 +1757,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         let expired: Vec<ContentId> = self
             .held
             .iter()
-            .filter(|(_, h)| h.expiry <= now)
+            .filter(|(_, h)| h.keep_until <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use ferry_core::{
     crypto::{Keyring, Trust},
-    engine::{Engine, EngineConfig, Input, PeerId},
+    engine::{Engine, EngineConfig, Input, PeerId, SourceId},
     identity::Identity,
     proto::{self, v1},
 };
@@ -75,6 +75,7 @@ fn relay(dir: &std::path::Path) -> Engine<SledStore, StdRng> {
             peer: PeerId(1),
             trusted: false,
             initiator: false,
+            source: SourceId(PeerId(1).0),
         },
         NOW,
     )

@@ -11,7 +11,9 @@
 
 use ferry_core::{
     crypto::Trust,
-    engine::{Custody, Engine, EngineConfig, Input, Output, PeerId, Store, StoreOp, Verdict},
+    engine::{
+        Custody, Engine, EngineConfig, Input, Output, PeerId, SourceId, Store, StoreOp, Verdict,
+    },
     identity::Identity,
 };
 use ferry_store::{KdfParams, SledStore, StoreError, WipeStep};
@@ -224,6 +226,7 @@ fn an_engine_on_sled_keeps_its_outbox_and_rejects_replays_across_restarts() {
             peer: PeerId(0),
             trusted: false,
             initiator: false,
+            source: SourceId(PeerId(0).0),
         },
         now,
     )
@@ -258,6 +261,7 @@ fn an_engine_on_sled_keeps_its_outbox_and_rejects_replays_across_restarts() {
             peer: PeerId(0),
             trusted: false,
             initiator: false,
+            source: SourceId(PeerId(0).0),
         },
         now,
     )

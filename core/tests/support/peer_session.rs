@@ -31,7 +31,9 @@ use std::collections::{HashSet, VecDeque};
 
 use ferry_core::{
     crypto::{Trust, tags},
-    engine::{Engine, EngineConfig, Input, MemoryStore, Output, PeerId, Quotas, Strategy},
+    engine::{
+        Engine, EngineConfig, Input, MemoryStore, Output, PeerId, Quotas, SourceId, Strategy,
+    },
     identity::Identity,
     proto::{self, limits, v1},
 };
@@ -187,6 +189,7 @@ impl Session {
                 peer: M,
                 trusted: false,
                 initiator: !self.m_initiator,
+                source: SourceId(M.0),
             },
             self.now,
         );
@@ -206,6 +209,7 @@ impl Session {
                     peer: B,
                     trusted: true,
                     initiator: true,
+                    source: SourceId(B.0),
                 },
                 now,
             );
@@ -214,6 +218,7 @@ impl Session {
                     peer: A,
                     trusted: true,
                     initiator: false,
+                    source: SourceId(A.0),
                 },
                 now,
             );

@@ -14,7 +14,7 @@ use std::{error::Error, path::PathBuf, time::SystemTime};
 
 use ferry_core::{
     crypto::Trust,
-    engine::{Engine, EngineConfig, Event, Input, Output, PeerId},
+    engine::{Engine, EngineConfig, Event, Input, Output, PeerId, SourceId},
     identity::Identity,
 };
 use ferry_store::{KdfParams, SledStore};
@@ -152,6 +152,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             peer: PeerId(1),
             trusted: true,
             initiator: true,
+            source: SourceId(PeerId(1).0),
         },
         t,
     )?;
@@ -160,6 +161,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             peer: PeerId(0),
             trusted: true,
             initiator: false,
+            source: SourceId(PeerId(0).0),
         },
         t,
     )?;

@@ -1,0 +1,56 @@
+use libp2p::{Multiaddr, PeerId};
+
+use super::source_of;
+
+fn addr(s: &str) -> Multiaddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn fresh_peer_ids_from_one_address_share_a_source() {
+    let a = source_of(&addr("/ip4/203.0.113.7/tcp/4001"), &PeerId::random());
+    let b = source_of(&addr("/ip4/203.0.113.7/tcp/5555"), &PeerId::random());
+    assert_eq!(a, b);
+    let lan_a = source_of(&addr("/ip4/192.168.1.20/tcp/1"), &PeerId::random());
+    let lan_b = source_of(&addr("/ip4/192.168.1.20/udp/2/quic-v1"), &PeerId::random());
+    assert_eq!(lan_a, lan_b);
+}
+
+#[test]
+fn neighbours_and_other_hosts_are_other_sources() {
+    let p = PeerId::random();
+    assert_ne!(
+        source_of(&addr("/ip4/203.0.113.7/tcp/1"), &p),
+        source_of(&addr("/ip4/203.0.113.8/tcp/1"), &p)
+    );
+    assert_ne!(
+        source_of(&addr("/ip4/192.168.1.20/tcp/1"), &p),
+        source_of(&addr("/ip4/192.168.1.21/tcp/1"), &p)
+    );
+}
+
+#[test]
+fn ipv6_counts_by_its_64() {
+    let a = source_of(&addr("/ip6/2001:db8:1:2::1/tcp/1"), &PeerId::random());
+    let b = source_of(&addr("/ip6/2001:db8:1:2:ffff::9/tcp/1"), &PeerId::random());
+    let c = source_of(&addr("/ip6/2001:db8:1:3::1/tcp/1"), &PeerId::random());
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn loopback_and_circuits_fall_back_to_the_peer_id() {
+    let (p, q) = (PeerId::random(), PeerId::random());
+    for remote in [
+        "/ip4/127.0.0.1/tcp/1",
+        "/ip6/::1/tcp/1",
+        "/ip4/203.0.113.7/tcp/1/p2p/12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5STiGwxBhgFRcw3UERE/p2p-circuit",
+    ] {
+        assert_ne!(
+            source_of(&addr(remote), &p),
+            source_of(&addr(remote), &q),
+            "{remote}"
+        );
+        assert_eq!(source_of(&addr(remote), &p), source_of(&addr(remote), &p));
+    }
+}
