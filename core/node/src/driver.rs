@@ -686,6 +686,7 @@ impl Driver {
                     self.engine.keyring().identity(),
                     &card,
                     PairingRole::Responder,
+                    &mut rand::rng(),
                 )?
             }
             None => {
@@ -833,6 +834,7 @@ impl Driver {
                         self.engine.keyring().identity(),
                         &card,
                         PairingRole::Initiator,
+                        &mut rand::rng(),
                     )?;
                     let first = pairing.write_message()?;
                     self.send_pairing(peer, first);
