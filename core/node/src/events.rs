@@ -115,6 +115,15 @@ pub enum NodeEvent {
         /// The peer.
         peer: PeerId,
     },
+    /// A pairing attempt was refused before any key was issued: pairing
+    /// closed, one already running with this peer, or attempts bounded per
+    /// peer and overall. Also counted in `NodeStats::pairing_refusals`.
+    PairingRefused {
+        /// The peer that tried (or that we tried to pair with).
+        peer: PeerId,
+        /// Why.
+        reason: crate::pairing_gate::PairingRefusal,
+    },
     /// The app did not keep up: `missed` events were dropped. Unacknowledged
     /// messages are handed out again (with `redelivery`).
     Lagged {
