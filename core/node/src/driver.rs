@@ -125,6 +125,8 @@ pub(crate) struct Driver {
     engine_ttl: u64,
     /// Whether this node is a relay.
     relay: bool,
+    /// Whether peers mDNS finds are dialled.
+    mdns_auto_dial: bool,
 }
 
 fn network_key(policy: NetworkKey, store_key: &[u8; 32]) -> Result<Keypair, NodeError> {
@@ -213,6 +215,7 @@ impl Driver {
             redial_interval: config.redial_interval,
             engine_ttl: config.engine.message_ttl_secs,
             relay: config.role == crate::config::Role::Relay,
+            mdns_auto_dial: config.mdns_auto_dial,
         };
         for address in &config.external_addresses {
             driver.swarm.add_external_address(address.clone());
@@ -575,8 +578,15 @@ impl Driver {
             }
             FerryBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, address) in found {
-                    if !self.swarm.is_connected(&peer) {
+                    if self.swarm.is_connected(&peer) {
+                        continue;
+                    }
+                    // Dialling a stranger tells it we run Ferry: only on
+                    // request, or to peers the user trusts.
+                    if self.mdns_auto_dial || self.trusted.contains(&peer) {
                         let _ = self.swarm.dial(address);
+                    } else {
+                        self.emit(NodeEvent::PeerDiscovered { peer, address });
                     }
                 }
             }

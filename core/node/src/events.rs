@@ -115,6 +115,15 @@ pub enum NodeEvent {
         /// The peer.
         peer: PeerId,
     },
+    /// mDNS found a Ferry-capable peer on the LAN. It is not dialled (unless
+    /// it is trusted or auto-dial is on): the app may offer to connect
+    /// ([`crate::Node::dial`]), e.g. to pair.
+    PeerDiscovered {
+        /// The peer.
+        peer: PeerId,
+        /// Where mDNS says it listens.
+        address: Multiaddr,
+    },
     /// A pairing attempt was refused before any key was issued: pairing
     /// closed, one already running with this peer, or attempts bounded per
     /// peer and overall. Also counted in `NodeStats::pairing_refusals`.
