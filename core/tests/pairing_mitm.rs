@@ -214,6 +214,7 @@ fn grinding_matches_the_codes_of_the_old_protocol() {
     b.read(&first);
     let bobs_reply = b.write(false);
     let mut found = None;
+    let started = std::time::Instant::now();
     for trial in 0..BUDGET {
         let mut m2 = noise(OLD_PROLOGUE, &m_secret, true, Some(&e));
         write(&mut m2, &[]);
@@ -231,7 +232,11 @@ fn grinding_matches_the_codes_of_the_old_protocol() {
     }
     let (trials, last) = found.expect("the grind found a match within the budget");
     b.read(&last);
-    eprintln!("old protocol: codes matched after {} trials", trials + 1);
+    let per_trial = started.elapsed() / (trials + 1);
+    eprintln!(
+        "old protocol: codes matched (mod {SPACE}) after {} trials, {per_trial:?} per trial",
+        trials + 1
+    );
     assert_eq!(
         b.code() % SPACE,
         alice_code % SPACE,

@@ -804,7 +804,12 @@ impl Driver {
                 }
             }
             Err(error) => {
-                debug!(%error, "pairing failed");
+                if matches!(error, ferry_core::crypto::PairingError::CommitmentMismatch) {
+                    // Only someone trying to choose the code does this.
+                    warn!("pairing aborted: the peer's nonce does not open its commitment");
+                } else {
+                    debug!(%error, "pairing failed");
+                }
                 self.emit(NodeEvent::PairingFailed { peer });
             }
         }
