@@ -393,3 +393,31 @@ fn the_initiator_reveals_only_after_the_responders_nonce() {
     b.read_message(&a.write_message().unwrap()).unwrap();
     assert_eq!(a.finish().unwrap().sas, b.finish().unwrap().sas);
 }
+
+#[test]
+fn a_card_with_an_appended_unknown_field_ends_the_pairing() {
+    // The review's grinding handle: bytes after the signed fields. The
+    // responder refuses the card, so the handshake never completes.
+    let (mut bob, mut mallory) = (Person::new(), Person::new());
+    let m_secret = request_secret(&mallory);
+    let mut m_card = mallory.card(0).to_bytes();
+    m_card.extend_from_slice(&[0xa0, 0x01, 0x2a]);
+    let b_card = bob.card(1);
+    let mut b = Pairing::new(
+        bob.keyring.identity(),
+        &b_card,
+        PairingRole::Responder,
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let mut m = noise(PROLOGUE, &m_secret, true, None);
+    b.read_message(&write(&mut m, &[])).unwrap();
+    read(&mut m, &b.write_message().unwrap());
+    let mut payload = commitment(m.get_handshake_hash(), &[0; 32]).to_vec();
+    payload.extend_from_slice(&m_card);
+    assert!(matches!(
+        b.read_message(&write(&mut m, &payload)),
+        Err(PairingError::InvalidCard)
+    ));
+    assert!(!b.wants_to_send() && !b.is_finished());
+}
