@@ -115,19 +115,122 @@ fn any_modified_field_is_rejected() {
 }
 
 #[test]
-fn every_single_bit_flip_in_the_encoding_is_rejected_or_harmless() {
+fn every_single_bit_flip_in_the_encoding_is_rejected() {
     let mut alice = identity();
     let card = alice.contact_card(Some("Alice"), 7, 1).unwrap();
     let bytes = card.to_bytes();
     for i in 0..bytes.len() * 8 {
         let mut flipped = bytes.clone();
         flipped[i / 8] ^= 1 << (i % 8);
-        // Either refused, or (a flip in protobuf framing that decodes to the
-        // same fields) identical to the original: never a different card.
-        if let Ok(decoded) = ContactCard::from_bytes(&flipped) {
-            assert_eq!(decoded, card, "bit {i} produced a different valid card");
-        }
+        // Refused: a flip in the fields breaks the signature, a flip in the
+        // protobuf framing that decodes to the same fields is not the
+        // canonical encoding. The card has exactly one byte string.
+        assert!(
+            ContactCard::from_bytes(&flipped).is_err(),
+            "bit {i} accepted"
+        );
     }
+}
+
+/// Byte strings that decode to the same, validly signed card, but are not
+/// the encoding its owner produced: a relay could choose any of them.
+fn malleated_encodings(card: &ContactCard) -> Vec<(&'static str, Vec<u8>)> {
+    let bytes = card.to_bytes();
+    let wire = card.to_wire();
+    let mut unknown_field = bytes.clone();
+    // Field 20, varint 1: prost skips unknown fields.
+    unknown_field.extend_from_slice(&[0xa0, 0x01, 0x01]);
+    let mut unknown_bytes_field = bytes.clone();
+    // Field 9, length-delimited, 4 bytes of attacker-chosen data.
+    unknown_bytes_field.extend_from_slice(&[0x4a, 0x04, 1, 2, 3, 4]);
+    // `issued_at` (field 8) with a padded varint, fields still in order.
+    let unsigned_tail = v1::ContactCard {
+        issued_at: 0,
+        signature: Vec::new(),
+        ..wire.clone()
+    };
+    let mut padded_varint = proto::encode(&unsigned_tail);
+    assert!(wire.issued_at < 0x80);
+    padded_varint.extend_from_slice(&[0x40, 0x80 | wire.issued_at as u8, 0x80, 0x00]);
+    padded_varint.extend_from_slice(&[0x7a, 0x40]);
+    padded_varint.extend_from_slice(&wire.signature);
+    // The version field twice (prost keeps the last).
+    let mut duplicated = vec![0x08, 0x01];
+    duplicated.extend_from_slice(&bytes);
+    // The signature (field 15) first.
+    let unsigned = v1::ContactCard {
+        signature: Vec::new(),
+        ..wire.clone()
+    };
+    let mut reordered = vec![0x7a, 0x40];
+    reordered.extend_from_slice(&wire.signature);
+    reordered.extend_from_slice(&proto::encode(&unsigned));
+    vec![
+        ("unknown varint field", unknown_field),
+        ("unknown bytes field", unknown_bytes_field),
+        ("non-minimal varint", padded_varint),
+        ("duplicated field", duplicated),
+        ("reordered fields", reordered),
+    ]
+}
+
+#[test]
+fn non_canonical_encodings_of_a_signed_card_are_rejected() {
+    let mut alice = identity();
+    let card = alice.contact_card(Some("Alice"), 7, 1).unwrap();
+    for (what, bytes) in malleated_encodings(&card) {
+        assert_ne!(bytes, card.to_bytes(), "{what}");
+        // The signature alone does not catch it: the fields are unchanged.
+        let lenient = proto::decode::<v1::ContactCard>(&bytes).unwrap();
+        assert_eq!(ContactCard::from_wire(&lenient).unwrap(), card, "{what}");
+        // Decoding a card from bytes does.
+        assert!(
+            matches!(
+                ContactCard::from_bytes(&bytes),
+                Err(CardError::Decode(DecodeError::NonCanonical { .. }))
+            ),
+            "{what} accepted"
+        );
+        // So does a contact code carrying it.
+        let code =
+            bech32::encode_lower::<bech32::Bech32m>(bech32::Hrp::parse("ferry").unwrap(), &bytes)
+                .unwrap();
+        assert!(ContactCard::from_code(&code).is_err(), "{what} as a code");
+    }
+}
+
+#[test]
+fn a_contact_request_embedding_a_non_canonical_card_is_non_canonical() {
+    // The keyring decodes request payloads with `decode_canonical`: a card
+    // inside another message cannot be padded either.
+    let mut alice = identity();
+    let card = alice.contact_card(Some("Alice"), 7, 1).unwrap();
+    let payload = v1::Payload {
+        kind: Some(v1::payload::Kind::ContactRequest(v1::ContactRequest {
+            card: Some(card.to_wire()),
+            introduction: "hi".into(),
+        })),
+    };
+    let canonical = proto::encode(&payload);
+    assert_eq!(
+        proto::decode_canonical::<v1::Payload>(&canonical).unwrap(),
+        payload
+    );
+    // The same payload, with an unknown field inside the card.
+    let mut card_bytes = card.to_bytes();
+    card_bytes.extend_from_slice(&[0xa0, 0x01, 0x01]);
+    let mut request = vec![0x0a];
+    prost::encoding::encode_varint(card_bytes.len() as u64, &mut request);
+    request.extend_from_slice(&card_bytes);
+    request.extend_from_slice(&[0x12, 2, b'h', b'i']);
+    let mut padded = vec![0x1a];
+    prost::encoding::encode_varint(request.len() as u64, &mut padded);
+    padded.extend_from_slice(&request);
+    assert_eq!(proto::decode::<v1::Payload>(&padded).unwrap(), payload);
+    assert!(matches!(
+        proto::decode_canonical::<v1::Payload>(&padded),
+        Err(DecodeError::NonCanonical { .. })
+    ));
 }
 
 #[test]

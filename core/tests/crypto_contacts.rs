@@ -217,9 +217,20 @@ fn in_person_pairing_over_a_stream_verifies_both_sides() {
     let (mut a_stream, mut b_stream) = UnixStream::pair().unwrap();
     let a_card = alice.card(8);
     let b_card = bob.card(8);
-    let a_pairing =
-        Pairing::new(alice.keyring.identity(), &a_card, PairingRole::Initiator).unwrap();
-    let b_pairing = Pairing::new(bob.keyring.identity(), &b_card, PairingRole::Responder).unwrap();
+    let a_pairing = Pairing::new(
+        alice.keyring.identity(),
+        &a_card,
+        PairingRole::Initiator,
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let b_pairing = Pairing::new(
+        bob.keyring.identity(),
+        &b_card,
+        PairingRole::Responder,
+        &mut rand::rng(),
+    )
+    .unwrap();
     let bob_side = std::thread::spawn(move || run_pairing(b_pairing, &mut b_stream));
     let a_outcome = run_pairing(a_pairing, &mut a_stream).unwrap();
     let b_outcome = bob_side.join().unwrap().unwrap();
@@ -251,8 +262,20 @@ fn in_person_pairing_over_a_stream_verifies_both_sides() {
 fn a_pairing_whose_codes_differ_adds_nothing() {
     let (mut alice, mut bob) = (Person::new(), Person::new());
     let (a_card, b_card) = (alice.card(1), bob.card(1));
-    let mut a = Pairing::new(alice.keyring.identity(), &a_card, PairingRole::Initiator).unwrap();
-    let mut b = Pairing::new(bob.keyring.identity(), &b_card, PairingRole::Responder).unwrap();
+    let mut a = Pairing::new(
+        alice.keyring.identity(),
+        &a_card,
+        PairingRole::Initiator,
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let mut b = Pairing::new(
+        bob.keyring.identity(),
+        &b_card,
+        PairingRole::Responder,
+        &mut rand::rng(),
+    )
+    .unwrap();
     support::exchange(&mut a, &mut b);
     let outcome = a.finish().unwrap();
     assert_eq!(
@@ -267,10 +290,34 @@ fn a_man_in_the_middle_shows_different_codes() {
     let (mut alice, mut bob, mut mallory) = (Person::new(), Person::new(), Person::new());
     let (a_card, b_card, m_card) = (alice.card(1), bob.card(1), mallory.card(1));
     // Mallory runs one pairing with Alice and another with Bob.
-    let mut a = Pairing::new(alice.keyring.identity(), &a_card, PairingRole::Initiator).unwrap();
-    let mut m1 = Pairing::new(mallory.keyring.identity(), &m_card, PairingRole::Responder).unwrap();
-    let mut m2 = Pairing::new(mallory.keyring.identity(), &m_card, PairingRole::Initiator).unwrap();
-    let mut b = Pairing::new(bob.keyring.identity(), &b_card, PairingRole::Responder).unwrap();
+    let mut a = Pairing::new(
+        alice.keyring.identity(),
+        &a_card,
+        PairingRole::Initiator,
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let mut m1 = Pairing::new(
+        mallory.keyring.identity(),
+        &m_card,
+        PairingRole::Responder,
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let mut m2 = Pairing::new(
+        mallory.keyring.identity(),
+        &m_card,
+        PairingRole::Initiator,
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let mut b = Pairing::new(
+        bob.keyring.identity(),
+        &b_card,
+        PairingRole::Responder,
+        &mut rand::rng(),
+    )
+    .unwrap();
     support::exchange(&mut a, &mut m1);
     support::exchange(&mut m2, &mut b);
     assert_ne!(a.finish().unwrap().sas, b.finish().unwrap().sas);
@@ -280,8 +327,20 @@ fn a_man_in_the_middle_shows_different_codes() {
 fn corrupted_or_out_of_order_pairing_frames_fail() {
     let (mut alice, mut bob) = (Person::new(), Person::new());
     let (a_card, b_card) = (alice.card(1), bob.card(1));
-    let mut a = Pairing::new(alice.keyring.identity(), &a_card, PairingRole::Initiator).unwrap();
-    let mut b = Pairing::new(bob.keyring.identity(), &b_card, PairingRole::Responder).unwrap();
+    let mut a = Pairing::new(
+        alice.keyring.identity(),
+        &a_card,
+        PairingRole::Initiator,
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let mut b = Pairing::new(
+        bob.keyring.identity(),
+        &b_card,
+        PairingRole::Responder,
+        &mut rand::rng(),
+    )
+    .unwrap();
     assert!(matches!(b.write_message(), Err(PairingError::OutOfOrder)));
     b.read_message(&a.write_message().unwrap()).unwrap();
     let mut frame = b.write_message().unwrap();
@@ -290,7 +349,13 @@ fn corrupted_or_out_of_order_pairing_frames_fail() {
         a.read_message(&frame),
         Err(PairingError::Handshake)
     ));
-    let mut c = Pairing::new(alice.keyring.identity(), &a_card, PairingRole::Responder).unwrap();
+    let mut c = Pairing::new(
+        alice.keyring.identity(),
+        &a_card,
+        PairingRole::Responder,
+        &mut rand::rng(),
+    )
+    .unwrap();
     assert!(c.read_message(&[1, 2, 3]).is_err());
     assert!(c.finish().is_err());
 }
@@ -330,8 +395,20 @@ fn debug_output_shows_no_keys_or_plaintext() {
     let e = alice.send(&bob, b"TOP-SECRET-PLAINTEXT");
     let opened = bob.open(&e).unwrap();
     let (a_card, b_card) = (alice.card(1), bob.card(1));
-    let mut a = Pairing::new(alice.keyring.identity(), &a_card, PairingRole::Initiator).unwrap();
-    let mut b = Pairing::new(bob.keyring.identity(), &b_card, PairingRole::Responder).unwrap();
+    let mut a = Pairing::new(
+        alice.keyring.identity(),
+        &a_card,
+        PairingRole::Initiator,
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let mut b = Pairing::new(
+        bob.keyring.identity(),
+        &b_card,
+        PairingRole::Responder,
+        &mut rand::rng(),
+    )
+    .unwrap();
     support::exchange(&mut a, &mut b);
     let outcome = a.finish().unwrap();
     let debug = format!(

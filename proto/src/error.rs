@@ -34,6 +34,16 @@ pub enum DecodeError {
         /// The rule it breaks.
         rule: &'static str,
     },
+    /// The input decodes, but is not the one canonical encoding of its value
+    /// (unknown fields, non-minimal varints, repeated or reordered fields,
+    /// explicit defaults). Refused for signed structures, whose signature
+    /// covers only the known fields: any other bytes would be free for an
+    /// attacker to choose. Drop the input.
+    #[error("non-canonical encoding of {what}")]
+    NonCanonical {
+        /// Which message type.
+        what: &'static str,
+    },
 }
 
 impl DecodeError {

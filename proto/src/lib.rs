@@ -68,6 +68,33 @@ pub fn decode<T: WireMessage>(bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(value)
 }
 
+/// Decodes a wire message that must be in canonical form: [`decode`], then
+/// re-encode and compare byte for byte.
+///
+/// Use it for every signed structure (and for messages that embed one). A
+/// signature covers the known fields only; without this check the bytes
+/// around them (unknown fields, padding varints, duplicates) would be
+/// malleable by anyone relaying the message, and so would every hash taken
+/// over those bytes (a Noise handshake hash, a content ID).
+///
+/// # Errors
+/// The errors of [`decode`], and [`DecodeError::NonCanonical`] if `bytes` is
+/// not exactly what [`encode`] produces for the decoded value.
+pub fn decode_canonical<T: WireMessage>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let value = decode::<T>(bytes)?;
+    // prost encodes known fields in tag order, minimal varints, no defaults
+    // and no unknown fields: the unique canonical form.
+    if value.encoded_len() != bytes.len() || value.encode_to_vec() != bytes {
+        return Err(DecodeError::NonCanonical {
+            what: std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("message"),
+        });
+    }
+    Ok(value)
+}
+
 /// Encodes a wire message. Encoding cannot fail for in-memory values.
 pub fn encode<T: WireMessage>(value: &T) -> Vec<u8> {
     value.encode_to_vec()

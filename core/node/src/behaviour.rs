@@ -222,12 +222,16 @@ pub(crate) fn behaviour(
         .with_max_established_per_peer(Some(config.limits.max_connections_per_peer))
         .with_max_pending_incoming(Some(config.limits.max_pending_incoming));
     // Identify is needed by relay, dcutr and autonat (observed addresses);
-    // it says no more than "ferry" about the software.
+    // it says no more than "ferry" about the software. A client does not
+    // list its listen addresses (LAN and loopback addresses locate a
+    // person); it still shares external addresses autonat confirmed, which
+    // hole punching needs. A relay is meant to be found: it lists them.
     let identify = identify::Behaviour::new(
         identify::Config::new("/ferry/1".into(), key.public())
             .with_agent_version("ferry".into())
             .with_interval(Duration::from_secs(600))
             .with_push_listen_addr_updates(false)
+            .with_hide_listen_addrs(config.role != Role::Relay)
             .with_cache_size(0),
     );
     Ok(FerryBehaviour {

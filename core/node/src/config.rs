@@ -103,6 +103,7 @@ pub struct NodeConfig {
     pub(crate) tcp: bool,
     pub(crate) quic: bool,
     pub(crate) mdns: bool,
+    pub(crate) mdns_auto_dial: bool,
     pub(crate) extra_transports: Vec<TransportFactory>,
     pub(crate) engine: EngineConfig,
     pub(crate) gossip: GossipParams,
@@ -124,6 +125,7 @@ impl fmt::Debug for NodeConfig {
             .field("tcp", &self.tcp)
             .field("quic", &self.quic)
             .field("mdns", &self.mdns)
+            .field("mdns_auto_dial", &self.mdns_auto_dial)
             .field("extra_transports", &self.extra_transports.len())
             .finish_non_exhaustive()
     }
@@ -138,6 +140,17 @@ impl NodeConfig {
     /// The engine configuration in effect.
     pub fn engine(&self) -> &EngineConfig {
         &self.engine
+    }
+
+    /// Whether mDNS discovery runs (off unless [`NodeBuilder::mdns`]).
+    pub fn mdns(&self) -> bool {
+        self.mdns
+    }
+
+    /// Whether every peer mDNS finds is dialled (off unless
+    /// [`NodeBuilder::mdns_auto_dial`]).
+    pub fn mdns_auto_dial(&self) -> bool {
+        self.mdns_auto_dial
     }
 }
 
@@ -199,6 +212,7 @@ pub struct NodeBuilder {
     tcp: bool,
     quic: bool,
     mdns: bool,
+    mdns_auto_dial: bool,
     extra_transports: Vec<TransportFactory>,
     engine: Option<EngineConfig>,
     gossip: GossipParams,
@@ -231,7 +245,11 @@ impl Default for NodeBuilder {
             trusted_peers: Vec::new(),
             tcp: true,
             quic: true,
-            mdns: true,
+            // Quiet on a LAN by default: mDNS answers anyone who asks with
+            // our addresses, and dialling every peer it finds tells each
+            // of them we run Ferry (ARCHITECTURE.md, Node).
+            mdns: false,
+            mdns_auto_dial: false,
             extra_transports: Vec::new(),
             engine: None,
             gossip: GossipParams::default(),
@@ -323,9 +341,21 @@ impl NodeBuilder {
         self
     }
 
-    /// mDNS discovery on the LAN (default on; shutdowns are often LAN-only).
+    /// mDNS discovery on the LAN (default off). It announces this node's
+    /// addresses to everyone on the LAN, so turn it on when the user wants
+    /// to be found there (a LAN-only shutdown, pairing in a room). Found
+    /// peers are reported as [`crate::NodeEvent::PeerDiscovered`]; only
+    /// trusted peers are dialled, unless [`NodeBuilder::mdns_auto_dial`].
     pub fn mdns(mut self, on: bool) -> Self {
         self.mdns = on;
+        self
+    }
+
+    /// Dials every peer mDNS finds (default off): the mesh forms on a LAN
+    /// with no app involvement, and every stranger on it learns that this
+    /// node runs Ferry. Has no effect without [`NodeBuilder::mdns`].
+    pub fn mdns_auto_dial(mut self, on: bool) -> Self {
+        self.mdns_auto_dial = on;
         self
     }
 
@@ -465,6 +495,7 @@ impl NodeBuilder {
             tcp: self.tcp,
             quic: self.quic,
             mdns: self.mdns,
+            mdns_auto_dial: self.mdns_auto_dial,
             extra_transports: self.extra_transports,
             engine,
             gossip: g,

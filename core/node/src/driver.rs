@@ -38,6 +38,7 @@ use crate::{
     error::NodeError,
     events::{NodeEvent, ReceivedMessage},
     node::{Command, ContactInfo, NodeStats},
+    pairing_gate::{CONFIRM_TIMEOUT, HANDSHAKE_TIMEOUT, PairingGate, PairingRefusal},
 };
 
 type FerryEngine = Engine<SledStore, StdRng>;
@@ -74,8 +75,10 @@ fn short_peer(peer: &PeerId) -> String {
 }
 
 enum PairingState {
-    InProgress(Box<Pairing>),
-    Done(Box<PairingOutcome>),
+    /// The handshake is running (since when).
+    InProgress(Box<Pairing>, tokio::time::Instant),
+    /// The code is shown; waiting for the user (since when).
+    Done(Box<PairingOutcome>, tokio::time::Instant),
 }
 
 #[derive(Default)]
@@ -112,6 +115,7 @@ pub(crate) struct Driver {
     invalid_frames: HashMap<PeerId, u32>,
     pairing_open: bool,
     pairings: HashMap<PeerId, PairingState>,
+    pairing_gate: PairingGate,
     display_name: Option<String>,
     bytes: Arc<ByteCounters>,
     counts: Counts,
@@ -121,6 +125,8 @@ pub(crate) struct Driver {
     engine_ttl: u64,
     /// Whether this node is a relay.
     relay: bool,
+    /// Whether peers mDNS finds are dialled.
+    mdns_auto_dial: bool,
 }
 
 fn network_key(policy: NetworkKey, store_key: &[u8; 32]) -> Result<Keypair, NodeError> {
@@ -201,6 +207,7 @@ impl Driver {
             invalid_frames: HashMap::new(),
             pairing_open: false,
             pairings: HashMap::new(),
+            pairing_gate: PairingGate::default(),
             display_name: config.display_name.clone(),
             bytes,
             counts: Counts::default(),
@@ -208,6 +215,7 @@ impl Driver {
             redial_interval: config.redial_interval,
             engine_ttl: config.engine.message_ttl_secs,
             relay: config.role == crate::config::Role::Relay,
+            mdns_auto_dial: config.mdns_auto_dial,
         };
         for address in &config.external_addresses {
             driver.swarm.add_external_address(address.clone());
@@ -283,7 +291,10 @@ impl Driver {
                     self.engine.handle(Input::Timeout, unix_now()).map(|_| ()).map_err(Into::into)
                 }
                 _ = redial.tick() => { self.redial(); Ok(()) }
-                _ = resync.tick() => self.resync(),
+                _ = resync.tick() => {
+                    self.expire_pairings();
+                    self.resync()
+                }
             };
             let result = result.and_then(|()| self.drain());
             if let Err(error) = result {
@@ -572,8 +583,15 @@ impl Driver {
             }
             FerryBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, address) in found {
-                    if !self.swarm.is_connected(&peer) {
+                    if self.swarm.is_connected(&peer) {
+                        continue;
+                    }
+                    // Dialling a stranger tells it we run Ferry: only on
+                    // request, or to peers the user trusts.
+                    if self.mdns_auto_dial || self.trusted.contains(&peer) {
                         let _ = self.swarm.dial(address);
+                    } else {
+                        self.emit(NodeEvent::PeerDiscovered { peer, address });
                     }
                 }
             }
@@ -677,25 +695,88 @@ impl Driver {
         Ok(card)
     }
 
+    /// A card for one pairing partner, with one-time prekeys. The keyring
+    /// is not saved here: if the pairing is confirmed, adding the contact
+    /// saves it; if not, nothing needs the keys after a restart.
+    fn pairing_card(&mut self) -> Result<ferry_core::contact::ContactCard, NodeError> {
+        let name = self.display_name.clone();
+        Ok(self.engine.keyring_mut().identity_mut().contact_card(
+            name.as_deref(),
+            unix_now(),
+            CARD_ONE_TIME_KEYS,
+        )?)
+    }
+
+    /// Drops handshakes that stalled and codes nobody confirmed, so they
+    /// stop counting against the bounds.
+    fn expire_pairings(&mut self) {
+        let now = tokio::time::Instant::now();
+        let expired: Vec<PeerId> = self
+            .pairings
+            .iter()
+            .filter(|(_, state)| match state {
+                PairingState::InProgress(_, since) => {
+                    now.saturating_duration_since(*since) >= HANDSHAKE_TIMEOUT
+                }
+                PairingState::Done(_, since) => {
+                    now.saturating_duration_since(*since) >= CONFIRM_TIMEOUT
+                }
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.pairings.remove(&peer);
+            debug!(peer = %short_peer(&peer), "pairing timed out");
+            self.emit(NodeEvent::PairingFailed { peer });
+        }
+    }
+
+    /// Admits a new pairing with `peer` or reports the refusal.
+    fn admit_pairing(&mut self, peer: PeerId) -> Result<(), PairingRefusal> {
+        self.expire_pairings();
+        let result = self.pairing_gate.admit(
+            peer,
+            tokio::time::Instant::now(),
+            self.pairings.len(),
+            self.pairings.contains_key(&peer),
+        );
+        if let Err(reason) = result {
+            self.report_refusal(peer, reason);
+        }
+        result
+    }
+
+    fn report_refusal(&mut self, peer: PeerId, reason: PairingRefusal) {
+        debug!(peer = %short_peer(&peer), ?reason, "pairing refused");
+        self.emit(NodeEvent::PairingRefused { peer, reason });
+    }
+
     fn on_pairing_frame(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), NodeError> {
         let _span = debug_span!("pairing", peer = %short_peer(&peer)).entered();
-        let mut pairing = match self.pairings.remove(&peer) {
-            Some(PairingState::InProgress(p)) => *p,
-            Some(done @ PairingState::Done(_)) => {
+        let (mut pairing, since) = match self.pairings.remove(&peer) {
+            Some(PairingState::InProgress(p, since)) => (*p, since),
+            Some(done @ PairingState::Done(..)) => {
+                // A frame after the handshake: nothing to do with it.
                 self.pairings.insert(peer, done);
                 return Ok(());
             }
-            None if self.pairing_open => {
-                let card = self.issue_card(CARD_ONE_TIME_KEYS)?;
-                Pairing::new(
+            None if !self.pairing_open => {
+                self.pairing_gate.refuse(PairingRefusal::Closed);
+                self.report_refusal(peer, PairingRefusal::Closed);
+                return Ok(());
+            }
+            None => {
+                if self.admit_pairing(peer).is_err() {
+                    return Ok(());
+                }
+                let card = self.pairing_card()?;
+                let pairing = Pairing::new(
                     self.engine.keyring().identity(),
                     &card,
                     PairingRole::Responder,
-                )?
-            }
-            None => {
-                debug!("pairing request while pairing is closed");
-                return Ok(());
+                    &mut rand::rng(),
+                )?;
+                (pairing, tokio::time::Instant::now())
             }
         };
         let step = pairing.read_message(bytes).and_then(|()| {
@@ -714,19 +795,26 @@ impl Driver {
                     match pairing.finish() {
                         Ok(outcome) => {
                             let code = outcome.sas.clone();
-                            self.pairings
-                                .insert(peer, PairingState::Done(Box::new(outcome)));
+                            self.pairings.insert(
+                                peer,
+                                PairingState::Done(Box::new(outcome), tokio::time::Instant::now()),
+                            );
                             self.emit(NodeEvent::PairingCode { peer, code });
                         }
                         Err(_) => self.emit(NodeEvent::PairingFailed { peer }),
                     }
                 } else {
                     self.pairings
-                        .insert(peer, PairingState::InProgress(Box::new(pairing)));
+                        .insert(peer, PairingState::InProgress(Box::new(pairing), since));
                 }
             }
-            Err(_) => {
-                debug!("pairing failed");
+            Err(error) => {
+                if matches!(error, ferry_core::crypto::PairingError::CommitmentMismatch) {
+                    // Only someone trying to choose the code does this.
+                    warn!("pairing aborted: the peer's nonce does not open its commitment");
+                } else {
+                    debug!(%error, "pairing failed");
+                }
                 self.emit(NodeEvent::PairingFailed { peer });
             }
         }
@@ -833,16 +921,28 @@ impl Driver {
                     let _ = reply.send(Err(NodeError::UnknownPeer));
                     return Ok(());
                 }
-                let result = self.issue_card(CARD_ONE_TIME_KEYS).and_then(|card| {
+                // Starting again replaces our own stalled handshake with
+                // this peer (a code awaiting confirmation stays).
+                if matches!(self.pairings.get(&peer), Some(PairingState::InProgress(..))) {
+                    self.pairings.remove(&peer);
+                }
+                if let Err(reason) = self.admit_pairing(peer) {
+                    let _ = reply.send(Err(NodeError::PairingRefused(reason)));
+                    return Ok(());
+                }
+                let result = self.pairing_card().and_then(|card| {
                     let mut pairing = Pairing::new(
                         self.engine.keyring().identity(),
                         &card,
                         PairingRole::Initiator,
+                        &mut rand::rng(),
                     )?;
                     let first = pairing.write_message()?;
                     self.send_pairing(peer, first);
-                    self.pairings
-                        .insert(peer, PairingState::InProgress(Box::new(pairing)));
+                    self.pairings.insert(
+                        peer,
+                        PairingState::InProgress(Box::new(pairing), tokio::time::Instant::now()),
+                    );
                     Ok(())
                 });
                 let _ = reply.send(result);
@@ -853,7 +953,7 @@ impl Driver {
                 reply,
             } => {
                 let result = match self.pairings.remove(&peer) {
-                    Some(PairingState::Done(outcome)) if accept => {
+                    Some(PairingState::Done(outcome, _)) if accept => {
                         let outcome = *outcome;
                         let contact = *outcome.card.identity_key();
                         self.engine
@@ -864,7 +964,7 @@ impl Driver {
                                 Some(contact)
                             })
                     }
-                    Some(PairingState::Done(_)) => Ok(None),
+                    Some(PairingState::Done(..)) => Ok(None),
                     Some(other) => {
                         self.pairings.insert(peer, other);
                         Err(NodeError::UnknownPeer)
@@ -895,6 +995,7 @@ impl Driver {
             held_bytes: self.engine.held_bytes(),
             outbox: self.engine.outbox_len(),
             events_dropped: self.counts.events_dropped,
+            pairing_refusals: self.pairing_gate.refusals(),
         }
     }
 }

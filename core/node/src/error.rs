@@ -33,6 +33,10 @@ pub enum NodeError {
     /// No such connected peer, or no pairing waiting with it.
     #[error("unknown peer")]
     UnknownPeer,
+    /// A pairing was not started: see the reason (closed, busy, rate
+    /// limited); retry later or finish the pairing in progress.
+    #[error("pairing refused: {0:?}")]
+    PairingRefused(crate::pairing_gate::PairingRefusal),
     /// The pairing handshake failed.
     #[error(transparent)]
     Pairing(#[from] ferry_core::crypto::PairingError),

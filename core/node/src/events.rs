@@ -115,6 +115,24 @@ pub enum NodeEvent {
         /// The peer.
         peer: PeerId,
     },
+    /// mDNS found a Ferry-capable peer on the LAN. It is not dialled (unless
+    /// it is trusted or auto-dial is on): the app may offer to connect
+    /// ([`crate::Node::dial`]), e.g. to pair.
+    PeerDiscovered {
+        /// The peer.
+        peer: PeerId,
+        /// Where mDNS says it listens.
+        address: Multiaddr,
+    },
+    /// A pairing attempt was refused before any key was issued: pairing
+    /// closed, one already running with this peer, or attempts bounded per
+    /// peer and overall. Also counted in `NodeStats::pairing_refusals`.
+    PairingRefused {
+        /// The peer that tried (or that we tried to pair with).
+        peer: PeerId,
+        /// Why.
+        reason: crate::pairing_gate::PairingRefusal,
+    },
     /// The app did not keep up: `missed` events were dropped. Unacknowledged
     /// messages are handed out again (with `redelivery`).
     Lagged {

@@ -24,6 +24,7 @@ mod driver;
 mod error;
 mod events;
 mod node;
+mod pairing_gate;
 mod source;
 
 pub use config::{
@@ -32,6 +33,7 @@ pub use config::{
 pub use error::NodeError;
 pub use events::{EventStream, NodeEvent, ReceivedMessage};
 pub use node::{ContactInfo, Node, NodeStats, SendOptions};
+pub use pairing_gate::{PairingRefusal, PairingRefusals};
 
 /// Re-exports apps need alongside the node.
 pub use ferry_core::{

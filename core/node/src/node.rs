@@ -62,6 +62,8 @@ pub struct NodeStats {
     pub outbox: usize,
     /// Events dropped because the app did not keep up.
     pub events_dropped: u64,
+    /// Pairing attempts refused, by reason.
+    pub pairing_refusals: crate::pairing_gate::PairingRefusals,
 }
 
 /// Options for one message.

@@ -201,7 +201,9 @@ impl ContactCard {
     }
 
     /// Verifies a card received as a wire message (e.g. inside a contact
-    /// request, already size-checked by [`proto::decode`]).
+    /// request, already size-checked by [`proto::decode`]). The caller
+    /// decoded the enclosing message with [`proto::decode_canonical`]: the
+    /// value no longer says how it was encoded.
     ///
     /// # Errors
     /// [`CardError`] if a field is invalid or the signature does not verify.
@@ -244,12 +246,18 @@ impl ContactCard {
         proto::encode(&self.to_wire())
     }
 
-    /// Decodes and verifies a card from untrusted bytes.
+    /// Decodes and verifies a card from untrusted bytes. Only the canonical
+    /// encoding is accepted: the signature covers the known fields, so any
+    /// other byte string for the same card (an unknown field appended, a
+    /// padded varint, a repeated field) would let whoever relays the card
+    /// change its bytes, and every hash over them, without breaking the
+    /// signature.
     ///
     /// # Errors
-    /// [`CardError`] for oversized, malformed, invalid or forged input.
+    /// [`CardError`] for oversized, malformed, non-canonical
+    /// ([`DecodeError::NonCanonical`]), invalid or forged input.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CardError> {
-        Self::from_wire(&proto::decode::<v1::ContactCard>(bytes)?)
+        Self::from_wire(&proto::decode_canonical::<v1::ContactCard>(bytes)?)
     }
 }
 

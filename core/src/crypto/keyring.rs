@@ -616,7 +616,9 @@ impl Keyring {
             return None;
         };
         let (sender_key, inner) = request::open(&self.identity, &noise)?;
-        let payload: v1::Payload = proto::decode(&inner).ok()?;
+        // Canonical: the request carries a signed card, and only the
+        // encoding the signer produced is accepted (docs/crypto.md §2).
+        let payload: v1::Payload = proto::decode_canonical(&inner).ok()?;
         let Some(v1::payload::Kind::ContactRequest(req)) = payload.kind else {
             return None;
         };

@@ -13,7 +13,8 @@
 //!    sealed body.
 //!
 //! [`Keyring`] holds identity, contacts and sessions and does the sealing and
-//! opening; [`Pairing`] runs in-person pairing (Noise `XX` with a short
+//! opening; [`Pairing`] runs in-person pairing (Noise `XX`, then committed
+//! nonces, and a short
 //! authentication string); [`ReplayGuard`] remembers opened envelopes.
 //! Nothing here performs I/O or reads the clock.
 

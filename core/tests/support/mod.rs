@@ -105,9 +105,14 @@ pub(crate) fn recompute_id(e: &mut v1::Envelope) {
     e.content_id = ferry_core::crypto::tags::content_id_of(e).to_vec();
 }
 
-/// Runs the three pairing messages between initiator `a` and responder `b`.
+/// Runs the five pairing messages between initiator `a` and responder `b`.
 pub(crate) fn exchange(a: &mut ferry_core::crypto::Pairing, b: &mut ferry_core::crypto::Pairing) {
-    b.read_message(&a.write_message().unwrap()).unwrap();
-    a.read_message(&b.write_message().unwrap()).unwrap();
-    b.read_message(&a.write_message().unwrap()).unwrap();
+    // Five messages, alternating, initiator (`a`) first.
+    while !(a.is_finished() && b.is_finished()) {
+        if a.wants_to_send() {
+            b.read_message(&a.write_message().unwrap()).unwrap();
+        } else {
+            a.read_message(&b.write_message().unwrap()).unwrap();
+        }
+    }
 }

@@ -25,6 +25,7 @@ pub struct Log {
     pub sync_envelopes: u64,
     pub pairing_codes: Vec<(PeerId, u32)>,
     pub paired: Vec<IdentityKey>,
+    pub pairing_refusals: Vec<ferry_node::PairingRefusal>,
     pub lagged: u64,
 }
 
@@ -74,6 +75,7 @@ pub async fn start(builder: NodeBuilder, dir: &Path) -> TestNode {
                         log.pairing_codes.push((peer, code.value()))
                     }
                     NodeEvent::Paired { contact } => log.paired.push(contact),
+                    NodeEvent::PairingRefused { reason, .. } => log.pairing_refusals.push(reason),
                     NodeEvent::Lagged { missed } => log.lagged += missed,
                     _ => {}
                 }
