@@ -51,8 +51,15 @@ const MAX_PENDING_PUBLISH: usize = 1024;
 /// request: it goes to one person.
 const CARD_ONE_TIME_KEYS: usize = 4;
 
-/// Invalid sync frames a peer may send before it is disconnected.
+/// Invalid sync frames a peer may send within [`INVALID_FRAME_WINDOW_SECS`]
+/// before it is disconnected. Only what any node can check counts as
+/// invalid (the engine ignores, rather than rejects, envelopes that only
+/// their recipient finds unreadable).
 const MAX_INVALID_FRAMES: u32 = 8;
+
+/// The window over which invalid frames are counted; the count starts
+/// afresh after it, and is dropped when the peer disconnects.
+const INVALID_FRAME_WINDOW_SECS: u64 = 600;
 
 /// Seconds since the Unix epoch: the engine's clock.
 fn unix_now() -> u64 {
@@ -112,7 +119,9 @@ pub(crate) struct Driver {
     bootstrap: Vec<(PeerId, Multiaddr)>,
     listen_addrs: Vec<Multiaddr>,
     pending_publish: VecDeque<Vec<u8>>,
-    invalid_frames: HashMap<PeerId, u32>,
+    /// Per connected peer: invalid frames in the current window, and when
+    /// the window started.
+    invalid_frames: HashMap<PeerId, (u32, u64)>,
     pairing_open: bool,
     pairings: HashMap<PeerId, PairingState>,
     pairing_gate: PairingGate,
@@ -537,6 +546,7 @@ impl Driver {
                         .handle(Input::PeerDown { peer: p }, unix_now())?;
                 }
                 self.pairings.remove(&peer_id);
+                self.invalid_frames.remove(&peer_id);
                 self.emit(NodeEvent::PeerDown { peer: peer_id });
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event)?,
@@ -659,7 +669,12 @@ impl Driver {
             });
         }
         if verdict == Verdict::Reject {
-            let count = self.invalid_frames.entry(peer).or_default();
+            let now = unix_now();
+            let (count, since) = self.invalid_frames.entry(peer).or_insert((0, now));
+            if now.saturating_sub(*since) >= INVALID_FRAME_WINDOW_SECS {
+                *count = 0;
+                *since = now;
+            }
             *count += 1;
             if *count >= MAX_INVALID_FRAMES {
                 warn!("disconnecting a peer that sends invalid sync frames");

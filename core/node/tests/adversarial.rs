@@ -360,3 +360,64 @@ async fn a_relay_sees_no_identities_and_tags_rotate() {
         }
     }
 }
+
+/// Threat item 22: anyone holding the victim's card can seal an envelope
+/// every relay accepts and only the victim finds unreadable. The victim
+/// must not penalise the honest relay that forwarded it: before the fix,
+/// three such envelopes graylisted the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_holders_junk_requests_do_not_get_honest_relays_penalised() {
+    let root = tempfile::tempdir().unwrap();
+    let victim = spawn(root.path(), "victim").await;
+    let relay = spawn(root.path(), "relay").await;
+    connect(&relay, &victim).await;
+    let (_, attacker, _) = raw_peer(vec![relay.addr.clone()]);
+    wait_connected(&[&relay], 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut rng = rand::rng();
+    let card = ContactCard::from_code(&victim.node.contact_code().await.unwrap()).unwrap();
+    let victim_key = *card.identity_key();
+    let mut keyring = Keyring::new(Identity::generate(&mut rng));
+    let _ = keyring.add_contact(card, Trust::Unverified).unwrap();
+    let someone = Identity::generate(&mut rng)
+        .contact_card(None, now(), 0)
+        .unwrap();
+    for _ in 0..6 {
+        let mut junk = keyring
+            .seal_contact_request(&victim_key, &someone, "hello", now() + 3600, &mut rng)
+            .unwrap();
+        junk.hop_limit = 16;
+        attacker
+            .send(Raw::Publish(proto::encode(&junk)))
+            .await
+            .unwrap();
+    }
+    let v = victim.node.clone();
+    wait_until(30, "the junk reaches the victim", || {
+        let v = v.clone();
+        async move { v.stats().await.unwrap().engine.unreadable >= 6 }
+    })
+    .await;
+    let relay_id = relay.node.peer_id();
+    let score = victim
+        .node
+        .peer_score(relay_id)
+        .await
+        .unwrap()
+        .unwrap_or(0.0);
+    println!("the relay's score at the victim: {score:.1}");
+    assert!(
+        score >= 0.0,
+        "the victim penalised the honest relay: {score}"
+    );
+    assert_eq!(stats(&victim).await.gossip_rejected, 0);
+    assert!(
+        victim
+            .node
+            .connected_peers()
+            .await
+            .unwrap()
+            .contains(&relay_id)
+    );
+}
