@@ -298,6 +298,7 @@ fn payload_of_kind(kind: u8, size: usize) -> v1::Payload {
             message_ids: vec![vec![2; 16]; size % 200],
             content_ids: vec![vec![3; 32]; size % 50],
             delivery_secrets: vec![vec![5; 16]; size % 50],
+            receipt_secret: Vec::new(),
         }),
         _ => Kind::PrekeyTopUp(v1::PrekeyTopUp {
             one_time_keys: vec![vec![4; 32]; size % 33],

@@ -276,6 +276,10 @@ fn direct_link_delivers_once_and_the_receipt_comes_back() {
     net.connect(0, 1);
     let id = net.send(0, 1, b"hello");
     assert_eq!(net.delivered(1), vec![b"hello".to_vec()]);
+    // Receipts wait a random delay before they go (threat item 21).
+    assert!(net.receipts(0).is_empty());
+    let (_, most) = EngineConfig::default().receipt_delay_secs;
+    net.advance(most);
     assert_eq!(net.receipts(0), vec![id]);
     assert_eq!(net.nodes[0].engine.outbox_len(), 0);
 }
@@ -294,8 +298,14 @@ fn an_offline_recipient_gets_the_message_through_a_carrier() {
 
     net.connect(c, b);
     assert_eq!(net.delivered(b), vec![b"through the carrier".to_vec()]);
-    // B's delivery proof purged C's relay copy.
-    assert_eq!(net.nodes[c].engine.counters().purged_by_receipt, 1);
+    // B's delivery proof (sent with B's next batch of proofs) purged C's
+    // relay copy with C's next batch; B's receipt reached C after its delay.
+    let (_, proofs) = EngineConfig::default().proof_delay_secs;
+    let (_, receipts) = EngineConfig::default().receipt_delay_secs;
+    for _ in 0..3 {
+        net.advance(proofs.max(receipts));
+    }
+    assert!(net.nodes[c].engine.counters().purged_by_receipt >= 1);
     net.disconnect(c, b);
     net.advance(3600);
 
@@ -349,8 +359,9 @@ fn partitions_heal_by_reconciliation_not_gossip_replay() {
         "gossip deliveries after bridge: {}",
         net.gossip_deliveries - before
     );
+    let (_, receipts) = EngineConfig::default().receipt_delay_secs;
     for _ in 0..3 {
-        net.advance(10);
+        net.advance(receipts);
     }
     assert_eq!(net.receipts(0).len(), 20);
     assert_eq!(net.receipts(4).len(), 20);

@@ -165,7 +165,15 @@ impl WireMessage for Payload {
                 message_ids,
                 content_ids,
                 delivery_secrets,
+                receipt_secret,
             })) => {
+                if !receipt_secret.is_empty() {
+                    exact_len(
+                        "DeliveryReceipt.receipt_secret",
+                        receipt_secret,
+                        DELIVERY_COMMITMENT_LEN,
+                    )?;
+                }
                 max_len(
                     "DeliveryReceipt.message_ids",
                     message_ids.len(),

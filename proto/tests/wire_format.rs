@@ -52,6 +52,7 @@ fn payloads() -> Vec<v1::Payload> {
             message_ids: vec![vec![1; 16]],
             content_ids: vec![vec![2; 32]],
             delivery_secrets: vec![vec![3; 16]],
+            receipt_secret: Vec::new(),
         }),
         Kind::ContactRequest(v1::ContactRequest {
             card: Some(card()),

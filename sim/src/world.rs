@@ -181,6 +181,7 @@ impl World {
             receipts: params.receipts,
             // DTN studies (and ONE) keep every copy until its TTL.
             stranger_custody_secs: u64::MAX / 4,
+            ..EngineConfig::default()
         };
         let nodes = (0..params.nodes)
             .map(|i| -> Result<Node, crate::SimError> {

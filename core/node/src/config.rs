@@ -221,6 +221,7 @@ pub struct NodeBuilder {
     display_name: Option<String>,
     resync_interval: Duration,
     redial_interval: Duration,
+    delivery_delays: Option<((u64, u64), (u64, u64))>,
 }
 
 impl fmt::Debug for NodeBuilder {
@@ -258,6 +259,7 @@ impl Default for NodeBuilder {
             display_name: None,
             resync_interval: Duration::from_secs(60),
             redial_interval: Duration::from_secs(10),
+            delivery_delays: None,
         }
     }
 }
@@ -402,6 +404,17 @@ impl NodeBuilder {
         self
     }
 
+    /// Replaces the random delays (ranges in seconds) before learned
+    /// delivery proofs are sent on and before receipts are released
+    /// (defaults: [`EngineConfig::proof_delay_secs`] and
+    /// [`EngineConfig::receipt_delay_secs`], 30–120 s and 30–300 s). Shorter
+    /// delays make the sender hear sooner but let a watcher pair messages
+    /// with receipts and spot recipients more easily: for tests and demos.
+    pub fn delivery_delays(mut self, proofs: (u64, u64), receipts: (u64, u64)) -> Self {
+        self.delivery_delays = Some((proofs, receipts));
+        self
+    }
+
     /// How often missing bootstrap peers are dialled again (default 10 s).
     pub fn redial_interval(mut self, every: Duration) -> Self {
         self.redial_interval = every;
@@ -443,6 +456,16 @@ impl NodeBuilder {
             },
             ..EngineConfig::default()
         });
+        let mut engine = engine;
+        if let Some((proofs, receipts)) = self.delivery_delays {
+            engine.proof_delay_secs = proofs;
+            engine.receipt_delay_secs = receipts;
+        }
+        if engine.proof_delay_secs.0 > engine.proof_delay_secs.1
+            || engine.receipt_delay_secs.0 > engine.receipt_delay_secs.1
+        {
+            return Err(ConfigError::Interval);
+        }
         let q = engine.quotas;
         let min = ferry_core::proto::limits::MAX_ENVELOPE_LEN as u64;
         if q.global_bytes < min

@@ -158,6 +158,15 @@ pub struct EngineConfig {
     /// the store for that long. Contacts' and our own mail is kept until
     /// it expires.
     pub stranger_custody_secs: u64,
+    /// Delivery proofs a node learns (as recipient, as sender from a
+    /// receipt, or from a peer) go to every peer in one batch after a
+    /// random delay in this range (seconds), whoever learned them: an
+    /// immediate, lone proof would mark its sender as the recipient.
+    pub proof_delay_secs: (u64, u64),
+    /// Receipts are sealed at once (durably) but released after a random
+    /// delay in this range (seconds), batched per contact meanwhile, so a
+    /// watcher cannot pair a message with its receipt by timing.
+    pub receipt_delay_secs: (u64, u64),
 }
 
 impl Default for EngineConfig {
@@ -175,6 +184,8 @@ impl Default for EngineConfig {
             sweep_interval_secs: 60,
             receipts: true,
             stranger_custody_secs: 3 * 24 * 3600,
+            proof_delay_secs: (30, 120),
+            receipt_delay_secs: (30, 300),
         }
     }
 }
@@ -382,6 +393,14 @@ pub enum SendError {
     Engine(#[from] EngineError),
 }
 
+/// The entries of a receipt not yet released, to re-seal with one more.
+struct ReceiptBatch {
+    envelope: ContentId,
+    message_ids: Vec<Vec<u8>>,
+    content_ids: Vec<Vec<u8>>,
+    secrets: Vec<Vec<u8>>,
+}
+
 struct Held {
     custody: Custody,
     bytes: u64,
@@ -491,6 +510,13 @@ pub struct Engine<S: Store, R: CryptoRng> {
     peers: BTreeMap<PeerId, PeerState>,
     outputs: VecDeque<Output>,
     next_sweep: u64,
+    /// Proofs learned and not yet sent on, and when they go.
+    pending_proofs: Vec<v1::DeliveryProof>,
+    proof_flush_at: Option<u64>,
+    /// Receipts sealed and stored but not yet released: when each goes.
+    unreleased: HashMap<ContentId, (u64, v1::Envelope)>,
+    /// The receipt still open for more entries, per contact.
+    receipt_batches: HashMap<IdentityKey, ReceiptBatch>,
     counters: Counters,
 }
 
@@ -577,6 +603,10 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             peers: BTreeMap::new(),
             outputs: VecDeque::new(),
             next_sweep: now,
+            pending_proofs: Vec::new(),
+            proof_flush_at: None,
+            unreleased: HashMap::new(),
+            receipt_batches: HashMap::new(),
             counters: Counters::default(),
         };
         for (id, (custody, bytes)) in loaded.envelopes {
@@ -690,7 +720,11 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
 
     /// When [`Input::Timeout`] is due.
     pub fn poll_timeout(&self) -> Option<u64> {
-        Some(self.next_sweep)
+        let release = self.unreleased.values().map(|(t, _)| *t).min();
+        [Some(self.next_sweep), self.proof_flush_at, release]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn keyring_op(&mut self) -> StoreOp {
@@ -1002,6 +1036,10 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 Ok(Verdict::Accept)
             }
             Input::Timeout => {
+                if self.proof_flush_at.is_some_and(|t| now >= t) {
+                    self.flush_proofs()?;
+                }
+                self.release_receipts(now);
                 if now >= self.next_sweep {
                     self.sweep(now)?;
                     self.next_sweep = now.saturating_add(self.config.sweep_interval_secs);
@@ -1339,61 +1377,20 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                         && let Ok(secret) = <[u8; 16]>::try_from(text.delivery_secret.as_slice())
                         && tags::proves_delivery(&envelope.delivery_commitment, &secret)
                     {
-                        // Remember the proof and answer with a receipt.
-                        self.delivered.insert(id, (secret, envelope.expiry));
-                        ops.push(StoreOp::PutDelivered {
-                            id,
-                            secret,
-                            expiry: envelope.expiry,
-                        });
-                        let receipt = v1::Payload {
-                            kind: Some(v1::payload::Kind::Receipt(v1::DeliveryReceipt {
-                                message_ids: vec![message_id.to_vec()],
-                                content_ids: vec![id.to_vec()],
-                                delivery_secrets: vec![secret.to_vec()],
-                            })),
-                        };
-                        if let Ok(mut r) =
-                            self.keyring
-                                .seal(&from, &receipt, envelope.expiry, &mut self.rng)
-                        {
-                            r.hop_limit = self.config.hop_limit;
-                            r.copy_budget = self.new_envelope_budget();
-                            let rid = tags::content_id_of(&r);
-                            let bytes = proto::encode(&r);
-                            ops.push(StoreOp::PutEnvelope {
-                                id: rid,
-                                custody: Custody::Own,
-                                bytes: bytes.clone(),
-                            });
-                            self.index(rid, &r, Custody::Own, bytes.len(), None, r.expiry);
-                            after.push(Output::Publish {
-                                content_id: rid,
-                                bytes,
-                            });
-                        }
-                        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
-                        for peer in peers {
-                            let proof = v1::DeliveryProof {
-                                content_id: id.to_vec(),
-                                secret: secret.to_vec(),
-                                expiry: envelope.expiry,
-                            };
-                            let frame = v1::SyncFrame {
-                                version: limits::WIRE_VERSION,
-                                kind: Some(v1::sync_frame::Kind::Delivered(v1::DeliveredIds {
-                                    proofs: vec![proof],
-                                })),
-                            };
-                            after.push(Output::SendFrame {
-                                peer,
-                                bytes: proto::encode(&frame),
-                            });
-                        }
+                        // The proof goes out with the next batch, as any
+                        // relay's would; the receipt after its own delay.
+                        self.learn_proof(id, secret, envelope.expiry, now, &mut ops);
+                        self.queue_receipt(from, message_id, id, secret, now, &mut ops);
                     }
                 }
                 Some(v1::payload::Kind::Receipt(receipt)) => {
-                    self.apply_receipt(&receipt, &mut ops, &mut after);
+                    self.apply_receipt(&receipt, now, &mut ops, &mut after);
+                    // The receipt's own secret: relays may drop it now.
+                    if let Ok(secret) = <[u8; 16]>::try_from(receipt.receipt_secret.as_slice())
+                        && tags::proves_delivery(&envelope.delivery_commitment, &secret)
+                    {
+                        self.learn_proof(id, secret, envelope.expiry, now, &mut ops);
+                    }
                 }
                 _ => {}
             },
@@ -1402,6 +1399,21 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             } => {
                 after.push(Output::Event(Event::ContactRequest { card, introduction }));
             }
+        }
+        // We keep what we received as a relay would (until it expires or its
+        // proof goes out), so our reconciliation set looks like a relay's:
+        // a recipient whose set lacks what every relay holds, or that never
+        // holds its own mail, would stand out.
+        if envelope.hop_limit > 1 && envelope.copy_budget == 0 && !self.held.contains_key(&id) {
+            let mut kept = envelope;
+            kept.hop_limit -= 1;
+            let bytes = proto::encode(&kept);
+            ops.push(StoreOp::PutEnvelope {
+                id,
+                custody: Custody::Contact,
+                bytes: bytes.clone(),
+            });
+            self.index(id, &kept, Custody::Contact, bytes.len(), None, kept.expiry);
         }
         ops.push(self.keyring_op());
         // Envelopes for us are propagated like any other, so that who stops
@@ -1412,6 +1424,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     fn apply_receipt(
         &mut self,
         receipt: &v1::DeliveryReceipt,
+        now: u64,
         ops: &mut Vec<StoreOp>,
         after: &mut Vec<Output>,
     ) {
@@ -1432,16 +1445,182 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             let expiry = record.expiry;
             self.outbox.remove(&cid);
             ops.push(StoreOp::RemoveOutbox(cid));
-            if self.unindex(&cid).is_some() {
-                ops.push(StoreOp::RemoveEnvelope(cid));
-            }
-            self.delivered.insert(cid, (secret, expiry));
-            ops.push(StoreOp::PutDelivered {
-                id: cid,
-                secret,
-                expiry,
-            });
+            // Our copy goes when the proof does, as everyone's.
+            self.learn_proof(cid, secret, expiry, now, ops);
             after.push(Output::Event(Event::Delivered { message_id }));
+        }
+    }
+
+    /// Remembers a delivery proof (durably, with the caller's commit) and
+    /// schedules it for the next batch to every peer. Every node does this
+    /// the same way, whether it is the recipient, the sender reading a
+    /// receipt, or a relay that learned the proof from a peer.
+    fn learn_proof(
+        &mut self,
+        id: ContentId,
+        secret: [u8; 16],
+        expiry: u64,
+        now: u64,
+        ops: &mut Vec<StoreOp>,
+    ) {
+        if self.delivered.contains_key(&id) {
+            return;
+        }
+        self.delivered.insert(id, (secret, expiry));
+        ops.push(StoreOp::PutDelivered { id, secret, expiry });
+        self.pending_proofs.push(v1::DeliveryProof {
+            content_id: id.to_vec(),
+            secret: secret.to_vec(),
+            expiry,
+        });
+        if self.proof_flush_at.is_none() {
+            let delay = self.random_delay(self.config.proof_delay_secs);
+            self.proof_flush_at = Some(now.saturating_add(delay));
+        }
+    }
+
+    /// A delay drawn uniformly from `range` (seconds).
+    fn random_delay(&mut self, (low, high): (u64, u64)) -> u64 {
+        let span = high.saturating_sub(low);
+        if span == 0 {
+            return low;
+        }
+        let mut bytes = [0u8; 8];
+        self.rng.fill_bytes(&mut bytes);
+        low + u64::from_le_bytes(bytes) % (span + 1)
+    }
+
+    /// Sends the batch of learned proofs to every peer and drops our copies
+    /// of the envelopes they prove delivered.
+    fn flush_proofs(&mut self) -> Result<(), EngineError> {
+        self.proof_flush_at = None;
+        let proofs = std::mem::take(&mut self.pending_proofs);
+        let mut ops = Vec::new();
+        for proof in &proofs {
+            let Ok(id) = ContentId::try_from(proof.content_id.as_slice()) else {
+                continue;
+            };
+            if self.outbox.contains_key(&id) {
+                continue;
+            }
+            if self.unindex(&id).is_some() {
+                ops.push(StoreOp::RemoveEnvelope(id));
+                self.counters.purged_by_receipt += 1;
+            }
+        }
+        if !ops.is_empty() {
+            self.store.commit(ops).map_err(store_err)?;
+        }
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            for chunk in proofs.chunks(limits::MAX_IDS_PER_FRAME) {
+                self.send_frame(
+                    peer,
+                    v1::sync_frame::Kind::Delivered(v1::DeliveredIds {
+                        proofs: chunk.to_vec(),
+                    }),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals (or re-seals, one entry longer) the receipt to `to` that is
+    /// still waiting for its release, and stores it in the caller's commit.
+    /// Sealing at once keeps receipts durable; releasing later, with a
+    /// lifetime of their own, keeps a watcher from pairing message and
+    /// receipt by time or expiry.
+    fn queue_receipt(
+        &mut self,
+        to: IdentityKey,
+        message_id: MessageId,
+        content_id: ContentId,
+        secret: [u8; 16],
+        now: u64,
+        ops: &mut Vec<StoreOp>,
+    ) {
+        let mut batch = match self.receipt_batches.remove(&to) {
+            Some(b) if b.message_ids.len() < limits::MAX_RECEIPT_IDS => b,
+            // A full receipt keeps its release time; a new one starts.
+            _ => ReceiptBatch {
+                envelope: [0; 32],
+                message_ids: Vec::new(),
+                content_ids: Vec::new(),
+                secrets: Vec::new(),
+            },
+        };
+        let release_at = match self.unreleased.remove(&batch.envelope) {
+            Some((at, _)) => {
+                ops.push(StoreOp::RemoveEnvelope(batch.envelope));
+                at
+            }
+            None => now.saturating_add(self.random_delay(self.config.receipt_delay_secs)),
+        };
+        batch.message_ids.push(message_id.to_vec());
+        batch.content_ids.push(content_id.to_vec());
+        batch.secrets.push(secret.to_vec());
+        let mut receipt_secret = [0u8; 16];
+        self.rng.fill_bytes(&mut receipt_secret);
+        let payload = v1::Payload {
+            kind: Some(v1::payload::Kind::Receipt(v1::DeliveryReceipt {
+                message_ids: batch.message_ids.clone(),
+                content_ids: batch.content_ids.clone(),
+                delivery_secrets: batch.secrets.clone(),
+                receipt_secret: receipt_secret.to_vec(),
+            })),
+        };
+        let expiry = now.saturating_add(
+            self.config
+                .message_ttl_secs
+                .clamp(1, self.config.max_ttl_secs),
+        );
+        let commitment = tags::delivery_commitment(&receipt_secret);
+        let Ok(mut receipt) =
+            self.keyring
+                .seal_with_commitment(&to, &payload, expiry, commitment, &mut self.rng)
+        else {
+            // The contact is gone or its keys unusable: nothing to answer.
+            return;
+        };
+        receipt.hop_limit = self.config.hop_limit;
+        receipt.copy_budget = self.new_envelope_budget();
+        let rid = tags::content_id_of(&receipt);
+        ops.push(StoreOp::PutEnvelope {
+            id: rid,
+            custody: Custody::Own,
+            bytes: proto::encode(&receipt),
+        });
+        batch.envelope = rid;
+        self.unreleased.insert(rid, (release_at, receipt));
+        self.receipt_batches.insert(to, batch);
+    }
+
+    /// Publishes the receipts whose release time has come.
+    fn release_receipts(&mut self, now: u64) {
+        let due: Vec<ContentId> = self
+            .unreleased
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some((_, receipt)) = self.unreleased.remove(&id) else {
+                continue;
+            };
+            self.receipt_batches.retain(|_, b| b.envelope != id);
+            let bytes = proto::encode(&receipt);
+            self.index(
+                id,
+                &receipt,
+                Custody::Own,
+                bytes.len(),
+                None,
+                receipt.expiry,
+            );
+            self.outputs.push_back(Output::Publish {
+                content_id: id,
+                bytes,
+            });
         }
     }
 
@@ -1523,12 +1702,10 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                     let Ok(secret) = <[u8; 16]>::try_from(proof.secret.as_slice()) else {
                         continue;
                     };
+                    // Our copy goes, and the proof on to our other peers,
+                    // with the next batch, as for every proof we learn.
                     let expiry = held.expiry;
-                    self.unindex(&id);
-                    ops.push(StoreOp::RemoveEnvelope(id));
-                    self.delivered.insert(id, (secret, expiry));
-                    ops.push(StoreOp::PutDelivered { id, secret, expiry });
-                    self.counters.purged_by_receipt += 1;
+                    self.learn_proof(id, secret, expiry, now, &mut ops);
                 }
                 self.finish(ops, Vec::new())?;
                 Ok(Verdict::Accept)
@@ -1651,8 +1828,15 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             return Ok(());
         };
         state.round_started = None;
-        let need = std::mem::take(&mut state.need);
+        let mut need = std::mem::take(&mut state.need);
         let have = std::mem::take(&mut state.have);
+        // Never ask for what we already opened or know delivered: a node
+        // asking for exactly its own mail and receipts would name itself.
+        need.retain(|id| {
+            !self.seen.contains_key(id)
+                && !self.delivered.contains_key(id)
+                && !self.held.contains_key(id)
+        });
         for chunk in need.chunks(limits::MAX_IDS_PER_FRAME) {
             self.send_frame(
                 peer,

@@ -590,9 +590,11 @@ impl Session {
         let lost_a = self.sent_to_a.difference(&self.delivered_a).count();
         if lost_b + lost_a > 0 {
             return Err(format!(
-                "honest mail lost: {lost_b} of {} to B, {lost_a} of {} to A",
+                "honest mail lost: {lost_b} of {} to B, {lost_a} of {} to A (A: {:?}; B: {:?})",
                 self.sent_to_b.len(),
-                self.sent_to_a.len()
+                self.sent_to_a.len(),
+                self.a.counters(),
+                self.b.counters(),
             ));
         }
         Ok(())

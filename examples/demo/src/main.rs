@@ -40,7 +40,10 @@ async fn start(dir: &Path, name: &str, relay: Option<&ferry_node::Multiaddr>) ->
         .listen_on("/ip4/127.0.0.1/tcp/0".parse()?)
         // The demo stays on loopback: no LAN discovery, no QUIC.
         .mdns(false)
-        .quic(false);
+        .quic(false)
+        // The demo shows the receipt within seconds; real nodes wait a
+        // random 30-300 s so a watcher cannot pair message and receipt.
+        .delivery_delays((0, 1), (1, 2));
     builder = match relay {
         Some(address) => builder.bootstrap(address.clone()),
         None => builder.relay(),

@@ -115,6 +115,7 @@ fn main() -> std::io::Result<()> {
             message_ids: vec![vec![9; 16]],
             content_ids: vec![vec![1; 32]],
             delivery_secrets: vec![vec![2; 16]],
+            receipt_secret: Vec::new(),
         }),
         P::ContactRequest(v1::ContactRequest {
             card: Some(card.to_wire()),

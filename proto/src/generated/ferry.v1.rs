@@ -166,6 +166,11 @@ pub struct DeliveryReceipt {
     /// The delivery secrets (16 bytes each) of those envelopes, in the same order.
     #[prost(bytes = "vec", repeated, tag = "3")]
     pub delivery_secrets: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// The secret (16 bytes) behind this receipt envelope's own delivery
+    /// commitment: the sender, having read the receipt, publishes it as a proof
+    /// so relays drop the receipt too. Empty in receipts that expect no proof.
+    #[prost(bytes = "vec", tag = "4")]
+    pub receipt_secret: ::prost::alloc::vec::Vec<u8>,
 }
 /// A first-contact request sealed to the recipient's request key.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -45,6 +45,9 @@ pub fn builder(dir: &Path) -> NodeBuilder {
         .mdns(false)
         .resync_interval(Duration::from_secs(5))
         .redial_interval(Duration::from_secs(1))
+        // Receipts and proofs within a second, not minutes: tests wait for
+        // them. The delays themselves are tested in the engine's tests.
+        .delivery_delays((0, 1), (0, 1))
 }
 
 /// Starts a node from `builder` and records its events.
