@@ -236,6 +236,19 @@ pub enum Event {
         card: Box<ContactCard>,
         /// Their introduction.
         introduction: String,
+        /// Our trust in this identity if it is already a contact.
+        existing: Option<Trust>,
+        /// Whether we know this identity with other encryption keys:
+        /// accepting the card would be a key change.
+        keys_changed: bool,
+    },
+    /// A message we sent is presumed unreadable: the session it was written
+    /// in was dropped (too many newer sessions with the contact, or their
+    /// keys changed) before its receipt came. Send it again if it matters;
+    /// a receipt may still follow if the recipient had kept the session.
+    Unreadable {
+        /// Our message ID.
+        message_id: MessageId,
     },
     /// A contact's keys changed; they are no longer verified.
     KeyChanged {
@@ -394,6 +407,9 @@ pub struct Counters {
     pub purged_by_receipt: u64,
     /// Messages delivered to the app.
     pub delivered: u64,
+    /// Contact requests refused unopened by the rate limit
+    /// ([`crate::crypto::MAX_REQUESTS_PER_WINDOW`]).
+    pub requests_throttled: u64,
 }
 
 /// The engine. See the module documentation for the driving contract.
@@ -645,6 +661,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         let contact = *card.identity_key();
         let update = self.keyring.add_contact(card, trust)?;
         self.save_keyring()?;
+        let unreadable = self.unreadable_events();
+        self.outputs.extend(unreadable);
         if let ContactUpdate::KeysChanged { was_verified } = update {
             self.outputs.push_back(Output::Event(Event::KeyChanged {
                 contact,
@@ -737,6 +755,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             content_id: id,
             bytes,
         });
+        let unreadable = self.unreadable_events();
+        self.outputs.extend(unreadable);
         Ok(message_id)
     }
 
@@ -1142,6 +1162,11 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             Err(OpenError::Duplicate | OpenError::Expired | OpenError::NotForUs) => {
                 return Ok((Verdict::Ignore, ops, after));
             }
+            Err(OpenError::Throttled) => {
+                // Not recorded as seen: a peer offers it again later.
+                self.counters.requests_throttled += 1;
+                return Ok((Verdict::Ignore, ops, after));
+            }
             Err(_) => {
                 self.counters.invalid += 1;
                 return Ok((Verdict::Reject, ops, after));
@@ -1238,15 +1263,44 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 _ => {}
             },
             Opened::ContactRequest {
-                card, introduction, ..
+                card,
+                introduction,
+                existing,
+                keys_changed,
+                ..
             } => {
-                after.push(Output::Event(Event::ContactRequest { card, introduction }));
+                after.push(Output::Event(Event::ContactRequest {
+                    card,
+                    introduction,
+                    existing,
+                    keys_changed,
+                }));
+                // Opening a request changes no keyring state: nothing to
+                // export (a whole-keyring write per request would let
+                // strangers make us write at will).
+                return Ok((Verdict::Accept, ops, after));
             }
         }
+        after.extend(self.unreadable_events());
         ops.push(self.keyring_op());
         // Envelopes for us are propagated like any other, so that who stops
         // forwarding does not reveal who the recipient is.
         Ok((Verdict::Accept, ops, after))
+    }
+
+    /// Events for our unacknowledged messages whose session the keyring
+    /// dropped (see [`Keyring::take_dropped`]).
+    fn unreadable_events(&mut self) -> Vec<Output> {
+        self.keyring
+            .take_dropped()
+            .iter()
+            .filter_map(|id| self.outbox.get(id))
+            .map(|record| {
+                Output::Event(Event::Unreadable {
+                    message_id: record.message_id,
+                })
+            })
+            .collect()
     }
 
     fn apply_receipt(
@@ -1270,6 +1324,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             }
             let message_id = record.message_id;
             let expiry = record.expiry;
+            if let Ok(to) = IdentityKey::from_bytes(&record.to) {
+                self.keyring.settle(&to, &cid);
+            }
             self.outbox.remove(&cid);
             ops.push(StoreOp::RemoveOutbox(cid));
             if self.unindex(&cid).is_some() {
@@ -1504,6 +1561,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             ops.push(StoreOp::RemoveEnvelope(id));
             self.counters.expired += 1;
             if let Some(record) = self.outbox.remove(&id) {
+                if let Ok(to) = IdentityKey::from_bytes(&record.to) {
+                    self.keyring.settle(&to, &id);
+                }
                 ops.push(StoreOp::RemoveOutbox(id));
                 self.outputs.push_back(Output::Event(Event::Expired {
                     message_id: record.message_id,
