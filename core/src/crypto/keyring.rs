@@ -937,6 +937,17 @@ fn decrypt_in_session(
     let OlmMessage::PreKey(pre) = message else {
         return None;
     };
+    // A pre-key message of a session we hold that it could not open is a
+    // replay (its key is spent) or garbage: starting the session again from
+    // a fallback key would open a replay a second time.
+    let session_id = pre.session_id();
+    if contact
+        .sessions
+        .iter()
+        .any(|entry| entry.session.session_id() == session_id)
+    {
+        return None;
+    }
     let created = identity
         .account_mut()
         .create_inbound_session(
