@@ -516,7 +516,8 @@ impl Keyring {
     /// room for newer ones, or because the contact's keys changed) since
     /// the last call. The recipient has most likely dropped it too, or
     /// will, so the message is presumed unreadable: the app should be told
-    /// and may send it again.
+    /// and may send it again. Drain it after every seal and open (the
+    /// engine does): the list grows until then.
     pub fn take_dropped(&mut self) -> Vec<ContentId> {
         std::mem::take(&mut self.dropped)
     }
