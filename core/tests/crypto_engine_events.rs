@@ -186,3 +186,43 @@ fn a_message_whose_session_was_dropped_reaches_its_sender_as_an_event() {
     assert_eq!(unique.len(), unreadable.len());
     assert!(unreadable.len() >= 32);
 }
+
+/// Hands every envelope `from` published to `to`, in order; returns how
+/// many there were.
+fn hand_over(from: &mut Node, to: &mut Node) -> usize {
+    let (published, _) = drain(from);
+    for bytes in &published {
+        gossip(to, bytes);
+    }
+    published.len()
+}
+
+#[test]
+fn a_long_conversation_starts_its_sessions_from_one_time_keys() {
+    // Sessions rotate every 4 reply turns. Each would start from the
+    // fallback key (weaker first-chain forward secrecy) if the contact had
+    // no one-time keys of ours: every session a contact starts earns it
+    // fresh ones, in-band.
+    let (mut alice, mut bob) = (node(1), node(2));
+    let (a_card, b_card) = (card(&mut alice), card(&mut bob));
+    let _ = alice
+        .add_contact(b_card.clone(), Trust::Unverified)
+        .unwrap();
+    let _ = bob.add_contact(a_card.clone(), Trust::Unverified).unwrap();
+    let (to_bob, to_alice) = (*b_card.identity_key(), *a_card.identity_key());
+    for turn in 0..40u8 {
+        alice.send(&to_bob, &[turn], T0).unwrap();
+        while hand_over(&mut alice, &mut bob) + hand_over(&mut bob, &mut alice) > 0 {}
+        bob.send(&to_alice, &[turn], T0).unwrap();
+        while hand_over(&mut bob, &mut alice) + hand_over(&mut alice, &mut bob) > 0 {}
+    }
+    assert_eq!(
+        alice.outbox_len() + bob.outbox_len(),
+        0,
+        "all receipts came"
+    );
+    // Of the ~20 sessions, only the very first started from the fallback
+    // key (Alice, who starts each new one, always had a key of Bob's).
+    assert_eq!(bob.keyring().inbound_sessions_from_fallback(), 1);
+    assert!(alice.keyring().inbound_sessions_from_fallback() <= 1);
+}

@@ -57,6 +57,12 @@ const REMOTE_CHAINS_TRACKED: usize = 8;
 pub const MAX_REQUESTS_PER_WINDOW: u32 = 32;
 /// The window of [`MAX_REQUESTS_PER_WINDOW`], in seconds.
 pub const REQUEST_WINDOW_SECS: u64 = 3600;
+/// One-time keys given to a contact whose new session with us started from
+/// our fallback key (they had none left); a session from a one-time key
+/// earns one replacement. Sessions rotate every few turns, so without this
+/// most would start from the fallback key, whose first chain has weaker
+/// forward secrecy.
+pub const TOP_UP_AFTER_FALLBACK: usize = 4;
 
 /// How much a contact is trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +340,12 @@ pub struct Keyring {
     dropped: Vec<ContentId>,
     /// Contact requests tried in the current rate window: (window, count).
     request_window: (u64, u32),
+    /// Contacts that started a session with us and should get one-time
+    /// keys, and how many (see [`Keyring::take_top_ups_due`]).
+    top_ups_due: Vec<(IdentityKey, usize)>,
+    /// Inbound sessions started from our fallback key since this keyring
+    /// was loaded.
+    fallback_sessions: u64,
     /// Simulation only: skip the Olm layer (see
     /// [`Keyring::insecure_skip_sessions_for_simulation`]).
     skip_sessions: bool,
@@ -366,6 +378,8 @@ impl Keyring {
             tag_cache: HashMap::new(),
             dropped: Vec::new(),
             request_window: (0, 0),
+            top_ups_due: Vec::new(),
+            fallback_sessions: 0,
             skip_sessions: false,
         }
     }
@@ -510,6 +524,25 @@ impl Keyring {
                 entry.in_flight.retain(|id| id != content_id);
             }
         }
+    }
+
+    /// In-band prekey top-ups to seal and send now: one per contact that
+    /// started a new session with us since the last call, with
+    /// [`TOP_UP_AFTER_FALLBACK`] fresh one-time keys if it started from our
+    /// fallback key, else one (replacing the key it used). Persist the
+    /// keyring with the sealed top-ups: the keys live in our account.
+    pub fn take_top_ups_due(&mut self) -> Vec<(IdentityKey, v1::Payload)> {
+        let due = std::mem::take(&mut self.top_ups_due);
+        due.into_iter()
+            .map(|(to, count)| (to, self.prekey_top_up(count)))
+            .collect()
+    }
+
+    /// Inbound sessions started from our fallback key since this keyring
+    /// was loaded (the first chain of each has weaker forward secrecy): an
+    /// observability counter.
+    pub fn inbound_sessions_from_fallback(&self) -> u64 {
+        self.fallback_sessions
     }
 
     /// Content IDs of unsettled envelopes whose session we dropped (to make
@@ -780,12 +813,24 @@ impl Keyring {
             let message =
                 OlmMessage::from_parts(usize::try_from(olm.message_type).ok()?, &olm.ciphertext)
                     .ok()?;
-            zeroize::Zeroizing::new(decrypt_in_session(
+            let mut inbound = None;
+            let plaintext = zeroize::Zeroizing::new(decrypt_in_session(
                 &mut self.identity,
                 contact,
                 &message,
                 &mut self.dropped,
-            )?)
+                &mut inbound,
+            )?);
+            if let Some(from_fallback) = inbound {
+                let count = if from_fallback {
+                    self.fallback_sessions = self.fallback_sessions.saturating_add(1);
+                    TOP_UP_AFTER_FALLBACK
+                } else {
+                    1
+                };
+                self.top_ups_due.push((from, count));
+            }
+            plaintext
         };
         let payload: v1::Payload = proto::decode(&plaintext).ok()?;
         match &payload.kind {
@@ -915,6 +960,7 @@ fn decrypt_in_session(
     contact: &mut Contact,
     message: &OlmMessage,
     dropped: &mut Vec<ContentId>,
+    inbound: &mut Option<bool>,
 ) -> Option<Vec<u8>> {
     // Existing sessions first (a failed attempt does not change a session).
     let mut found = None;
@@ -960,6 +1006,8 @@ fn decrypt_in_session(
     let mut entry = SessionEntry::new(created.session);
     entry.record_received(message);
     push_session(contact, entry, dropped);
+    // Whether the sender had run out of our one-time keys.
+    *inbound = Some(pre.one_time_key().to_bytes() == *identity.fallback_key().as_bytes());
     Some(created.plaintext)
 }
 

@@ -1281,11 +1281,38 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 return Ok((Verdict::Accept, ops, after));
             }
         }
+        self.send_top_ups(now, &mut ops, &mut after);
         after.extend(self.unreadable_events());
         ops.push(self.keyring_op());
         // Envelopes for us are propagated like any other, so that who stops
         // forwarding does not reveal who the recipient is.
         Ok((Verdict::Accept, ops, after))
+    }
+
+    /// Seals the prekey top-ups the keyring owes contacts that started a
+    /// session with us (see [`Keyring::take_top_ups_due`]): their next
+    /// sessions then start from one-time keys, not the fallback key.
+    fn send_top_ups(&mut self, now: u64, ops: &mut Vec<StoreOp>, after: &mut Vec<Output>) {
+        let expiry = now.saturating_add(self.config.message_ttl_secs);
+        for (to, payload) in self.keyring.take_top_ups_due() {
+            let Ok(mut envelope) = self.keyring.seal(&to, &payload, expiry, &mut self.rng) else {
+                continue;
+            };
+            envelope.hop_limit = self.config.hop_limit;
+            envelope.copy_budget = self.new_envelope_budget();
+            let id = tags::content_id_of(&envelope);
+            let bytes = proto::encode(&envelope);
+            ops.push(StoreOp::PutEnvelope {
+                id,
+                custody: Custody::Own,
+                bytes: bytes.clone(),
+            });
+            self.index(id, &envelope, Custody::Own, bytes.len(), None);
+            after.push(Output::Publish {
+                content_id: id,
+                bytes,
+            });
+        }
     }
 
     /// Events for our unacknowledged messages whose session the keyring
