@@ -287,3 +287,30 @@ fn a_contact_request_flood_is_throttled_before_any_public_key_operation() {
     );
     assert!(matches!(r, Ok(Opened::ContactRequest { .. })));
 }
+
+#[test]
+fn a_contact_starting_sessions_over_and_over_gets_a_bounded_number_of_keys() {
+    // Every session a contact starts earns it one-time keys. One that keeps
+    // starting sessions from the fallback key (never using what it got)
+    // must not make us generate keys without end: vodozemac keeps 5000 and
+    // drops the oldest, which other contacts hold.
+    let (mut alice, mut bob) = pair(0);
+    let mut given = 0;
+    for i in 0..20 * 32u32 {
+        let e = alice.send(&bob, &i.to_be_bytes());
+        bob.read(&e);
+        for (to, payload) in bob.keyring.take_top_ups_due() {
+            assert_eq!(to, alice.key());
+            let Some(v1::payload::Kind::PrekeyTopUp(top_up)) = payload.kind else {
+                panic!()
+            };
+            given += top_up.one_time_keys.len();
+        }
+    }
+    assert_eq!(bob.keyring.inbound_sessions_from_fallback(), 20);
+    assert_eq!(
+        given,
+        ferry_core::crypto::MAX_TOPPED_UP_PER_CONTACT as usize
+    );
+    assert_eq!(bob.keyring.unused_one_time_keys(), given);
+}

@@ -63,6 +63,12 @@ pub const REQUEST_WINDOW_SECS: u64 = 3600;
 /// most would start from the fallback key, whose first chain has weaker
 /// forward secrecy.
 pub const TOP_UP_AFTER_FALLBACK: usize = 4;
+/// One-time keys a contact may hold from our top-ups and not yet have used.
+/// vodozemac keeps at most 5000 one-time keys and drops the oldest beyond:
+/// without a bound per contact, one contact starting sessions over and over
+/// would push out the keys other contacts hold, and their next sessions
+/// would be unreadable.
+pub const MAX_TOPPED_UP_PER_CONTACT: u32 = 8;
 
 /// How much a contact is trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +268,9 @@ pub(crate) struct Contact {
     pub(crate) topped_up: Vec<crate::keys::Curve25519Key>,
     /// A fallback key received in-band, replacing the card's.
     pub(crate) fallback_override: Option<crate::keys::Curve25519Key>,
+    /// One-time keys we gave this contact in top-ups that it has not used
+    /// yet (as far as we know), at most [`MAX_TOPPED_UP_PER_CONTACT`].
+    pub(crate) keys_outstanding: u32,
     /// Whether the card reached us privately (in-person pairing), so its
     /// one-time keys are ours alone. A card from a code or a request may
     /// have reached others too: its one-time keys are not used.
@@ -278,6 +287,7 @@ impl Contact {
             used_one_time_keys: 0,
             topped_up: Vec::new(),
             fallback_override: None,
+            keys_outstanding: 0,
             private_card: false,
         }
     }
@@ -822,13 +832,22 @@ impl Keyring {
                 &mut inbound,
             )?);
             if let Some(from_fallback) = inbound {
-                let count = if from_fallback {
+                let wanted = if from_fallback {
                     self.fallback_sessions = self.fallback_sessions.saturating_add(1);
                     TOP_UP_AFTER_FALLBACK
                 } else {
+                    // It used one of ours (from a top-up or a private card).
+                    contact.keys_outstanding = contact.keys_outstanding.saturating_sub(1);
                     1
                 };
-                self.top_ups_due.push((from, count));
+                let room = MAX_TOPPED_UP_PER_CONTACT.saturating_sub(contact.keys_outstanding);
+                let count = wanted.min(usize::try_from(room).unwrap_or(0));
+                if count > 0 {
+                    contact.keys_outstanding = contact
+                        .keys_outstanding
+                        .saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
+                    self.top_ups_due.push((from, count));
+                }
             }
             plaintext
         };

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::{
     aead,
-    keyring::{Contact, Keyring, SessionEntry, Trust},
+    keyring::{Contact, Keyring, MAX_TOPPED_UP_PER_CONTACT, SessionEntry, Trust},
     pairwise::PairwiseKeys,
 };
 use crate::{contact::ContactCard, identity::Identity, keys::Curve25519Key};
@@ -64,6 +64,8 @@ struct ContactState {
     fallback_override: Vec<u8>,
     #[prost(bool, tag = "7")]
     private_card: bool,
+    #[prost(uint32, tag = "8")]
+    keys_outstanding: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -131,6 +133,7 @@ impl Keyring {
                     .map(|k| k.as_bytes().to_vec())
                     .unwrap_or_default(),
                 private_card: c.private_card,
+                keys_outstanding: c.keys_outstanding,
             })
             .collect();
         let state = KeyringState {
@@ -234,6 +237,7 @@ impl Keyring {
                 .map_err(bad)?;
             contact.fallback_override = key32(&c.fallback_override).ok();
             contact.private_card = c.private_card;
+            contact.keys_outstanding = c.keys_outstanding.min(MAX_TOPPED_UP_PER_CONTACT);
             keyring
                 .contacts
                 .insert(*contact.card.identity_key(), contact);
