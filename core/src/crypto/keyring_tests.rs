@@ -147,6 +147,15 @@ fn tag_tables_cover_the_whole_accepted_window() {
         )
         .unwrap();
     assert!(bob.is_for_us(&from_carol.recipient_tag, from_carol.expiry));
+    // Carol's new keys: her old tags are no longer ours (we would keep and
+    // try to open envelopes nobody can send us any more, and not relay them).
+    carol
+        .identity_mut()
+        .rotate_encryption_keys(&mut rand::rng());
+    let c_card = carol.identity_mut().contact_card(None, NOW + 1, 0).unwrap();
+    let update = bob.add_contact(c_card, Trust::Unverified).unwrap();
+    assert!(matches!(update, ContactUpdate::KeysChanged { .. }));
+    assert!(!bob.is_for_us(&from_carol.recipient_tag, from_carol.expiry));
     // The bound holds: the earliest epoch makes room for a later one.
     for i in 0..2 * TAG_CACHE_EPOCHS as u64 {
         let _ = bob.is_for_us(&[0; 16], NOW + (window + i) * TAG_EPOCH_SECS);
