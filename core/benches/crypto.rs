@@ -2,7 +2,12 @@
 //!
 //! `cargo bench -p ferry-core --bench crypto`
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::{cell::RefCell, hint::black_box, time::Duration};
 
@@ -114,6 +119,49 @@ fn ferry(c: &mut Criterion) {
     g.finish();
 }
 
+/// Recognising envelopes addressed to us when their expiries spread over
+/// the whole accepted window (14 days of 6-hour tag epochs), with 500
+/// contacts: the per-envelope cost must not depend on how many epochs are
+/// in use.
+fn tag_lookup(c: &mut Criterion) {
+    use ferry_core::crypto::tags::TAG_EPOCH_SECS;
+    let mut g = c.benchmark_group("tags");
+    let mut rng = rand::rng();
+    let mut me = Keyring::new(Identity::generate(&mut rng));
+    let mut senders = Vec::new();
+    for _ in 0..500 {
+        let mut other = Keyring::new(Identity::generate(&mut rng));
+        let card = other.identity_mut().contact_card(None, NOW, 0).unwrap();
+        let _ = me.add_contact(card, Trust::Unverified).unwrap();
+        senders.push(other);
+    }
+    let mine = me.identity_mut().contact_card(None, NOW, 0).unwrap();
+    let sender = &mut senders[0];
+    let _ = sender.add_contact(mine, Trust::Unverified).unwrap();
+    let to = me.identity().identity_key();
+    for epochs in [1u64, 16, 50] {
+        let envelopes: Vec<v1::Envelope> = (0..epochs)
+            .map(|i| {
+                sender
+                    .seal(&to, &text(), NOW + 3600 + i * TAG_EPOCH_SECS, &mut rng)
+                    .unwrap()
+            })
+            .collect();
+        let mut next = 0usize;
+        g.bench_function(
+            format!("is_for_us, 500 contacts, expiries over {epochs} epochs"),
+            |bench| {
+                bench.iter(|| {
+                    let e = &envelopes[next % envelopes.len()];
+                    next += 1;
+                    black_box(me.is_for_us(&e.recipient_tag, e.expiry))
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
 fn primitives(c: &mut Criterion) {
     let mut g = c.benchmark_group("primitive");
     let mut rng = rand::rng();
@@ -159,5 +207,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(3))
 }
 
-criterion_group! { name = benches; config = config(); targets = ferry, primitives }
+criterion_group! { name = benches; config = config(); targets = ferry, tag_lookup, primitives }
 criterion_main!(benches);

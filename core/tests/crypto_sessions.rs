@@ -231,7 +231,10 @@ fn tags_rotate_across_epochs_and_reveal_no_keys() {
 #[test]
 fn past_messages_stay_unreadable_with_exported_state() {
     // Threat item 7: Bob's device is seized after he read the messages.
-    let (mut alice, mut bob) = pair(4);
+    // Paired in person, so the session starts from a one-time key that
+    // Bob's account deletes on first use (a shared code's fallback-key
+    // session is covered below).
+    let (mut alice, mut bob) = support::paired(4);
     let captured: Vec<_> = (0..5).map(|i| alice.send(&bob, &[i])).collect();
     for (i, e) in captured.iter().enumerate() {
         assert_eq!(bob.read(e), vec![i as u8]);
@@ -241,6 +244,30 @@ fn past_messages_stay_unreadable_with_exported_state() {
     let mut police = Keyring::import(&seized, &key).unwrap();
     for e in &captured {
         // A fresh replay guard: only the cryptography stands in the way.
+        let r = police.open(e, NOW, &mut MemoryReplayGuard::new());
+        assert!(matches!(r, Err(OpenError::Rejected)), "{r:?}");
+    }
+}
+
+#[test]
+fn a_session_from_a_shared_code_is_forward_secret_once_the_contact_replied() {
+    // A session started from the fallback key (a code shown to many): the
+    // first chain can be re-derived by whoever holds the fallback key until
+    // it is rotated (docs/crypto.md §6). Everything after Bob's reply is
+    // protected by ratchet keys generated later and deleted after use.
+    let (mut alice, mut bob) = pair(4);
+    let first = alice.send(&bob, b"first chain");
+    bob.read(&first);
+    let reply = bob.send(&alice, b"reply");
+    alice.read(&reply);
+    let captured: Vec<_> = (0..5).map(|i| alice.send(&bob, &[i])).collect();
+    for (i, e) in captured.iter().enumerate() {
+        assert_eq!(bob.read(e), vec![i as u8]);
+    }
+    let key = [8u8; 32];
+    let seized = bob.keyring.export(&key, &mut rand::rng());
+    let mut police = Keyring::import(&seized, &key).unwrap();
+    for e in &captured {
         let r = police.open(e, NOW, &mut MemoryReplayGuard::new());
         assert!(matches!(r, Err(OpenError::Rejected)), "{r:?}");
     }

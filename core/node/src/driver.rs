@@ -433,9 +433,18 @@ impl Driver {
                             NodeEvent::Delivered { message_id }
                         }
                         Event::Expired { message_id } => NodeEvent::Expired { message_id },
-                        Event::ContactRequest { card, introduction } => {
-                            NodeEvent::ContactRequest { card, introduction }
-                        }
+                        Event::ContactRequest {
+                            card,
+                            introduction,
+                            existing,
+                            keys_changed,
+                        } => NodeEvent::ContactRequest {
+                            card,
+                            introduction,
+                            existing,
+                            keys_changed,
+                        },
+                        Event::Unreadable { message_id } => NodeEvent::Unreadable { message_id },
                         Event::KeyChanged {
                             contact,
                             was_verified,

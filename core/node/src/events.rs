@@ -64,6 +64,17 @@ pub enum NodeEvent {
         card: Box<ContactCard>,
         /// Their introduction.
         introduction: String,
+        /// Our trust in this identity if it is already a contact.
+        existing: Option<ferry_core::crypto::Trust>,
+        /// Whether we know this identity with other encryption keys
+        /// (accepting would be a key change).
+        keys_changed: bool,
+    },
+    /// A message we sent is presumed unreadable (its session was dropped
+    /// before a receipt came): send it again if it matters.
+    Unreadable {
+        /// Our message ID.
+        message_id: MessageId,
     },
     /// A contact's keys changed: they are no longer verified.
     KeyChanged {

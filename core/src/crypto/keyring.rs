@@ -29,15 +29,46 @@ use crate::{
 /// session. vodozemac keeps at most 40 skipped message keys per receiving
 /// chain (and refuses gaps over 2000): with store-and-forward, messages
 /// arrive in any order, so a chain longer than 40 would lose messages that
-/// arrive after 40 later ones. 32 leaves a margin. A reply from the contact
-/// starts a new chain (double ratchet), which resets the count.
+/// arrive after 40 later ones. 32 leaves a margin. Counted per actual
+/// sending chain (the chain index of the last message sent), so a late
+/// message read on an old chain does not reset it.
 pub const MAX_MESSAGES_PER_CHAIN: u32 = 32;
+/// Sending chains (reply turns) a sender uses in one session before it
+/// starts a fresh one. vodozemac keeps only the newest 5 receiving chains
+/// of a session: a message on a sixth-newest chain could never be read. With
+/// at most 4 chains per session and side, every chain of a session the
+/// receiver still holds stays readable.
+pub const MAX_CHAINS_PER_SESSION: u32 = 4;
 /// Sessions kept per contact; older ones are dropped (their messages can no
-/// longer be read). Enough for `MAX_SESSIONS * MAX_MESSAGES_PER_CHAIN`
-/// messages in flight without a reply.
+/// longer be read). Unacknowledged messages written in a dropped session are
+/// reported by [`Keyring::take_dropped`].
 pub const MAX_SESSIONS_PER_CONTACT: usize = 64;
-/// Epochs whose tag tables are cached.
-const TAG_CACHE_EPOCHS: usize = 16;
+/// Epochs whose tag tables are cached: every epoch an envelope we accept can
+/// expire in (14 days of 6-hour epochs is 56, plus partial ones at both
+/// ends), so the per-envelope cost does not grow with the spread of expiries.
+pub const TAG_CACHE_EPOCHS: usize = 64;
+/// Remote ratchet keys remembered per session, to tell a new reply turn from
+/// a late message on a known chain (vodozemac keeps 5 receiving chains).
+const REMOTE_CHAINS_TRACKED: usize = 8;
+/// Contact requests we try to open per [`REQUEST_WINDOW_SECS`]: each costs
+/// two X25519 operations and a card check. Further ones are refused with
+/// [`OpenError::Throttled`] before any public-key operation; they are not
+/// recorded as seen, so a peer offers them again later.
+pub const MAX_REQUESTS_PER_WINDOW: u32 = 32;
+/// The window of [`MAX_REQUESTS_PER_WINDOW`], in seconds.
+pub const REQUEST_WINDOW_SECS: u64 = 3600;
+/// One-time keys given to a contact whose new session with us started from
+/// our fallback key (they had none left); a session from a one-time key
+/// earns one replacement. Sessions rotate every few turns, so without this
+/// most would start from the fallback key, whose first chain has weaker
+/// forward secrecy.
+pub const TOP_UP_AFTER_FALLBACK: usize = 4;
+/// One-time keys a contact may hold from our top-ups and not yet have used.
+/// vodozemac keeps at most 5000 one-time keys and drops the oldest beyond:
+/// without a bound per contact, one contact starting sessions over and over
+/// would push out the keys other contacts hold, and their next sessions
+/// would be unreadable.
+pub const MAX_TOPPED_UP_PER_CONTACT: u32 = 8;
 
 /// How much a contact is trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +140,10 @@ pub enum OpenError {
     /// The replay guard's storage failed; the envelope was not accepted.
     #[error("replay guard storage failed: {0}")]
     Storage(String),
+    /// A contact request over the rate limit ([`MAX_REQUESTS_PER_WINDOW`]):
+    /// not opened and not recorded; count it, and let it be offered again.
+    #[error("too many contact requests")]
+    Throttled,
 }
 
 /// An opened envelope. Its `Debug` output shows neither keys nor content.
@@ -131,6 +166,9 @@ pub enum Opened {
         introduction: String,
         /// What adding them would mean for an existing contact, if any.
         existing: Option<Trust>,
+        /// Whether we already know this identity with other encryption keys
+        /// (adding the card would be a key change).
+        keys_changed: bool,
         /// The envelope's content ID.
         content_id: ContentId,
     },
@@ -147,8 +185,75 @@ impl fmt::Debug for Opened {
 
 pub(crate) struct SessionEntry {
     pub(crate) session: Session,
-    /// Messages encrypted since we last decrypted one in this session.
-    pub(crate) sent_since_receive: u32,
+    /// Messages on our current sending chain (chain index of the last + 1).
+    pub(crate) sent_on_chain: u32,
+    /// Sending chains we have used in this session.
+    pub(crate) chains_sent: u32,
+    /// Whether our next message starts a new sending chain: nothing sent
+    /// yet, or a reply on a new chain of theirs was read since.
+    pub(crate) turn_pending: bool,
+    /// Ratchet keys of their chains read in this session, oldest first.
+    pub(crate) remote_chains: Vec<[u8; 32]>,
+    /// Envelopes sealed in this session whose delivery is not settled
+    /// (receipt or expiry, see [`Keyring::settle`]).
+    pub(crate) in_flight: Vec<ContentId>,
+}
+
+impl SessionEntry {
+    pub(crate) fn new(session: Session) -> Self {
+        Self {
+            session,
+            sent_on_chain: 0,
+            chains_sent: 0,
+            turn_pending: true,
+            remote_chains: Vec::new(),
+            in_flight: Vec::new(),
+        }
+    }
+
+    /// Whether one more message fits this session without making a chain
+    /// longer than the receiver's skipped-key store, or a session with more
+    /// chains than the receiver keeps.
+    fn has_room(&self) -> bool {
+        if self.turn_pending {
+            self.chains_sent < MAX_CHAINS_PER_SESSION
+        } else {
+            self.sent_on_chain < MAX_MESSAGES_PER_CHAIN
+        }
+    }
+
+    fn record_sent(&mut self, message: &OlmMessage) {
+        let chain_index = match message {
+            OlmMessage::Normal(m) => m.chain_index(),
+            OlmMessage::PreKey(p) => p.message().chain_index(),
+        };
+        if chain_index == 0 {
+            self.chains_sent = self.chains_sent.saturating_add(1);
+        }
+        self.sent_on_chain = u32::try_from(chain_index)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        self.turn_pending = false;
+    }
+
+    fn record_received(&mut self, message: &OlmMessage) {
+        let ratchet_key = match message {
+            OlmMessage::Normal(m) => m.ratchet_key(),
+            OlmMessage::PreKey(p) => p.message().ratchet_key(),
+        }
+        .to_bytes();
+        // A late message on a chain we know does not move our sending
+        // chain; only a new chain of theirs (a reply turn) does.
+        if !self.remote_chains.contains(&ratchet_key) {
+            self.remote_chains.push(ratchet_key);
+            let excess = self
+                .remote_chains
+                .len()
+                .saturating_sub(REMOTE_CHAINS_TRACKED);
+            self.remote_chains.drain(..excess);
+            self.turn_pending = true;
+        }
+    }
 }
 
 pub(crate) struct Contact {
@@ -163,6 +268,13 @@ pub(crate) struct Contact {
     pub(crate) topped_up: Vec<crate::keys::Curve25519Key>,
     /// A fallback key received in-band, replacing the card's.
     pub(crate) fallback_override: Option<crate::keys::Curve25519Key>,
+    /// One-time keys we gave this contact in top-ups that it has not used
+    /// yet (as far as we know), at most [`MAX_TOPPED_UP_PER_CONTACT`].
+    pub(crate) keys_outstanding: u32,
+    /// Whether the card reached us privately (in-person pairing), so its
+    /// one-time keys are ours alone. A card from a code or a request may
+    /// have reached others too: its one-time keys are not used.
+    pub(crate) private_card: bool,
 }
 
 impl Contact {
@@ -175,16 +287,21 @@ impl Contact {
             used_one_time_keys: 0,
             topped_up: Vec::new(),
             fallback_override: None,
+            keys_outstanding: 0,
+            private_card: false,
         }
     }
 
     /// The prekey for the next new session: the card's one-time keys in
-    /// order, then topped-up ones, then the fallback key.
+    /// order (only for a private card), then topped-up ones, then the
+    /// fallback key.
     fn next_prekey(&mut self) -> crate::keys::Curve25519Key {
+        // A one-time key can open one session only: if the same card reached
+        // several people, all but the first would write unreadable messages.
         let from_card = self
-            .card
-            .one_time_keys()
-            .get(self.used_one_time_keys)
+            .private_card
+            .then(|| self.card.one_time_keys().get(self.used_one_time_keys))
+            .flatten()
             .copied();
         if let Some(key) = from_card {
             self.used_one_time_keys = self.used_one_time_keys.saturating_add(1);
@@ -226,7 +343,19 @@ pub struct Keyring {
     pub(crate) identity: Identity,
     pub(crate) contacts: HashMap<IdentityKey, Contact>,
     request_keys: RequestKeys,
-    tag_cache: Vec<(u64, HashMap<RecipientTag, TagOwner>)>,
+    /// Tag → owner, per epoch in use (at most [`TAG_CACHE_EPOCHS`]).
+    tag_cache: HashMap<u64, HashMap<RecipientTag, TagOwner>>,
+    /// Unsettled envelopes whose session was dropped (see
+    /// [`Keyring::take_dropped`]).
+    dropped: Vec<ContentId>,
+    /// Contact requests tried in the current rate window: (window, count).
+    request_window: (u64, u32),
+    /// Contacts that started a session with us and should get one-time
+    /// keys, and how many (see [`Keyring::take_top_ups_due`]).
+    top_ups_due: Vec<(IdentityKey, usize)>,
+    /// Inbound sessions started from our fallback key since this keyring
+    /// was loaded.
+    fallback_sessions: u64,
     /// Simulation only: skip the Olm layer (see
     /// [`Keyring::insecure_skip_sessions_for_simulation`]).
     skip_sessions: bool,
@@ -256,7 +385,11 @@ impl Keyring {
             identity,
             contacts: HashMap::new(),
             request_keys,
-            tag_cache: Vec::new(),
+            tag_cache: HashMap::new(),
+            dropped: Vec::new(),
+            request_window: (0, 0),
+            top_ups_due: Vec::new(),
+            fallback_sessions: 0,
             skip_sessions: false,
         }
     }
@@ -318,13 +451,21 @@ impl Keyring {
             &key,
         )
         .ok_or(SealError::BadContactKeys)?;
-        self.tag_cache.clear();
         let Some(existing) = self.contacts.get_mut(&key) else {
+            cache_contact_tags(&mut self.tag_cache, key, &keys);
             self.contacts.insert(key, Contact::new(card, trust, keys));
             return Ok(ContactUpdate::Added);
         };
         if keys_differ(&existing.card, &card) {
             let was_verified = existing.trust == Trust::Verified;
+            // The old keys' tags must no longer count as ours.
+            for table in self.tag_cache.values_mut() {
+                table.retain(|_, owner| !matches!(owner, TagOwner::Contact(k) if *k == key));
+            }
+            cache_contact_tags(&mut self.tag_cache, key, &keys);
+            for entry in &existing.sessions {
+                self.dropped.extend_from_slice(&entry.in_flight);
+            }
             *existing = Contact::new(card, trust, keys);
             // Even a caller claiming `Verified` for new keys gets the event;
             // it decides, with the user, what to show.
@@ -340,6 +481,7 @@ impl Keyring {
             return Ok(ContactUpdate::Unchanged);
         }
         existing.card = card;
+        existing.private_card = false;
         existing.used_one_time_keys = 0;
         existing.topped_up.clear();
         existing.fallback_override = None;
@@ -371,7 +513,56 @@ impl Keyring {
         if !sas_confirmed {
             return Ok(None);
         }
-        self.add_contact(outcome.card, Trust::Verified).map(Some)
+        let key = *outcome.card.identity_key();
+        let update = self.add_contact(outcome.card, Trust::Verified)?;
+        // The card came over the pairing channel, to us alone: its one-time
+        // keys are safe to use (unless it was older than the one we had).
+        if update != ContactUpdate::Unchanged
+            && let Some(contact) = self.contacts.get_mut(&key)
+        {
+            contact.private_card = true;
+        }
+        Ok(Some(update))
+    }
+
+    /// Settles the delivery of an envelope sealed with
+    /// [`Keyring::seal_with_commitment`] (its receipt arrived, or it
+    /// expired): dropping its session later is no longer worth reporting.
+    pub fn settle(&mut self, to: &IdentityKey, content_id: &ContentId) {
+        if let Some(contact) = self.contacts.get_mut(to) {
+            for entry in &mut contact.sessions {
+                entry.in_flight.retain(|id| id != content_id);
+            }
+        }
+    }
+
+    /// In-band prekey top-ups to seal and send now: one per contact that
+    /// started a new session with us since the last call, with
+    /// [`TOP_UP_AFTER_FALLBACK`] fresh one-time keys if it started from our
+    /// fallback key, else one (replacing the key it used). Persist the
+    /// keyring with the sealed top-ups: the keys live in our account.
+    pub fn take_top_ups_due(&mut self) -> Vec<(IdentityKey, v1::Payload)> {
+        let due = std::mem::take(&mut self.top_ups_due);
+        due.into_iter()
+            .map(|(to, count)| (to, self.prekey_top_up(count)))
+            .collect()
+    }
+
+    /// Inbound sessions started from our fallback key since this keyring
+    /// was loaded (the first chain of each has weaker forward secrecy): an
+    /// observability counter.
+    pub fn inbound_sessions_from_fallback(&self) -> u64 {
+        self.fallback_sessions
+    }
+
+    /// Content IDs of unsettled envelopes whose session we dropped (to make
+    /// room for newer ones, or because the contact's keys changed) since
+    /// the last call. The recipient has most likely dropped it too, or
+    /// will, so the message is presumed unreadable: the app should be told
+    /// and may send it again. Drain it after every seal and open (the
+    /// engine does): the list grows until then.
+    pub fn take_dropped(&mut self) -> Vec<ContentId> {
+        std::mem::take(&mut self.dropped)
     }
 
     /// How many of our one-time prekeys are still unused: the engine tops
@@ -408,10 +599,11 @@ impl Keyring {
         expiry: u64,
         rng: &mut R,
     ) -> Result<v1::Envelope, SealError> {
-        // No receipt expected: a random commitment nobody can open.
+        // No receipt expected: a random commitment nobody can open, and
+        // nothing to settle later.
         let mut commitment = [0u8; 16];
         rng.fill_bytes(&mut commitment);
-        self.seal_with_commitment(to, payload, expiry, commitment, rng)
+        self.seal_tracked(to, payload, expiry, commitment, false, rng)
     }
 
     /// As [`Keyring::seal`], with the delivery commitment of a secret the
@@ -427,6 +619,18 @@ impl Keyring {
         commitment: DeliverySecret,
         rng: &mut R,
     ) -> Result<v1::Envelope, SealError> {
+        self.seal_tracked(to, payload, expiry, commitment, true, rng)
+    }
+
+    fn seal_tracked<R: CryptoRng + ?Sized>(
+        &mut self,
+        to: &IdentityKey,
+        payload: &v1::Payload,
+        expiry: u64,
+        commitment: DeliverySecret,
+        track: bool,
+        rng: &mut R,
+    ) -> Result<v1::Envelope, SealError> {
         let plaintext = zeroize::Zeroizing::new(proto::encode(payload));
         if plaintext.len() > padding::MAX_CONTENT_LEN {
             return Err(SealError::TooLarge);
@@ -435,7 +639,7 @@ impl Keyring {
         let (message_type, ciphertext) = if self.skip_sessions {
             (1, plaintext.to_vec())
         } else {
-            encrypt_in_session(&self.identity, contact, &plaintext)?.to_parts()
+            encrypt_in_session(&self.identity, contact, &plaintext, &mut self.dropped)?.to_parts()
         };
         let content = v1::EnvelopeContent {
             body: Some(v1::envelope_content::Body::Olm(v1::OlmMessage {
@@ -446,7 +650,14 @@ impl Keyring {
         let expiry = tags::coarse_expiry(expiry);
         let tag = contact.keys.outgoing_tag(epoch_of(expiry));
         let key = contact.keys.envelope_key;
-        seal_envelope(&key, tag, expiry, commitment, &proto::encode(&content), rng)
+        let envelope = seal_envelope(&key, tag, expiry, commitment, &proto::encode(&content), rng)?;
+        if track
+            && !self.skip_sessions
+            && let Some(entry) = contact.sessions.first_mut()
+        {
+            entry.in_flight.push(tags::content_id_of(&envelope));
+        }
+        Ok(envelope)
     }
 
     /// Seals a first-contact request to a contact whose card we have but
@@ -487,7 +698,7 @@ impl Keyring {
 
     fn owner_of(&mut self, tag: &RecipientTag, expiry: u64) -> Option<TagOwner> {
         let epoch = epoch_of(expiry);
-        if let Some((_, table)) = self.tag_cache.iter().find(|(e, _)| *e == epoch) {
+        if let Some(table) = self.tag_cache.get(&epoch) {
             return table.get(tag).copied();
         }
         let mut table = HashMap::with_capacity(self.contacts.len() + 1);
@@ -497,9 +708,17 @@ impl Keyring {
         table.insert(self.request_keys.tag(epoch), TagOwner::Request);
         let owner = table.get(tag).copied();
         if self.tag_cache.len() >= TAG_CACHE_EPOCHS {
-            self.tag_cache.remove(0);
+            // Time only moves forward: the earliest epoch expires first. An
+            // epoch earlier than every cached one is answered uncached.
+            let Some(&earliest) = self.tag_cache.keys().min() else {
+                return owner;
+            };
+            if epoch < earliest {
+                return owner;
+            }
+            self.tag_cache.remove(&earliest);
         }
-        self.tag_cache.push((epoch, table));
+        self.tag_cache.insert(epoch, table);
         owner
     }
 
@@ -553,6 +772,9 @@ impl Keyring {
             envelope.expiry,
             &envelope.delivery_commitment,
         );
+        if matches!(owner, TagOwner::Request) && !self.request_allowed(now) {
+            return Err(OpenError::Throttled);
+        }
         let opened = match owner {
             TagOwner::Contact(from) => self.open_from_contact(from, &aad, envelope, id),
             TagOwner::Request => self.open_request(&aad, envelope, id),
@@ -562,6 +784,20 @@ impl Keyring {
             .insert(id, envelope.expiry)
             .map_err(|e| OpenError::Storage(e.to_string()))?;
         Ok(opened)
+    }
+
+    /// Counts one contact request attempt against the rate limit. Garbage
+    /// counts too: it costs as much to find out.
+    fn request_allowed(&mut self, now: u64) -> bool {
+        let window = now / REQUEST_WINDOW_SECS;
+        if self.request_window.0 != window {
+            self.request_window = (window, 0);
+        }
+        if self.request_window.1 >= MAX_REQUESTS_PER_WINDOW {
+            return false;
+        }
+        self.request_window.1 += 1;
+        true
     }
 
     fn open_from_contact(
@@ -587,7 +823,33 @@ impl Keyring {
             let message =
                 OlmMessage::from_parts(usize::try_from(olm.message_type).ok()?, &olm.ciphertext)
                     .ok()?;
-            zeroize::Zeroizing::new(decrypt_in_session(&mut self.identity, contact, &message)?)
+            let mut inbound = None;
+            let plaintext = zeroize::Zeroizing::new(decrypt_in_session(
+                &mut self.identity,
+                contact,
+                &message,
+                &mut self.dropped,
+                &mut inbound,
+            )?);
+            if let Some(from_fallback) = inbound {
+                let wanted = if from_fallback {
+                    self.fallback_sessions = self.fallback_sessions.saturating_add(1);
+                    TOP_UP_AFTER_FALLBACK
+                } else {
+                    // It used one of ours (from a top-up or a private card).
+                    contact.keys_outstanding = contact.keys_outstanding.saturating_sub(1);
+                    1
+                };
+                let room = MAX_TOPPED_UP_PER_CONTACT.saturating_sub(contact.keys_outstanding);
+                let count = wanted.min(usize::try_from(room).unwrap_or(0));
+                if count > 0 {
+                    contact.keys_outstanding = contact
+                        .keys_outstanding
+                        .saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
+                    self.top_ups_due.push((from, count));
+                }
+            }
+            plaintext
         };
         let payload: v1::Payload = proto::decode(&plaintext).ok()?;
         match &payload.kind {
@@ -628,11 +890,14 @@ impl Keyring {
         if card.request_key() != &sender_key {
             return None;
         }
-        let existing = self.contacts.get(card.identity_key()).map(|c| c.trust);
+        let known = self.contacts.get(card.identity_key());
+        let existing = known.map(|c| c.trust);
+        let keys_changed = known.is_some_and(|c| keys_differ(&c.card, &card));
         Some(Opened::ContactRequest {
             card: Box::new(card),
             introduction: req.introduction,
             existing,
+            keys_changed,
             content_id,
         })
     }
@@ -662,15 +927,34 @@ fn seal_envelope<R: CryptoRng + ?Sized>(
     })
 }
 
+fn cache_contact_tags(
+    cache: &mut HashMap<u64, HashMap<RecipientTag, TagOwner>>,
+    key: IdentityKey,
+    keys: &PairwiseKeys,
+) {
+    for (epoch, table) in cache.iter_mut() {
+        table.insert(keys.incoming_tag(*epoch), TagOwner::Contact(key));
+    }
+}
+
+/// Puts a session first, dropping the least recently used beyond
+/// [`MAX_SESSIONS_PER_CONTACT`] and reporting their unsettled envelopes.
+fn push_session(contact: &mut Contact, entry: SessionEntry, dropped: &mut Vec<ContentId>) {
+    contact.sessions.insert(0, entry);
+    if contact.sessions.len() > MAX_SESSIONS_PER_CONTACT {
+        for old in contact.sessions.drain(MAX_SESSIONS_PER_CONTACT..) {
+            dropped.extend(old.in_flight);
+        }
+    }
+}
+
 fn encrypt_in_session(
     identity: &Identity,
     contact: &mut Contact,
     plaintext: &[u8],
+    dropped: &mut Vec<ContentId>,
 ) -> Result<OlmMessage, SealError> {
-    let reusable = contact
-        .sessions
-        .first()
-        .is_some_and(|s| s.sent_since_receive < MAX_MESSAGES_PER_CHAIN);
+    let reusable = contact.sessions.first().is_some_and(SessionEntry::has_room);
     if !reusable {
         let prekey = contact.next_prekey();
         let session = identity
@@ -681,21 +965,14 @@ fn encrypt_in_session(
                 curve(&prekey),
             )
             .map_err(|_| SealError::BadContactKeys)?;
-        contact.sessions.insert(
-            0,
-            SessionEntry {
-                session,
-                sent_since_receive: 0,
-            },
-        );
-        contact.sessions.truncate(MAX_SESSIONS_PER_CONTACT);
+        push_session(contact, SessionEntry::new(session), dropped);
     }
     let entry = contact.sessions.first_mut().ok_or(SealError::Session)?;
     let message = entry
         .session
         .encrypt(plaintext)
         .map_err(|_| SealError::Session)?;
-    entry.sent_since_receive = entry.sent_since_receive.saturating_add(1);
+    entry.record_sent(&message);
     Ok(message)
 }
 
@@ -703,6 +980,8 @@ fn decrypt_in_session(
     identity: &mut Identity,
     contact: &mut Contact,
     message: &OlmMessage,
+    dropped: &mut Vec<ContentId>,
+    inbound: &mut Option<bool>,
 ) -> Option<Vec<u8>> {
     // Existing sessions first (a failed attempt does not change a session).
     let mut found = None;
@@ -719,13 +998,24 @@ fn decrypt_in_session(
     }
     if let Some((i, plaintext)) = found {
         let mut entry = contact.sessions.remove(i);
-        entry.sent_since_receive = 0;
+        entry.record_received(message);
         contact.sessions.insert(0, entry);
         return Some(plaintext);
     }
     let OlmMessage::PreKey(pre) = message else {
         return None;
     };
+    // A pre-key message of a session we hold that it could not open is a
+    // replay (its key is spent) or garbage: starting the session again from
+    // a fallback key would open a replay a second time.
+    let session_id = pre.session_id();
+    if contact
+        .sessions
+        .iter()
+        .any(|entry| entry.session.session_id() == session_id)
+    {
+        return None;
+    }
     let created = identity
         .account_mut()
         .create_inbound_session(
@@ -734,14 +1024,11 @@ fn decrypt_in_session(
             pre,
         )
         .ok()?;
-    contact.sessions.insert(
-        0,
-        SessionEntry {
-            session: created.session,
-            sent_since_receive: 0,
-        },
-    );
-    contact.sessions.truncate(MAX_SESSIONS_PER_CONTACT);
+    let mut entry = SessionEntry::new(created.session);
+    entry.record_received(message);
+    push_session(contact, entry, dropped);
+    // Whether the sender had run out of our one-time keys.
+    *inbound = Some(pre.one_time_key().to_bytes() == *identity.fallback_key().as_bytes());
     Some(created.plaintext)
 }
 

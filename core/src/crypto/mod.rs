@@ -29,8 +29,9 @@ mod state;
 pub mod tags;
 
 pub use keyring::{
-    ContactUpdate, Keyring, MAX_MESSAGES_PER_CHAIN, MAX_SESSIONS_PER_CONTACT, OpenError, Opened,
-    SealError, Trust,
+    ContactUpdate, Keyring, MAX_CHAINS_PER_SESSION, MAX_MESSAGES_PER_CHAIN,
+    MAX_REQUESTS_PER_WINDOW, MAX_SESSIONS_PER_CONTACT, MAX_TOPPED_UP_PER_CONTACT, OpenError,
+    Opened, REQUEST_WINDOW_SECS, SealError, TAG_CACHE_EPOCHS, TOP_UP_AFTER_FALLBACK, Trust,
 };
 pub use padding_api::{MAX_PAYLOAD_LEN, sealed_len_for};
 pub use pairing::{Pairing, PairingError, PairingOutcome, PairingRole, ShortAuthString};

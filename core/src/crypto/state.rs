@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::{
     aead,
-    keyring::{Contact, Keyring, SessionEntry, Trust},
+    keyring::{Contact, Keyring, MAX_TOPPED_UP_PER_CONTACT, SessionEntry, Trust},
     pairwise::PairwiseKeys,
 };
 use crate::{contact::ContactCard, identity::Identity, keys::Curve25519Key};
@@ -62,14 +62,27 @@ struct ContactState {
     topped_up: Vec<Vec<u8>>,
     #[prost(bytes = "vec", tag = "6")]
     fallback_override: Vec<u8>,
+    #[prost(bool, tag = "7")]
+    private_card: bool,
+    #[prost(uint32, tag = "8")]
+    keys_outstanding: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct SessionState {
     #[prost(string, tag = "1")]
     pickle: String,
+    /// Messages on the current sending chain.
     #[prost(uint32, tag = "2")]
-    sent_since_receive: u32,
+    sent_on_chain: u32,
+    #[prost(uint32, tag = "3")]
+    chains_sent: u32,
+    #[prost(bool, tag = "4")]
+    turn_pending: bool,
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    remote_chains: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    in_flight: Vec<Vec<u8>>,
 }
 
 struct Subkeys {
@@ -106,7 +119,11 @@ impl Keyring {
                     .iter()
                     .map(|s| SessionState {
                         pickle: s.session.pickle().encrypt(&subkeys.pickle),
-                        sent_since_receive: s.sent_since_receive,
+                        sent_on_chain: s.sent_on_chain,
+                        chains_sent: s.chains_sent,
+                        turn_pending: s.turn_pending,
+                        remote_chains: s.remote_chains.iter().map(|k| k.to_vec()).collect(),
+                        in_flight: s.in_flight.iter().map(|id| id.to_vec()).collect(),
                     })
                     .collect(),
                 used_one_time_keys: u32::try_from(c.used_one_time_keys).unwrap_or(u32::MAX),
@@ -115,6 +132,8 @@ impl Keyring {
                     .fallback_override
                     .map(|k| k.as_bytes().to_vec())
                     .unwrap_or_default(),
+                private_card: c.private_card,
+                keys_outstanding: c.keys_outstanding,
             })
             .collect();
         let state = KeyringState {
@@ -177,12 +196,26 @@ impl Keyring {
                 .sessions
                 .iter()
                 .map(|s| {
-                    SessionPickle::from_encrypted(&s.pickle, &subkeys.pickle)
-                        .map(|p| SessionEntry {
-                            session: Session::from_pickle(p),
-                            sent_since_receive: s.sent_since_receive,
-                        })
-                        .map_err(|_| StateError::Unreadable)
+                    let pickle = SessionPickle::from_encrypted(&s.pickle, &subkeys.pickle)
+                        .map_err(|_| StateError::Unreadable)?;
+                    Ok(SessionEntry {
+                        session: Session::from_pickle(pickle),
+                        sent_on_chain: s.sent_on_chain,
+                        chains_sent: s.chains_sent,
+                        turn_pending: s.turn_pending,
+                        remote_chains: s
+                            .remote_chains
+                            .iter()
+                            .map(|k| <[u8; 32]>::try_from(k.as_slice()))
+                            .collect::<Result<_, _>>()
+                            .map_err(bad)?,
+                        in_flight: s
+                            .in_flight
+                            .iter()
+                            .map(|id| <[u8; 32]>::try_from(id.as_slice()))
+                            .collect::<Result<_, _>>()
+                            .map_err(bad)?,
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let trust = if c.verified {
@@ -203,6 +236,8 @@ impl Keyring {
                 .collect::<Result<_, _>>()
                 .map_err(bad)?;
             contact.fallback_override = key32(&c.fallback_override).ok();
+            contact.private_card = c.private_card;
+            contact.keys_outstanding = c.keys_outstanding.min(MAX_TOPPED_UP_PER_CONTACT);
             keyring
                 .contacts
                 .insert(*contact.card.identity_key(), contact);

@@ -280,6 +280,19 @@ pub enum Event {
         card: Box<ContactCard>,
         /// Their introduction.
         introduction: String,
+        /// Our trust in this identity if it is already a contact.
+        existing: Option<Trust>,
+        /// Whether we know this identity with other encryption keys:
+        /// accepting the card would be a key change.
+        keys_changed: bool,
+    },
+    /// A message we sent is presumed unreadable: the session it was written
+    /// in was dropped (too many newer sessions with the contact, or their
+    /// keys changed) before its receipt came. Send it again if it matters;
+    /// a receipt may still follow if the recipient had kept the session.
+    Unreadable {
+        /// Our message ID.
+        message_id: MessageId,
     },
     /// A contact's keys changed; they are no longer verified.
     KeyChanged {
@@ -484,6 +497,9 @@ pub struct Counters {
     /// open round, over the round's byte budget or too soon after the last
     /// round; asks for IDs we did not offer in the round or already gave.
     pub sync_refused: u64,
+    /// Contact requests refused unopened by the rate limit
+    /// ([`crate::crypto::MAX_REQUESTS_PER_WINDOW`]).
+    pub requests_throttled: u64,
 }
 
 /// The engine. See the module documentation for the driving contract.
@@ -754,6 +770,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         let contact = *card.identity_key();
         let update = self.keyring.add_contact(card, trust)?;
         self.save_keyring()?;
+        let unreadable = self.unreadable_events();
+        self.outputs.extend(unreadable);
         if let ContactUpdate::KeysChanged { was_verified } = update {
             self.outputs.push_back(Output::Event(Event::KeyChanged {
                 contact,
@@ -853,6 +871,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             content_id: id,
             bytes,
         });
+        let unreadable = self.unreadable_events();
+        self.outputs.extend(unreadable);
         Ok(message_id)
     }
 
@@ -1335,6 +1355,11 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             Err(OpenError::Duplicate | OpenError::Expired | OpenError::NotForUs) => {
                 return Ok((Verdict::Ignore, ops, after));
             }
+            Err(OpenError::Throttled) => {
+                // Not recorded as seen: a peer offers it again later.
+                self.counters.requests_throttled += 1;
+                return Ok((Verdict::Ignore, ops, after));
+            }
             Err(_) => {
                 // Anyone holding our card can make an envelope every relay
                 // accepts and only we cannot open. Penalising it would
@@ -1352,6 +1377,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 expiry,
             });
         }
+        self.keep_received(&envelope, id, &mut ops);
         match opened {
             Opened::Message { from, payload, .. } => match payload.kind {
                 Some(v1::payload::Kind::Text(text)) => {
@@ -1395,30 +1421,90 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 _ => {}
             },
             Opened::ContactRequest {
-                card, introduction, ..
+                card,
+                introduction,
+                existing,
+                keys_changed,
+                ..
             } => {
-                after.push(Output::Event(Event::ContactRequest { card, introduction }));
+                after.push(Output::Event(Event::ContactRequest {
+                    card,
+                    introduction,
+                    existing,
+                    keys_changed,
+                }));
+                // Opening a request changes no keyring state: nothing to
+                // export (a whole-keyring write per request would let
+                // strangers make us write at will).
+                return Ok((Verdict::Accept, ops, after));
             }
         }
-        // We keep what we received as a relay would (until it expires or its
-        // proof goes out), so our reconciliation set looks like a relay's:
-        // a recipient whose set lacks what every relay holds, or that never
-        // holds its own mail, would stand out.
-        if envelope.hop_limit > 1 && envelope.copy_budget == 0 && !self.held.contains_key(&id) {
-            let mut kept = envelope;
-            kept.hop_limit -= 1;
-            let bytes = proto::encode(&kept);
-            ops.push(StoreOp::PutEnvelope {
-                id,
-                custody: Custody::Contact,
-                bytes: bytes.clone(),
-            });
-            self.index(id, &kept, Custody::Contact, bytes.len(), None, kept.expiry);
-        }
+        self.send_top_ups(now, &mut ops);
+        after.extend(self.unreadable_events());
         ops.push(self.keyring_op());
         // Envelopes for us are propagated like any other, so that who stops
         // forwarding does not reveal who the recipient is.
         Ok((Verdict::Accept, ops, after))
+    }
+
+    /// Seals the prekey top-ups the keyring owes contacts that started a
+    /// session with us (see [`Keyring::take_top_ups_due`]): their next
+    /// sessions then start from one-time keys, not the fallback key.
+    fn send_top_ups(&mut self, now: u64, ops: &mut Vec<StoreOp>) {
+        let expiry = now.saturating_add(self.config.message_ttl_secs);
+        for (to, payload) in self.keyring.take_top_ups_due() {
+            let Ok(mut envelope) = self.keyring.seal(&to, &payload, expiry, &mut self.rng) else {
+                continue;
+            };
+            envelope.hop_limit = self.config.hop_limit;
+            envelope.copy_budget = self.new_envelope_budget();
+            let id = tags::content_id_of(&envelope);
+            let bytes = proto::encode(&envelope);
+            ops.push(StoreOp::PutEnvelope {
+                id,
+                custody: Custody::Own,
+                bytes,
+            });
+            // Released after a delay, like receipts: a key top-up going
+            // out the moment a first message arrived would name its
+            // recipient.
+            let release_at = now.saturating_add(self.random_delay(self.config.receipt_delay_secs));
+            self.unreleased.insert(id, (release_at, envelope));
+        }
+    }
+
+    /// Events for our unacknowledged messages whose session the keyring
+    /// dropped (see [`Keyring::take_dropped`]).
+    fn unreadable_events(&mut self) -> Vec<Output> {
+        self.keyring
+            .take_dropped()
+            .iter()
+            .filter_map(|id| self.outbox.get(id))
+            .map(|record| {
+                Output::Event(Event::Unreadable {
+                    message_id: record.message_id,
+                })
+            })
+            .collect()
+    }
+
+    /// Keeps an envelope we opened as a relay would keep it (until it
+    /// expires or its proof goes out), so our reconciliation set looks like
+    /// a relay's: a recipient whose set lacks what every relay holds, or
+    /// that never holds its own mail, would stand out.
+    fn keep_received(&mut self, envelope: &v1::Envelope, id: ContentId, ops: &mut Vec<StoreOp>) {
+        if envelope.hop_limit <= 1 || envelope.copy_budget != 0 || self.held.contains_key(&id) {
+            return;
+        }
+        let mut kept = envelope.clone();
+        kept.hop_limit -= 1;
+        let bytes = proto::encode(&kept);
+        ops.push(StoreOp::PutEnvelope {
+            id,
+            custody: Custody::Contact,
+            bytes: bytes.clone(),
+        });
+        self.index(id, &kept, Custody::Contact, bytes.len(), None, kept.expiry);
     }
 
     fn apply_receipt(
@@ -1443,6 +1529,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             }
             let message_id = record.message_id;
             let expiry = record.expiry;
+            if let Ok(to) = IdentityKey::from_bytes(&record.to) {
+                self.keyring.settle(&to, &cid);
+            }
             self.outbox.remove(&cid);
             ops.push(StoreOp::RemoveOutbox(cid));
             // Our copy goes when the proof does, as everyone's.
@@ -1949,6 +2038,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             ops.push(StoreOp::RemoveEnvelope(id));
             self.counters.expired += 1;
             if let Some(record) = self.outbox.remove(&id) {
+                if let Ok(to) = IdentityKey::from_bytes(&record.to) {
+                    self.keyring.settle(&to, &id);
+                }
                 ops.push(StoreOp::RemoveOutbox(id));
                 self.outputs.push_back(Output::Event(Event::Expired {
                     message_id: record.message_id,

@@ -116,3 +116,30 @@ pub(crate) fn exchange(a: &mut ferry_core::crypto::Pairing, b: &mut ferry_core::
         }
     }
 }
+
+/// Alice and Bob paired in person: each holds the other's card, received
+/// privately (its one-time keys are theirs alone), verified.
+pub(crate) fn paired(otks: usize) -> (Person, Person) {
+    use ferry_core::crypto::{Pairing, PairingRole};
+    let (mut alice, mut bob) = (Person::new(), Person::new());
+    let (a_card, b_card) = (alice.card(otks), bob.card(otks));
+    let mut a = Pairing::new(
+        alice.keyring.identity(),
+        &a_card,
+        PairingRole::Initiator,
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let mut b = Pairing::new(
+        bob.keyring.identity(),
+        &b_card,
+        PairingRole::Responder,
+        &mut rand::rng(),
+    )
+    .unwrap();
+    exchange(&mut a, &mut b);
+    let (a_out, b_out) = (a.finish().unwrap(), b.finish().unwrap());
+    let _ = alice.keyring.complete_pairing(a_out, true).unwrap();
+    let _ = bob.keyring.complete_pairing(b_out, true).unwrap();
+    (alice, bob)
+}
