@@ -269,6 +269,20 @@ impl Driver {
         resync.tick().await;
         loop {
             let now = unix_now();
+            // A busy swarm wakes the loop more often than once a second, so
+            // the sleep below may never run out: a due engine timer is
+            // served here first (proofs, receipts and sweeps are timers).
+            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                let result = self
+                    .engine
+                    .handle(Input::Timeout, now)
+                    .map(|_| ())
+                    .map_err(Into::into)
+                    .and_then(|()| self.drain());
+                if let Err(error) = result {
+                    warn!(%error, "engine timer failed");
+                }
+            }
             let wait = self
                 .engine
                 .poll_timeout()

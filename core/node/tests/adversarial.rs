@@ -330,7 +330,8 @@ async fn a_relay_sees_no_identities_and_tags_rotate() {
         ));
     }
     let seen = seen.lock().unwrap().clone();
-    assert!(seen.len() >= 12, "the observer saw {} messages", seen.len());
+    // Six messages and their receipts (batched per contact, so at least one).
+    assert!(seen.len() >= 7, "the observer saw {} messages", seen.len());
     for message in &seen {
         for (what, needle) in &secrets {
             // Any 12-byte window of a key would be a leak.

@@ -38,6 +38,7 @@ async fn two_nodes_over_quic_only() {
             .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
             .tcp(false)
             .mdns(false)
+            .delivery_delays((0, 1), (0, 1))
     };
     let (da, db) = (root.path().join("a"), root.path().join("b"));
     let a = start(quic(&da), &da).await;
@@ -72,7 +73,8 @@ async fn a_node_without_an_address_is_reached_through_a_relay_circuit() {
             .kdf(KdfParams::insecure_for_tests())
             .listen_on(circuit.clone())
             .quic(false)
-            .mdns(false),
+            .mdns(false)
+            .delivery_delays((0, 1), (0, 1)),
         &db,
     )
     .await;
