@@ -85,6 +85,11 @@ pub const ROUND_BYTES_BASE: u64 = 16 * 1024;
 /// See [`ROUND_BYTES_BASE`].
 pub const ROUND_REFILL_SECS: u64 = 20;
 
+/// Receipts live [`EngineConfig::message_ttl_secs`] plus a random part of up
+/// to this many seconds (one 6-hour tag epoch), so that a receipt's expiry
+/// says nothing about the expiry of the message it answers.
+pub const RECEIPT_EXPIRY_JITTER_SECS: u64 = 6 * 3600;
+
 /// See [`ROUND_BYTES_BASE`].
 pub const ROUND_BYTES_PER_ID: u64 = 64;
 
@@ -1658,9 +1663,13 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 receipt_secret: receipt_secret.to_vec(),
             })),
         };
+        // A lifetime of its own, jittered over a tag epoch, so the receipt's
+        // expiry does not repeat the message's.
+        let jitter = self.random_delay((0, RECEIPT_EXPIRY_JITTER_SECS));
         let expiry = now.saturating_add(
             self.config
                 .message_ttl_secs
+                .saturating_add(jitter)
                 .clamp(1, self.config.max_ttl_secs),
         );
         let commitment = tags::delivery_commitment(&receipt_secret);
