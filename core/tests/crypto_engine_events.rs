@@ -27,7 +27,13 @@ fn node(seed: u64) -> Node {
         MemoryStore::new(),
         [seed as u8 + 1; 32],
         Identity::generate,
-        EngineConfig::default(),
+        // Receipts and key top-ups at once: these tests follow the keys,
+        // not the timing (tested in `recipient_privacy.rs`).
+        EngineConfig {
+            proof_delay_secs: (0, 0),
+            receipt_delay_secs: (0, 0),
+            ..EngineConfig::default()
+        },
         StdRng::seed_from_u64(seed),
         T0,
     )

@@ -1476,6 +1476,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             let release_at = now.saturating_add(self.random_delay(self.config.receipt_delay_secs));
             self.unreleased.insert(id, (release_at, envelope));
         }
+        self.release_receipts(now);
     }
 
     /// Events for our unacknowledged messages whose session the keyring
@@ -1691,6 +1692,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         batch.envelope = rid;
         self.unreleased.insert(rid, (release_at, receipt));
         self.receipt_batches.insert(to, batch);
+        // A zero delay (tests, demos) releases at once.
+        self.release_receipts(now);
     }
 
     /// Publishes the receipts whose release time has come.
