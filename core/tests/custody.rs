@@ -268,3 +268,33 @@ fn lifetimes_beyond_our_limit_are_ignored_and_beyond_the_protocols_rejected() {
     assert_eq!(gossip(&mut a, 1, &junk(T0 + beyond), T0), Verdict::Reject);
     assert_eq!(a.counters().invalid, 1);
 }
+
+/// Only envelopes whose proof is about to go out are kept by their
+/// recipient (for one proof delay): kept without one, a card holder's
+/// contact requests would fill the store past every quota.
+#[test]
+fn a_recipient_keeps_no_contact_requests_past_its_quotas() {
+    let mut rng = rand::rng();
+    let mut victim = engine(EngineConfig::default().quotas);
+    up(&mut victim, 1, 1, false);
+    let card = victim
+        .keyring_mut()
+        .identity_mut()
+        .contact_card(None, T0, 1)
+        .unwrap();
+    for _ in 0..5 {
+        let mut sender = Keyring::new(Identity::generate(&mut rng));
+        let ours = sender.identity_mut().contact_card(None, T0, 0).unwrap();
+        let _ = sender.add_contact(card.clone(), Trust::Unverified).unwrap();
+        let mut request = sender
+            .seal_contact_request(card.identity_key(), &ours, "hi", T0 + 10 * DAY, &mut rng)
+            .unwrap();
+        request.hop_limit = 8;
+        gossip(&mut victim, 1, &proto::encode(&request), T0);
+    }
+    let requests = std::iter::from_fn(|| victim.poll_output())
+        .filter(|o| matches!(o, Output::Event(Event::ContactRequest { .. })))
+        .count();
+    assert_eq!(requests, 5, "the requests were opened");
+    assert_eq!(victim.held_count(), 0, "and none is kept in custody");
+}

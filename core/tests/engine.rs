@@ -212,6 +212,15 @@ impl Net {
                                 now,
                             )
                             .unwrap();
+                        self.nodes[i]
+                            .engine
+                            .handle(
+                                Input::FrameAcked {
+                                    peer: PeerId(j as u64),
+                                },
+                                now,
+                            )
+                            .unwrap();
                     }
                 }
                 Output::Deliver(d) => {

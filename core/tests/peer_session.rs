@@ -15,7 +15,7 @@ mod peer_session;
 use std::{fs, path::PathBuf};
 
 use ferry_core::{
-    engine::{ROUND_BYTES_BASE, ROUND_BYTES_PER_ID, Strategy},
+    engine::{PUSH_WINDOW, ROUND_BYTES_BASE, ROUND_BYTES_PER_ID, Strategy},
     proto::{encode, v1, v1::reconcile_range::Payload},
 };
 use peer_session::{Session, envelopes_in, want, whole_range};
@@ -125,5 +125,37 @@ fn reconciliation_replies_stay_within_the_credit() {
         "{sent} bytes of replies for a credit of {credit}"
     );
     assert!(s.a_counters().sync_refused > 400);
+    s.end().unwrap();
+}
+
+/// A peer that asks for everything and never acknowledges gets a window of
+/// frames, not the store: the node builds one batch at a time.
+#[test]
+fn a_peer_that_never_acknowledges_gets_one_window_of_batches() {
+    let mut s = Session::scripted(Strategy::Epidemic, true);
+    // Enough mail for many batches (a batch is at most about 1 MiB).
+    let ids = s.a_holds_mail_of(200, 30_000);
+    s.m_acknowledges(false);
+    s.m_sends(whole_range(Payload::IdList(Vec::new()))).unwrap();
+    let offered = s.take_frames_to_m();
+    assert!(!offered.is_empty());
+    s.m_sends(want(&ids)).unwrap();
+    let frames = s.take_frames_to_m();
+    let batches = frames
+        .iter()
+        .filter(|f| matches!(f.kind, Some(v1::sync_frame::Kind::Envelopes(_))))
+        .count();
+    // The window counts every unacknowledged frame (the round's reply too).
+    assert!(
+        batches <= PUSH_WINDOW as usize,
+        "{batches} batches unacknowledged"
+    );
+    assert!(
+        envelopes_in(&frames).len() < ids.len(),
+        "not everything at once"
+    );
+    // Acknowledging lets the rest through.
+    s.m_acknowledges(true);
+    s.m_sends(whole_range(Payload::Skip(true))).unwrap();
     s.end().unwrap();
 }

@@ -180,6 +180,14 @@ impl Net {
                                 self.now,
                             )
                             .unwrap();
+                        self.nodes[i]
+                            .handle(
+                                Input::FrameAcked {
+                                    peer: PeerId(j as u64),
+                                },
+                                self.now,
+                            )
+                            .unwrap();
                     }
                 }
                 Output::Deliver(d) => {
@@ -392,4 +400,71 @@ fn relays_drop_receipts_once_the_sender_read_them() {
     net.run_for(3 * proofs + 3);
     assert!(!net.nodes[Y].holds(&receipt), "and drops it once S read it");
     assert!(!net.nodes[R].holds(&receipt));
+}
+
+/// A fresh link during the proof delay must not get the proof early: a
+/// relay that reconnects to see who already knows a proof nobody has
+/// announced would find the recipient.
+#[test]
+fn a_new_link_gets_no_proof_before_its_batch() {
+    let (mut net, id, _) = deliver_one();
+    net.connect(V, Z);
+    let early = net
+        .frames
+        .iter()
+        .filter(|(from, to, _)| *from == V && *to == Z)
+        .any(|(_, _, f)| match &f.kind {
+            Some(v1::sync_frame::Kind::Delivered(d)) => {
+                d.proofs.iter().any(|p| p.content_id == id.to_vec())
+            }
+            _ => None::<()>.is_some(),
+        });
+    assert!(!early, "the proof went to a fresh link before its delay");
+}
+
+/// Relays do not pass on wait-phase copies shown by gossip, nor copies out
+/// of hops; neither may the recipient, or it alone would forward them.
+#[test]
+fn the_recipients_verdict_is_a_relays() {
+    let mut net = Net::new(5);
+    net.introduce(S, V);
+    let to = net.nodes[V].keyring().identity().identity_key();
+    net.nodes[S].send(&to, b"wait phase", net.now).unwrap();
+    let mut published = None;
+    while let Some(o) = net.nodes[S].poll_output() {
+        if let Output::Publish { bytes, .. } = o {
+            published = Some(bytes);
+        }
+    }
+    let envelope = proto::decode::<v1::Envelope>(&published.unwrap()).unwrap();
+    // Neither field is covered by the content ID: any relay can set them.
+    for (hop_limit, copy_budget) in [(8, 1), (1, 0)] {
+        let mut copy = envelope.clone();
+        copy.hop_limit = hop_limit;
+        copy.copy_budget = copy_budget;
+        let bytes = proto::encode(&copy);
+        let relay = net.nodes[Y]
+            .handle(
+                Input::Gossip {
+                    from: PeerId(9),
+                    bytes: &bytes,
+                },
+                net.now,
+            )
+            .unwrap();
+        assert_eq!(relay, Verdict::Ignore);
+        let recipient = net.nodes[V]
+            .handle(
+                Input::Gossip {
+                    from: PeerId(9),
+                    bytes: &bytes,
+                },
+                net.now,
+            )
+            .unwrap();
+        assert_eq!(
+            recipient, relay,
+            "hop limit {hop_limit}, budget {copy_budget}"
+        );
+    }
 }

@@ -567,6 +567,19 @@ impl World {
         self.metrics.bytes_sent += len;
         if self.params.loss > 0.0 && self.rng.random::<f64>() < self.params.loss {
             self.metrics.lost += 1;
+            if gossip.is_none() {
+                // The transport gives up on a lost frame (a request
+                // timeout in the node): the sender's push window reopens.
+                let now = self.engine_now();
+                if let Some(node) = self.nodes.get_mut(from as usize) {
+                    let _ = node.engine.handle(
+                        Input::FrameAcked {
+                            peer: PeerId(u64::from(to)),
+                        },
+                        now,
+                    );
+                }
+            }
             return;
         }
         let arrival = finish + to_micros(self.params.latency_secs);
@@ -671,6 +684,17 @@ impl World {
                         now,
                     );
                 }
+                // The frame arrived: the sender's push window opens again
+                // (one-way, not a round trip: the acknowledgement is a byte).
+                if let Some(node) = self.nodes.get_mut(from as usize) {
+                    let _ = node.engine.handle(
+                        Input::FrameAcked {
+                            peer: PeerId(u64::from(to)),
+                        },
+                        now,
+                    );
+                }
+                self.drain(from, None);
             }
         }
         self.drain(to, None);

@@ -122,6 +122,10 @@ pub(crate) struct Driver {
     /// Per connected peer: invalid frames in the current window, and when
     /// the window started.
     invalid_frames: HashMap<PeerId, (u32, u64)>,
+    /// Sync frames awaiting their acknowledgement, by request: the engine
+    /// hears of each one's fate (bounded by the engine's push window per
+    /// peer, plus its few reconciliation frames).
+    sync_requests: HashMap<request_response::OutboundRequestId, engine::PeerId>,
     pairing_open: bool,
     pairings: HashMap<PeerId, PairingState>,
     pairing_gate: PairingGate,
@@ -214,6 +218,7 @@ impl Driver {
             listen_addrs: Vec::new(),
             pending_publish: VecDeque::new(),
             invalid_frames: HashMap::new(),
+            sync_requests: HashMap::new(),
             pairing_open: false,
             pairings: HashMap::new(),
             pairing_gate: PairingGate::default(),
@@ -421,13 +426,16 @@ impl Driver {
                     if let Some(p) = self.peers_rev.get(&peer).copied() {
                         trace!(peer = %short_peer(&p), len = bytes.len(), "sync frame out");
                         self.counts.frames_sent += 1;
-                        self.swarm.behaviour_mut().link.send_request(
+                        let request = self.swarm.behaviour_mut().link.send_request(
                             &p,
                             LinkFrame {
                                 kind: FrameKind::Sync,
                                 bytes,
                             },
                         );
+                        // Its acknowledgement (or failure) opens the
+                        // engine's push window again.
+                        self.sync_requests.insert(request, peer);
                     }
                 }
                 Output::Deliver(d) => {
@@ -607,12 +615,18 @@ impl Driver {
                     FrameKind::Pairing => self.on_pairing_frame(peer, &request.bytes)?,
                 }
             }
+            FerryBehaviourEvent::Link(request_response::Event::Message {
+                message: request_response::Message::Response { request_id, .. },
+                ..
+            }) => self.frame_acked(request_id)?,
             FerryBehaviourEvent::Link(request_response::Event::OutboundFailure {
                 peer,
                 error,
+                request_id,
                 ..
             }) => {
                 debug!(peer = %short_peer(&peer), %error, "frame not delivered");
+                self.frame_acked(request_id)?;
             }
             FerryBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, address) in found {
@@ -703,6 +717,18 @@ impl Driver {
                 warn!("disconnecting a peer that sends invalid sync frames");
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+        }
+        Ok(())
+    }
+
+    /// A sync frame's fate is known: the engine may send the next batch.
+    fn frame_acked(
+        &mut self,
+        request: request_response::OutboundRequestId,
+    ) -> Result<(), NodeError> {
+        if let Some(peer) = self.sync_requests.remove(&request) {
+            self.engine.handle(Input::FrameAcked { peer }, unix_now())?;
+            self.drain_outputs(None);
         }
         Ok(())
     }

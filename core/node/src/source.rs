@@ -9,10 +9,15 @@
 //!   many honest users behind one address, so a wider prefix would starve
 //!   them); a global IPv6 address by its `/64` (one host's allocation).
 //! - A private (LAN) address counts as itself: on a LAN each host is one
-//!   source, and a whole shut-down neighbourhood may share one `/24`.
-//! - Loopback, relay circuits and anything else say nothing about the
-//!   sender (a pluggable-transport proxy or a relay forwards for many), so
-//!   the PeerId is the source there: no worse than before.
+//!   source, and a whole shut-down neighbourhood may share one `/24`. IPv6
+//!   unique-local and link-local addresses likewise count whole (there a
+//!   `/64` is the whole LAN).
+//! - A relay circuit counts as its relay, and loopback (a pluggable-transport
+//!   proxy forwards every client from there) as one shared source: the
+//!   PeerId behind them is free, and counting by it would give a flooder a
+//!   fresh quota, and a fresh fair share of a full store, on every
+//!   reconnect. The cost: honest peers behind the same relay or proxy share
+//!   one quota.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -23,13 +28,26 @@ use sha2::{Digest as _, Sha256};
 /// The quota account for a connection from `peer` at `remote`.
 pub(crate) fn source_of(remote: &Multiaddr, peer: &PeerId) -> SourceId {
     let relayed = remote.iter().any(|p| matches!(p, Protocol::P2pCircuit));
-    let key: Vec<u8> = match remote.iter().next() {
-        Some(Protocol::Ip4(ip)) if !relayed && counts_by_address_v4(&ip) => {
+    let relay = remote.iter().find_map(|p| match p {
+        Protocol::P2p(relay) if relayed => Some(relay),
+        _ => None,
+    });
+    let key: Vec<u8> = match (relay, remote.iter().next()) {
+        (Some(relay), _) => [b"circuit:".as_slice(), &relay.to_bytes()].concat(),
+        (None, _) if relayed => b"circuit:unknown".to_vec(),
+        (None, Some(Protocol::Ip4(ip))) if ip.is_loopback() => b"loopback".to_vec(),
+        (None, Some(Protocol::Ip6(ip))) if is_loopback_v6(&ip) => b"loopback".to_vec(),
+        (None, Some(Protocol::Ip4(ip))) if !ip.is_unspecified() => {
             [b"ip4:".as_slice(), &ip.octets()].concat()
         }
-        Some(Protocol::Ip6(ip)) if !relayed && counts_by_address_v6(&ip) => {
-            let prefix = ip.octets();
-            [b"ip6:".as_slice(), prefix.get(..8).unwrap_or(&prefix)].concat()
+        (None, Some(Protocol::Ip6(ip))) if !ip.is_unspecified() => {
+            let octets = ip.octets();
+            // Global: the host's /64. Unique-local (fc00::/7) and
+            // link-local (fe80::/10): the whole address.
+            let first = ip.segments().first().copied().unwrap_or(0);
+            let local = first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80;
+            let len = if local { 16 } else { 8 };
+            [b"ip6:".as_slice(), octets.get(..len).unwrap_or(&octets)].concat()
         }
         _ => [b"peer:".as_slice(), &peer.to_bytes()].concat(),
     };
@@ -41,14 +59,11 @@ pub(crate) fn source_of(remote: &Multiaddr, peer: &PeerId) -> SourceId {
     SourceId(u64::from_be_bytes(id))
 }
 
-fn counts_by_address_v4(ip: &Ipv4Addr) -> bool {
-    !(ip.is_loopback() || ip.is_unspecified())
-}
-
-fn counts_by_address_v6(ip: &Ipv6Addr) -> bool {
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+fn is_loopback_v6(ip: &Ipv6Addr) -> bool {
+    ip.is_loopback()
+        || ip
+            .to_ipv4_mapped()
+            .is_some_and(|v4: Ipv4Addr| v4.is_loopback())
 }
 
 #[cfg(test)]

@@ -85,6 +85,11 @@ pub const ROUND_BYTES_BASE: u64 = 16 * 1024;
 /// See [`ROUND_BYTES_BASE`].
 pub const ROUND_REFILL_SECS: u64 = 20;
 
+/// Sync frames to one peer that may be unacknowledged before envelope
+/// batches wait (see [`Input::FrameAcked`]). A batch is at most about
+/// 1 MiB, so a link holds a few MiB of pushes in flight at most.
+pub const PUSH_WINDOW: u32 = 4;
+
 /// Receipts live [`EngineConfig::message_ttl_secs`] plus a random part of up
 /// to this many seconds (one 6-hour tag epoch), so that a receipt's expiry
 /// says nothing about the expiry of the message it answers.
@@ -368,6 +373,15 @@ pub enum Input<'a> {
         /// The peer.
         peer: PeerId,
     },
+    /// The peer acknowledged one sync frame we sent it, or the transport
+    /// gave up on it. Drivers report every frame's fate: envelope batches
+    /// go out only while fewer than [`PUSH_WINDOW`] frames to the peer are
+    /// unacknowledged, so a peer that asks for everything (or never
+    /// acknowledges) costs one batch of memory at a time, not the store.
+    FrameAcked {
+        /// The peer.
+        peer: PeerId,
+    },
     /// [`Engine::poll_timeout`] was reached.
     Timeout,
 }
@@ -463,6 +477,11 @@ struct PeerState {
     /// repeated asks neither multiply traffic nor split a spray budget
     /// twice.
     pushed: HashSet<ContentId>,
+    /// IDs waiting to be sent, in priority order (batches are built one at
+    /// a time, as the window allows).
+    push_queue: VecDeque<ContentId>,
+    /// Frames sent to this peer and not yet acknowledged.
+    in_flight: u32,
 }
 
 /// Counters for observability and the simulator.
@@ -1040,6 +1059,13 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 Ok(verdict)
             }
             Input::Frame { from, bytes } => self.handle_frame(from, bytes, now),
+            Input::FrameAcked { peer } => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.in_flight = state.in_flight.saturating_sub(1);
+                }
+                self.pump_pushes(peer)?;
+                Ok(Verdict::Accept)
+            }
             Input::Resync { peer } => {
                 let Some(state) = self.peers.get_mut(&peer) else {
                     return Ok(Verdict::Ignore);
@@ -1105,6 +1131,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     }
 
     fn send_frame(&mut self, peer: PeerId, kind: v1::sync_frame::Kind) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.in_flight = state.in_flight.saturating_add(1);
+        }
         let frame = v1::SyncFrame {
             version: limits::WIRE_VERSION,
             kind: Some(kind),
@@ -1136,9 +1165,17 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     }
 
     fn send_proofs(&mut self, peer: PeerId) {
+        // Only proofs already sent on: one still waiting for its delay would
+        // show a fresh link what we learned first.
+        let pending: HashSet<&[u8]> = self
+            .pending_proofs
+            .iter()
+            .map(|p| p.content_id.as_slice())
+            .collect();
         let proofs: Vec<v1::DeliveryProof> = self
             .delivered
             .iter()
+            .filter(|(id, _)| !pending.contains(id.as_slice()))
             .map(|(id, (secret, expiry))| v1::DeliveryProof {
                 content_id: id.to_vec(),
                 secret: secret.to_vec(),
@@ -1212,7 +1249,16 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             .keyring
             .is_for_us(&envelope.recipient_tag, envelope.expiry)
         {
-            return self.receive(envelope, id, now);
+            // The verdict is what a relay would give (Accept only for what
+            // it would store and spread): a recipient that alone passes on
+            // wait-phase or out-of-hops copies would name itself.
+            let relay_would_spread = envelope.hop_limit > 1 && envelope.copy_budget == 0;
+            let (verdict, ops, after) = self.receive(envelope, id, now)?;
+            let verdict = match verdict {
+                Verdict::Accept if !relay_would_spread => Verdict::Ignore,
+                v => v,
+            };
+            return Ok((verdict, ops, after));
         }
         // Not ours: custody by routing rules and quotas.
         if envelope.hop_limit <= 1 {
@@ -1382,7 +1428,6 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 expiry,
             });
         }
-        self.keep_received(&envelope, id, &mut ops);
         match opened {
             Opened::Message { from, payload, .. } => match payload.kind {
                 Some(v1::payload::Kind::Text(text)) => {
@@ -1410,6 +1455,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                     {
                         // The proof goes out with the next batch, as any
                         // relay's would; the receipt after its own delay.
+                        self.keep_received(&envelope, id, &mut ops);
                         self.learn_proof(id, secret, envelope.expiry, now, &mut ops);
                         self.queue_receipt(from, message_id, id, secret, now, &mut ops);
                     }
@@ -1420,6 +1466,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                     if let Ok(secret) = <[u8; 16]>::try_from(receipt.receipt_secret.as_slice())
                         && tags::proves_delivery(&envelope.delivery_commitment, &secret)
                     {
+                        self.keep_received(&envelope, id, &mut ops);
                         self.learn_proof(id, secret, envelope.expiry, now, &mut ops);
                     }
                 }
@@ -1494,10 +1541,13 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             .collect()
     }
 
-    /// Keeps an envelope we opened as a relay would keep it (until it
-    /// expires or its proof goes out), so our reconciliation set looks like
-    /// a relay's: a recipient whose set lacks what every relay holds, or
-    /// that never holds its own mail, would stand out.
+    /// Keeps an envelope we opened as a relay would keep it, until its
+    /// proof goes out with our next batch (a relay learning the proof drops
+    /// its copy then too), so our reconciliation set looks like a relay's:
+    /// a recipient whose set lacks what every relay holds would stand out.
+    /// Only envelopes whose proof we are about to publish are kept: the
+    /// copy lives one proof delay, so it needs no quota (kept without a
+    /// proof, a card holder's requests could fill the store past it).
     fn keep_received(&mut self, envelope: &v1::Envelope, id: ContentId, ops: &mut Vec<StoreOp>) {
         if envelope.hop_limit <= 1 || envelope.copy_budget != 0 || self.held.contains_key(&id) {
             return;
@@ -1644,13 +1694,12 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 secrets: Vec::new(),
             },
         };
-        let release_at = match self.unreleased.remove(&batch.envelope) {
-            Some((at, _)) => {
-                ops.push(StoreOp::RemoveEnvelope(batch.envelope));
-                at
-            }
+        let previous = batch.envelope;
+        let release_at = match self.unreleased.get(&previous) {
+            Some((at, _)) => *at,
             None => now.saturating_add(self.random_delay(self.config.receipt_delay_secs)),
         };
+        let before = batch.message_ids.len();
         batch.message_ids.push(message_id.to_vec());
         batch.content_ids.push(content_id.to_vec());
         batch.secrets.push(secret.to_vec());
@@ -1678,9 +1727,19 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             self.keyring
                 .seal_with_commitment(&to, &payload, expiry, commitment, &mut self.rng)
         else {
-            // The contact is gone or its keys unusable: nothing to answer.
+            // The contact is gone or its keys unusable: nothing to answer;
+            // the receipt already sealed stays as it was.
+            batch.message_ids.truncate(before);
+            batch.content_ids.truncate(before);
+            batch.secrets.truncate(before);
+            if before > 0 {
+                self.receipt_batches.insert(to, batch);
+            }
             return;
         };
+        if self.unreleased.remove(&previous).is_some() {
+            ops.push(StoreOp::RemoveEnvelope(previous));
+        }
         receipt.hop_limit = self.config.hop_limit;
         receipt.copy_budget = self.new_envelope_budget();
         let rid = tags::content_id_of(&receipt);
@@ -1949,8 +2008,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         self.push_envelopes(peer, &have)
     }
 
-    /// Sends the envelopes `ids` that routing allows to give to `peer`,
-    /// halving spray budgets as copies are handed over.
+    /// Queues the envelopes `ids` for `peer` (each at most once per link)
+    /// and sends what the window allows; the rest follows as the peer
+    /// acknowledges frames ([`Input::FrameAcked`]).
     fn push_envelopes(&mut self, peer: PeerId, ids: &[ContentId]) -> Result<(), EngineError> {
         // Priority order: our own and contacts' mail first, then the
         // soonest-expiring (newest expiry last), so a short contact gets the
@@ -1977,64 +2037,90 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 h.map_or(u64::MAX, |h| h.expiry),
             )
         });
-        let mut batch = Vec::new();
-        let mut batch_bytes = 0usize;
-        let mut ops = Vec::new();
-        for id in &ids {
-            let Some(bytes) = self.store.envelope(id).map_err(store_err)? else {
-                continue;
+        state.push_queue.extend(ids);
+        self.pump_pushes(peer)
+    }
+
+    /// Builds and sends envelope batches for `peer` while fewer than
+    /// [`PUSH_WINDOW`] of its frames are unacknowledged, halving spray
+    /// budgets as copies are handed over. Only one batch is built at a
+    /// time: however much a peer may ask for, memory holds one frame.
+    fn pump_pushes(&mut self, peer: PeerId) -> Result<(), EngineError> {
+        loop {
+            let Some(state) = self.peers.get_mut(&peer) else {
+                return Ok(());
             };
-            let Ok(mut envelope) = proto::decode::<v1::Envelope>(&bytes) else {
-                continue;
-            };
-            let Some(held) = self.held.get_mut(id) else {
-                continue;
-            };
-            match held.copy_budget {
-                0 => {}
-                // Wait phase: the last copy goes to the recipient only, by
-                // gossip on a direct link (see `publish_waiting`).
-                1 => continue,
-                budget => {
-                    let give = budget / 2;
-                    let keep = budget - give;
-                    held.copy_budget = keep;
-                    envelope.copy_budget = give;
-                    let mut kept = envelope.clone();
-                    kept.copy_budget = keep;
-                    ops.push(StoreOp::PutEnvelope {
-                        id: *id,
-                        custody: held.custody,
-                        bytes: proto::encode(&kept),
-                    });
-                }
+            if state.in_flight >= PUSH_WINDOW || state.push_queue.is_empty() {
+                return Ok(());
             }
-            let len = envelope.encoded_len() + 8;
-            if batch_bytes + len > limits::MAX_SYNC_FRAME_LEN - 4096
-                || batch.len() >= limits::MAX_ENVELOPES_PER_BATCH
+            let mut batch = Vec::new();
+            let mut batch_bytes = 0usize;
+            let mut ops = Vec::new();
+            while let Some(id) = self
+                .peers
+                .get(&peer)
+                .and_then(|s| s.push_queue.front())
+                .copied()
             {
-                let full = std::mem::take(&mut batch);
-                self.counters.sync_envelopes_sent += full.len() as u64;
-                self.send_frame(
-                    peer,
-                    v1::sync_frame::Kind::Envelopes(v1::EnvelopeBatch { envelopes: full }),
-                );
-                batch_bytes = 0;
+                let Some(bytes) = self.store.envelope(&id).map_err(store_err)? else {
+                    self.pop_push(peer);
+                    continue;
+                };
+                let Ok(mut envelope) = proto::decode::<v1::Envelope>(&bytes) else {
+                    self.pop_push(peer);
+                    continue;
+                };
+                let len = envelope.encoded_len() + 8;
+                if !batch.is_empty()
+                    && (batch_bytes + len > limits::MAX_SYNC_FRAME_LEN - 4096
+                        || batch.len() >= limits::MAX_ENVELOPES_PER_BATCH)
+                {
+                    break;
+                }
+                self.pop_push(peer);
+                let Some(held) = self.held.get_mut(&id) else {
+                    continue;
+                };
+                match held.copy_budget {
+                    0 => {}
+                    // Wait phase: the last copy goes to the recipient only,
+                    // by gossip on a direct link (see `publish_waiting`).
+                    1 => continue,
+                    budget => {
+                        let give = budget / 2;
+                        let keep = budget - give;
+                        held.copy_budget = keep;
+                        envelope.copy_budget = give;
+                        let mut kept = envelope.clone();
+                        kept.copy_budget = keep;
+                        ops.push(StoreOp::PutEnvelope {
+                            id,
+                            custody: held.custody,
+                            bytes: proto::encode(&kept),
+                        });
+                    }
+                }
+                batch_bytes += len;
+                batch.push(envelope);
             }
-            batch_bytes += len;
-            batch.push(envelope);
-        }
-        if !ops.is_empty() {
-            self.store.commit(ops).map_err(store_err)?;
-        }
-        if !batch.is_empty() {
+            if !ops.is_empty() {
+                self.store.commit(ops).map_err(store_err)?;
+            }
+            if batch.is_empty() {
+                return Ok(());
+            }
             self.counters.sync_envelopes_sent += batch.len() as u64;
             self.send_frame(
                 peer,
                 v1::sync_frame::Kind::Envelopes(v1::EnvelopeBatch { envelopes: batch }),
             );
         }
-        Ok(())
+    }
+
+    fn pop_push(&mut self, peer: PeerId) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.push_queue.pop_front();
+        }
     }
 
     fn sweep(&mut self, now: u64) -> Result<(), EngineError> {

@@ -119,6 +119,8 @@ pub(crate) struct Session {
     to_a: VecDeque<(PeerId, Vec<u8>, bool)>,
     to_b: VecDeque<(PeerId, Vec<u8>, bool)>,
     m_initiator: bool,
+    /// Whether M acknowledges A's frames (a silent M holds A's push window).
+    m_acks: bool,
 }
 
 fn engine(seed: u64, strategy: Strategy) -> Node {
@@ -174,6 +176,7 @@ impl Session {
             to_a: VecDeque::new(),
             to_b: VecDeque::new(),
             m_initiator,
+            m_acks: true,
         };
         s.connect_m();
         s.pump().unwrap();
@@ -290,6 +293,9 @@ impl Session {
                     }
                 };
                 let _ = self.b.handle(input, self.now);
+                if !gossip {
+                    let _ = self.a.handle(Input::FrameAcked { peer: B }, self.now);
+                }
             } else if let Some((from, bytes, gossip)) = self.to_a.pop_front() {
                 busy = true;
                 self.own_protocol = false;
@@ -305,6 +311,9 @@ impl Session {
                     }
                 };
                 let _ = self.a.handle(input, self.now);
+                if !gossip {
+                    let _ = self.b.handle(Input::FrameAcked { peer: A }, self.now);
+                }
             }
             if !busy {
                 return Ok(());
@@ -325,7 +334,12 @@ impl Session {
                     self.to_b.push_back((A, bytes, true));
                 }
             }
-            Output::SendFrame { peer, bytes } if peer == M => self.account(bytes)?,
+            Output::SendFrame { peer, bytes } if peer == M => {
+                self.account(bytes)?;
+                if self.m_acks {
+                    let _ = self.a.handle(Input::FrameAcked { peer: M }, self.now);
+                }
+            }
             Output::SendFrame { peer, bytes } if peer == B && self.linked_ab => {
                 self.to_b.push_back((A, bytes, false));
             }
@@ -626,11 +640,21 @@ impl Session {
         Self::new(strategy, m_initiator)
     }
 
+    /// M stops (`false`) or resumes acknowledging A's frames.
+    pub(crate) fn m_acknowledges(&mut self, acks: bool) {
+        self.m_acks = acks;
+    }
+
     /// A sends `n` messages to B, who is offline: A holds them.
     pub(crate) fn a_holds_mail(&mut self, n: usize) -> Vec<[u8; 32]> {
+        self.a_holds_mail_of(n, 1000)
+    }
+
+    /// As [`Session::a_holds_mail`], with bodies of `len` bytes.
+    pub(crate) fn a_holds_mail_of(&mut self, n: usize, len: usize) -> Vec<[u8; 32]> {
         let key = self.b.keyring().identity().identity_key();
         for _ in 0..n {
-            let id = self.a.send(&key, &[7; 1000], self.now).unwrap();
+            let id = self.a.send(&key, &vec![7; len], self.now).unwrap();
             self.sent_to_b.insert(id);
         }
         self.pump().unwrap();

@@ -63,11 +63,20 @@ fn pump(a: &mut Node, b: &mut Node) -> Result<(), Box<dyn Error>> {
         let mut moved = false;
         while let Some(o) = a.poll_output() {
             moved = true;
+            let frame = matches!(o, Output::SendFrame { .. });
             deliver(o, b, PeerId(0), false)?;
+            if frame {
+                // Delivered in-process: acknowledged at once.
+                a.handle(Input::FrameAcked { peer: PeerId(1) }, now())?;
+            }
         }
         while let Some(o) = b.poll_output() {
             moved = true;
+            let frame = matches!(o, Output::SendFrame { .. });
             deliver(o, a, PeerId(1), true)?;
+            if frame {
+                b.handle(Input::FrameAcked { peer: PeerId(0) }, now())?;
+            }
         }
         for id in ACKS.with(|acks| std::mem::take(&mut *acks.borrow_mut())) {
             b.ack_delivery(&id)?;
