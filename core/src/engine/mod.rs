@@ -104,9 +104,8 @@ pub const ROUND_BYTES_PER_ID: u64 = 64;
 pub struct PeerId(pub u64);
 
 /// The quota account of a peer's network source, chosen by the driver: the
-/// node uses the remote address prefix (or the PeerId where the address
-/// says nothing, as on loopback or through a relay circuit); the simulator
-/// uses the node. Custody accounting per source survives reconnects, so a
+/// node uses the remote address (one shared account for loopback, one per
+/// relay for circuits); the simulator uses the node. Custody accounting per source survives reconnects, so a
 /// peer that reconnects under a fresh PeerId does not get a fresh quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct SourceId(pub u64);
