@@ -468,3 +468,79 @@ fn the_recipients_verdict_is_a_relays() {
         );
     }
 }
+
+/// A relay offers a copy with one hop left over sync. Relays decline it,
+/// the recipient opens it; afterwards neither asks for it again, so a
+/// relay watching who keeps asking learns nothing.
+#[test]
+fn relays_and_recipients_both_stop_asking_for_a_copy_out_of_hops() {
+    let (mut net, id, _) = deliver_one();
+    let mut copy = None;
+    while copy.is_none() {
+        copy = net.seen_by_r.iter().find_map(|(_, from, r)| match r {
+            Received::Gossip(e) if *from == S => Some(e.clone()),
+            _ => None,
+        });
+    }
+    let mut last_hop = copy.unwrap();
+    last_hop.hop_limit = 1;
+    let frame = proto::encode(&v1::SyncFrame {
+        version: ferry_core::proto::limits::WIRE_VERSION,
+        kind: Some(v1::sync_frame::Kind::Envelopes(v1::EnvelopeBatch {
+            envelopes: vec![last_hop],
+        })),
+    });
+    // A fresh relay W (node 5) gets the hop-limited copy; then both W and
+    // the recipient V meet Z, which still holds the message, as initiators.
+    net.nodes.push(
+        Engine::open(
+            MemoryStore::new(),
+            [99; 32],
+            Identity::generate,
+            EngineConfig::default(),
+            StdRng::seed_from_u64(99),
+            T0,
+        )
+        .unwrap(),
+    );
+    net.gossip_seen.push(BTreeSet::new());
+    let w = 5;
+    // The offering relay: a peer the harness does not route to.
+    net.nodes[w]
+        .handle(
+            Input::PeerUp {
+                peer: PeerId(42),
+                trusted: false,
+                initiator: false,
+                source: SourceId(42),
+            },
+            net.now,
+        )
+        .unwrap();
+    net.nodes[w]
+        .handle(
+            Input::Frame {
+                from: PeerId(42),
+                bytes: &frame,
+            },
+            net.now,
+        )
+        .unwrap();
+    while net.nodes[w].poll_output().is_some() {}
+    assert!(!net.nodes[w].holds(&id), "W declined the copy out of hops");
+    let (_, high) = EngineConfig::default().receipt_delay_secs;
+    net.run_for(high + 200);
+    for x in [w, V] {
+        net.connect(x, Z);
+        let asked = net
+            .frames
+            .iter()
+            .filter(|(from, to, _)| *from == x && *to == Z)
+            .any(|(_, _, f)| match &f.kind {
+                Some(v1::sync_frame::Kind::Want(want)) => want.ids.chunks(32).any(|c| c == id),
+                _ => false,
+            });
+        assert!(!asked, "node {x} asked Z for the message");
+        net.disconnect(x, Z);
+    }
+}

@@ -85,6 +85,9 @@ pub const ROUND_BYTES_BASE: u64 = 16 * 1024;
 /// See [`ROUND_BYTES_BASE`].
 pub const ROUND_REFILL_SECS: u64 = 20;
 
+/// Most declined IDs remembered (see `Engine::decline`): 2 MiB of IDs.
+pub const MAX_DECLINED: usize = 64 * 1024;
+
 /// Sync frames to one peer that may be unacknowledged before envelope
 /// batches wait (see [`Input::FrameAcked`]). A batch is at most about
 /// 1 MiB, so a link holds a few MiB of pushes in flight at most.
@@ -542,6 +545,9 @@ pub struct Engine<S: Store, R: CryptoRng> {
     /// Bytes in custody per source; entries at zero are removed.
     source_bytes: HashMap<SourceId, u64>,
     seen: HashMap<ContentId, u64>,
+    /// IDs we declined to carry (out of hops), until they expire: never
+    /// asked for again. Bounded by [`MAX_DECLINED`].
+    declined: HashMap<ContentId, u64>,
     delivered: HashMap<ContentId, ([u8; 16], u64)>,
     outbox: HashMap<ContentId, OutboxRecord>,
     /// Delivered to the app, not yet acknowledged: message ID → content ID.
@@ -636,6 +642,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             tag_bytes: HashMap::new(),
             source_bytes: HashMap::new(),
             seen: loaded.seen.into_iter().collect(),
+            declined: HashMap::new(),
             delivered: loaded.delivered.into_iter().collect(),
             outbox: HashMap::new(),
             inbox: HashMap::new(),
@@ -1261,7 +1268,10 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         }
         // Not ours: custody by routing rules and quotas.
         if envelope.hop_limit <= 1 {
-            // Out of hops.
+            // Out of hops. Remembered, so we stop asking for it as the
+            // recipient (who opened it) does: a relay asking again every
+            // round while the recipient does not would name it.
+            self.decline(id, envelope.expiry);
             return Ok((Verdict::Ignore, ops, after));
         }
         if via_gossip && envelope.copy_budget != 0 {
@@ -1993,6 +2003,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         // asking for exactly its own mail and receipts would name itself.
         need.retain(|id| {
             !self.seen.contains_key(id)
+                && !self.declined.contains_key(id)
                 && !self.delivered.contains_key(id)
                 && !self.held.contains_key(id)
         });
@@ -2116,6 +2127,21 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         }
     }
 
+    /// Remembers an ID we declined; when the set is full, the entry that
+    /// expires first makes room (at worst we ask for one again).
+    fn decline(&mut self, id: ContentId, expiry: u64) {
+        if self.declined.len() >= MAX_DECLINED
+            && let Some(first) = self
+                .declined
+                .iter()
+                .min_by_key(|(_, e)| **e)
+                .map(|(id, _)| *id)
+        {
+            self.declined.remove(&first);
+        }
+        self.declined.insert(id, expiry);
+    }
+
     fn pop_push(&mut self, peer: PeerId) {
         if let Some(state) = self.peers.get_mut(&peer) {
             state.push_queue.pop_front();
@@ -2154,6 +2180,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             self.seen.remove(&id);
             ops.push(StoreOp::RemoveSeen(id));
         }
+        self.declined.retain(|_, expiry| *expiry >= now);
         let stale: Vec<ContentId> = self
             .delivered
             .iter()
