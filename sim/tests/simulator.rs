@@ -208,14 +208,21 @@ fn same_seed_gives_identical_json() {
     let (a, b) = (run_toml(&fast, dir.path()), run_toml(&fast, dir.path()));
     assert!(a.mode.contains("FAST"));
     assert_eq!(a.to_json(), b.to_json());
-    // Full crypto, unlimited bandwidth: everything but the byte counter of
-    // reconciliation frames (their size depends on the random content IDs
-    // Olm's OS randomness produces) is identical.
+    // Full crypto, unlimited bandwidth: every delivery, latency, hop count
+    // and relay count is identical. Not the byte counter of reconciliation
+    // frames (their size depends on the random content IDs Olm's OS
+    // randomness produces), nor, since prekey top-ups wait a random delay
+    // like receipts, the buffer samples: envelopes arriving in one batch are
+    // processed in the order of their random IDs, and that order can change
+    // how many key top-ups a session earns (seen: one 595-byte envelope at
+    // one sample, in about half of the runs).
     let full = trace_scenario(dir.path(), "e.txt", &text, "nodes = 20");
     let (mut a, mut b) = (run_toml(&full, dir.path()), run_toml(&full, dir.path()));
     assert_eq!(a.mode, "full-crypto");
-    a.bytes_sent = 0;
-    b.bytes_sent = 0;
+    for r in [&mut a, &mut b] {
+        r.bytes_sent = 0;
+        r.buffer.clear();
+    }
     assert_eq!(a.to_json(), b.to_json());
 }
 

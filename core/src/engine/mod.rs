@@ -559,7 +559,11 @@ pub struct Engine<S: Store, R: CryptoRng> {
     pending_proofs: Vec<v1::DeliveryProof>,
     proof_flush_at: Option<u64>,
     /// Receipts sealed and stored but not yet released: when each goes.
-    unreleased: HashMap<ContentId, (u64, v1::Envelope)>,
+    /// (release time, sequence number, envelope): the sequence number
+    /// orders releases due together, so the order is the same in every
+    /// run (content IDs are random in full-crypto runs).
+    unreleased: HashMap<ContentId, (u64, u64, v1::Envelope)>,
+    unreleased_seq: u64,
     /// The receipt still open for more entries, per contact.
     receipt_batches: HashMap<IdentityKey, ReceiptBatch>,
     counters: Counters,
@@ -652,6 +656,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             pending_proofs: Vec::new(),
             proof_flush_at: None,
             unreleased: HashMap::new(),
+            unreleased_seq: 0,
             receipt_batches: HashMap::new(),
             counters: Counters::default(),
         };
@@ -766,7 +771,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
 
     /// When [`Input::Timeout`] is due.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let release = self.unreleased.values().map(|(t, _)| *t).min();
+        let release = self.unreleased.values().map(|(t, ..)| *t).min();
         [Some(self.next_sweep), self.proof_flush_at, release]
             .into_iter()
             .flatten()
@@ -1530,7 +1535,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             // out the moment a first message arrived would name its
             // recipient.
             let release_at = now.saturating_add(self.random_delay(self.config.receipt_delay_secs));
-            self.unreleased.insert(id, (release_at, envelope));
+            self.unreleased_seq += 1;
+            self.unreleased
+                .insert(id, (release_at, self.unreleased_seq, envelope));
         }
         self.release_receipts(now);
     }
@@ -1705,7 +1712,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         };
         let previous = batch.envelope;
         let release_at = match self.unreleased.get(&previous) {
-            Some((at, _)) => *at,
+            Some((at, ..)) => *at,
             None => now.saturating_add(self.random_delay(self.config.receipt_delay_secs)),
         };
         let before = batch.message_ids.len();
@@ -1758,7 +1765,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             bytes: proto::encode(&receipt),
         });
         batch.envelope = rid;
-        self.unreleased.insert(rid, (release_at, receipt));
+        self.unreleased_seq += 1;
+        self.unreleased
+            .insert(rid, (release_at, self.unreleased_seq, receipt));
         self.receipt_batches.insert(to, batch);
         // A zero delay (tests, demos) releases at once.
         self.release_receipts(now);
@@ -1766,14 +1775,17 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
 
     /// Publishes the receipts whose release time has come.
     fn release_receipts(&mut self, now: u64) {
-        let due: Vec<ContentId> = self
+        let mut due: Vec<(u64, u64, ContentId)> = self
             .unreleased
             .iter()
-            .filter(|(_, (at, _))| *at <= now)
-            .map(|(id, _)| *id)
+            .filter(|(_, (at, ..))| *at <= now)
+            .map(|(id, (at, seq, _))| (*at, *seq, *id))
             .collect();
-        for id in due {
-            let Some((_, receipt)) = self.unreleased.remove(&id) else {
+        // A fixed order (not the map's, nor the random IDs'), so the
+        // simulator stays deterministic.
+        due.sort_unstable_by_key(|(at, seq, _)| (*at, *seq));
+        for (.., id) in due {
+            let Some((_, _, receipt)) = self.unreleased.remove(&id) else {
                 continue;
             };
             self.receipt_batches.retain(|_, b| b.envelope != id);
