@@ -298,3 +298,41 @@ fn a_recipient_keeps_no_contact_requests_past_its_quotas() {
     assert_eq!(requests, 5, "the requests were opened");
     assert_eq!(victim.held_count(), 0, "and none is kept in custody");
 }
+
+/// Anyone who saw a recipient tag can fill its quota with junk under that
+/// tag; another source's mail to the same tag still gets in, displacing
+/// the flooder's, and the flooder cannot take the room back.
+#[test]
+fn one_source_cannot_keep_a_tags_quota_against_others() {
+    let mut a = engine(Quotas {
+        global_bytes: 1 << 20,
+        per_tag_bytes: 16 * 1024,
+        per_peer_bytes: 1 << 20,
+    });
+    let tag: [u8; 16] = rand::rng().random();
+    let to_tag = |expiry: u64| {
+        let mut e = proto::decode::<v1::Envelope>(&junk(expiry)).unwrap();
+        e.recipient_tag = tag.to_vec();
+        e.content_id = tags::content_id_of(&e).to_vec();
+        proto::encode(&e)
+    };
+    up(&mut a, 1, 1, false);
+    for _ in 0..20 {
+        gossip(&mut a, 1, &to_tag(T0 + 14 * DAY), T0);
+    }
+    assert!(refusals(&mut a).contains(&RejectReason::TagQuota));
+    up(&mut a, 2, 2, false);
+    let honest: Vec<Vec<u8>> = (0..3).map(|_| to_tag(T0 + DAY)).collect();
+    for bytes in &honest {
+        assert_eq!(gossip(&mut a, 2, bytes, T0), Verdict::Accept);
+    }
+    assert!(refusals(&mut a).is_empty(), "the second source got in");
+    for _ in 0..10 {
+        gossip(&mut a, 1, &to_tag(T0 + 14 * DAY), T0);
+    }
+    assert!(refusals(&mut a).contains(&RejectReason::TagQuota));
+    for bytes in &honest {
+        let id = tags::content_id_of(&proto::decode::<v1::Envelope>(bytes).unwrap());
+        assert!(a.holds(&id), "the second source's mail stays");
+    }
+}

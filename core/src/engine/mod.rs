@@ -1334,9 +1334,6 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             .as_slice()
             .try_into()
             .unwrap_or([0; 16]);
-        if self.tag_bytes.get(&tag).copied().unwrap_or(0) + len > q.per_tag_bytes {
-            return Some(RejectReason::TagQuota);
-        }
         let source = from.and_then(|p| self.peers.get(&p)).map(|p| p.source);
         let used = source
             .and_then(|s| self.source_bytes.get(&s))
@@ -1344,6 +1341,26 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             .unwrap_or(0);
         if source.is_some() && used + len > q.per_peer_bytes {
             return Some(RejectReason::PeerQuota);
+        }
+        let tag_used = self.tag_bytes.get(&tag).copied().unwrap_or(0);
+        if tag_used + len > q.per_tag_bytes {
+            // Anyone who saw a tag can fill its quota with junk; the tag's
+            // honest mail must still get in. Same rule as for the whole
+            // store, within the tag.
+            let Some(victims) = self.fair_share_victims(
+                |h| h.tag == tag,
+                custody,
+                source,
+                len,
+                tag_used + len - q.per_tag_bytes,
+                q.per_tag_bytes,
+            ) else {
+                return Some(RejectReason::TagQuota);
+            };
+            self.evict(victims, ops);
+            if self.tag_bytes.get(&tag).copied().unwrap_or(0) + len > q.per_tag_bytes {
+                return Some(RejectReason::TagQuota);
+            }
         }
         if self.global_bytes + len <= q.global_bytes {
             return None;
@@ -1353,34 +1370,62 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         // sources holding more than its own source would after taking it,
         // and only while its source stays within a fair share: one source
         // cannot fill the store and keep it against everyone else.
-        let limit = if custody == Custody::Stranger {
-            let Some(source) = source else {
-                return Some(RejectReason::GlobalQuota);
-            };
-            let sources = self.source_bytes.len() as u64
-                + u64::from(!self.source_bytes.contains_key(&source));
-            if used + len > q.global_bytes / sources.max(1) {
-                return Some(RejectReason::GlobalQuota);
+        let need = self.global_bytes + len - q.global_bytes;
+        let Some(victims) =
+            self.fair_share_victims(|_| true, custody, source, len, need, q.global_bytes)
+        else {
+            return Some(RejectReason::GlobalQuota);
+        };
+        self.evict(victims, ops);
+        None
+    }
+
+    /// Strangers' envelopes (among those `within` selects) to displace so
+    /// that `need` bytes are freed for an envelope of `len` bytes from
+    /// `source` in custody `custody`, or `None` if fairness forbids it. Own
+    /// and contacts' mail may displace any stranger's; a stranger's only
+    /// envelopes of sources holding more (within the selection) than its
+    /// own would after taking it, and only while its source holds at most
+    /// a fair share of `limit` (`limit` ÷ sources holding any). Largest
+    /// sources first, soonest expiry first within a source.
+    fn fair_share_victims(
+        &self,
+        within: impl Fn(&Held) -> bool,
+        custody: Custody,
+        source: Option<SourceId>,
+        len: u64,
+        need: u64,
+        limit: u64,
+    ) -> Option<Vec<ContentId>> {
+        let mut usage: HashMap<Option<SourceId>, u64> = HashMap::new();
+        for h in self.held.values().filter(|h| within(h)) {
+            *usage.entry(h.origin).or_default() += h.bytes;
+        }
+        let cap = if custody == Custody::Stranger {
+            let source = source?;
+            let mine = usage.get(&Some(source)).copied().unwrap_or(0);
+            let known = usage.keys().filter(|k| k.is_some()).count() as u64;
+            let sources = known + u64::from(!usage.contains_key(&Some(source)));
+            if mine + len > limit / sources.max(1) {
+                return None;
             }
-            Some(used + len)
+            Some(mine + len)
         } else {
             None
         };
-        let usage = |origin: Option<SourceId>| match origin {
-            // Loaded at start, source unknown: displaced first.
+        // Loaded at start, source unknown: displaced first.
+        let weight = |origin: Option<SourceId>| match origin {
             None => u64::MAX,
-            Some(s) => self.source_bytes.get(&s).copied().unwrap_or(0),
+            Some(_) => usage.get(&origin).copied().unwrap_or(0),
         };
         let mut candidates: Vec<(std::cmp::Reverse<u64>, u64, ContentId, u64)> = self
             .held
             .iter()
-            .filter(|(_, h)| h.custody == Custody::Stranger)
-            .map(|(id, h)| (std::cmp::Reverse(usage(h.origin)), h.expiry, *id, h.bytes))
-            .filter(|(std::cmp::Reverse(u), ..)| limit.is_none_or(|l| *u > l))
+            .filter(|(_, h)| h.custody == Custody::Stranger && within(h))
+            .map(|(id, h)| (std::cmp::Reverse(weight(h.origin)), h.expiry, *id, h.bytes))
+            .filter(|(std::cmp::Reverse(u), ..)| cap.is_none_or(|c| *u > c))
             .collect();
-        // Largest sources first, soonest expiry first within a source.
         candidates.sort_unstable();
-        let need = self.global_bytes + len - q.global_bytes;
         let mut freed = 0u64;
         let mut victims = Vec::new();
         for (.., id, bytes) in candidates {
@@ -1390,14 +1435,14 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             freed += bytes;
             victims.push(id);
         }
-        if freed < need {
-            return Some(RejectReason::GlobalQuota);
-        }
+        (freed >= need).then_some(victims)
+    }
+
+    fn evict(&mut self, victims: Vec<ContentId>, ops: &mut Vec<StoreOp>) {
         for id in victims {
             self.unindex(&id);
             ops.push(StoreOp::RemoveEnvelope(id));
         }
-        None
     }
 
     /// An envelope addressed to us.
