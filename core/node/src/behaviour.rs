@@ -14,14 +14,24 @@ use libp2p::{
 use sha2::{Digest as _, Sha256};
 
 use crate::{
-    codec::{LinkCodec, PROTOCOL},
+    codec::{FrameBudget, LinkCodec, PROTOCOL},
     config::{NodeConfig, Role},
     counting::{ByteCounters, CountingMuxer},
+    gate::ConnectionGate,
+    hole_punch::HolePunch,
+    relay_limits::SourceRateLimiter,
 };
 use ferry_core::{
     crypto::tags,
     proto::{self, limits, v1},
 };
+
+/// Peers on one IP address the mesh takes without penalty.
+pub const COLOCATION_THRESHOLD: f64 = 8.0;
+
+/// Streams one connection may have open at once, all protocols together
+/// (yamux's default is 512, each with its own receive window).
+const MAX_STREAMS_PER_CONNECTION: usize = 64;
 
 /// The one gossip topic every envelope travels on: topics leak nothing
 /// about recipients (sharding by tag is future work, see ARCHITECTURE.md).
@@ -30,14 +40,15 @@ pub const TOPIC: &str = "/ferry/envelopes/1";
 /// Every protocol the node speaks, composed.
 #[derive(NetworkBehaviour)]
 pub(crate) struct FerryBehaviour {
+    pub(crate) gate: ConnectionGate,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) link: request_response::Behaviour<LinkCodec>,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) relay_server: Toggle<relay::Behaviour>,
     pub(crate) relay_client: relay::client::Behaviour,
-    pub(crate) dcutr: dcutr::Behaviour,
-    pub(crate) autonat: autonat::Behaviour,
+    pub(crate) dcutr: Toggle<HolePunch>,
+    pub(crate) autonat: Toggle<autonat::Behaviour>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
 }
@@ -60,6 +71,7 @@ pub fn message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
 /// A message from libp2p if a parameter is out of range.
 pub fn gossipsub_config(params: &crate::config::GossipParams) -> Result<gossipsub::Config, String> {
     gossipsub::ConfigBuilder::default()
+        .flood_publish(params.flood_publish)
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .validate_messages()
         .message_id_fn(message_id)
@@ -78,10 +90,14 @@ pub fn gossipsub_config(params: &crate::config::GossipParams) -> Result<gossipsu
 
 /// Peer scoring: invalid envelopes cost a lot (squared), nothing else
 /// does; a quiet mesh peer is normal in a delay-tolerant network, so the
-/// delivery-rate penalties are off. Several devices behind one address
-/// (a campus NAT, a shared relay) are normal too: no IP colocation penalty.
+/// delivery-rate penalties are off. Several devices behind one address (a
+/// campus NAT) are normal, but dozens are a Sybil attack taking over the
+/// mesh: beyond [`COLOCATION_THRESHOLD`] peers on one IP address, each
+/// extra one costs its square. `unlimited` addresses (this machine's own
+/// processes, e.g. a pluggable-transport server) are exempt.
 pub fn peer_score(
     topic: &gossipsub::TopicHash,
+    unlimited: &[std::net::IpAddr],
 ) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
     let topic_params = gossipsub::TopicScoreParams {
         topic_weight: 1.0,
@@ -99,8 +115,12 @@ pub fn peer_score(
         invalid_message_deliveries_decay: 0.99,
         ..gossipsub::TopicScoreParams::default()
     };
+    // 8 peers on one address: no penalty; 12: −32 (no gossip to them);
+    // 14 or more: below the graylist threshold.
     let mut params = gossipsub::PeerScoreParams {
-        ip_colocation_factor_weight: 0.0,
+        ip_colocation_factor_weight: -2.0,
+        ip_colocation_factor_threshold: COLOCATION_THRESHOLD,
+        ip_colocation_factor_whitelist: unlimited.iter().copied().collect(),
         ..gossipsub::PeerScoreParams::default()
     };
     params.topics.insert(topic.clone(), topic_params);
@@ -125,19 +145,23 @@ pub(crate) fn transport(
     relay::client::Behaviour,
 )> {
     let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
+    let handshake = config.limits.handshake_timeout;
     let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
     let mut stack: Boxed<(libp2p::PeerId, StreamMuxerBox)> = relay_transport
         .upgrade(Version::V1Lazy)
         .authenticate(noise.clone())
-        .multiplex(yamux::Config::default())
-        .timeout(Duration::from_secs(20))
+        .multiplex(yamux_config())
+        .timeout(handshake)
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
         .boxed();
     if config.tcp {
-        stack = join(stack, upgraded_tcp(noise));
+        stack = join(stack, upgraded_tcp(noise, handshake));
     }
     if config.quic {
-        let quic = quic::tokio::Transport::new(quic::Config::new(key))
+        let mut quic_config = quic::Config::new(key);
+        quic_config.handshake_timeout = handshake;
+        quic_config.max_concurrent_stream_limit = MAX_STREAMS_PER_CONNECTION as u32;
+        let quic = quic::tokio::Transport::new(quic_config)
             .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
             .boxed();
         stack = join(stack, quic);
@@ -148,13 +172,24 @@ pub(crate) fn transport(
     Ok((counted(stack, counters), relay_client))
 }
 
-/// TCP with Noise and yamux.
-fn upgraded_tcp(noise: noise::Config) -> Boxed<(libp2p::PeerId, StreamMuxerBox)> {
+/// yamux with a bounded number of streams per connection.
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+    config
+}
+
+/// TCP with Noise and yamux; the upgrade must finish within `handshake`
+/// (a socket that never speaks holds a pending slot no longer).
+fn upgraded_tcp(
+    noise: noise::Config,
+    handshake: Duration,
+) -> Boxed<(libp2p::PeerId, StreamMuxerBox)> {
     tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
         .upgrade(Version::V1Lazy)
         .authenticate(noise)
-        .multiplex(yamux::Config::default())
-        .timeout(Duration::from_secs(20))
+        .multiplex(yamux_config())
+        .timeout(handshake)
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
         .boxed()
 }
@@ -188,24 +223,28 @@ pub(crate) fn behaviour(
     key: &Keypair,
     config: &NodeConfig,
     relay_client: relay::client::Behaviour,
+    frame_budget: Arc<FrameBudget>,
 ) -> std::io::Result<FerryBehaviour> {
     let peer_id = key.public().to_peer_id();
+    let limits = &config.limits;
     let topic = gossipsub::IdentTopic::new(TOPIC);
     let gossip_config = gossipsub_config(&config.gossip).map_err(std::io::Error::other)?;
     let mut gossipsub =
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)
             .map_err(std::io::Error::other)?;
-    let (params, thresholds) = peer_score(&topic.hash());
+    let (params, thresholds) = peer_score(&topic.hash(), &limits.unlimited_sources);
     gossipsub
         .with_peer_score(params, thresholds)
         .map_err(std::io::Error::other)?;
     gossipsub.subscribe(&topic).map_err(std::io::Error::other)?;
     let link = request_response::Behaviour::with_codec(
-        LinkCodec,
+        LinkCodec::new(frame_budget),
         [(PROTOCOL, request_response::ProtocolSupport::Full)],
+        // 30 s: a 1 MiB frame over a slow radio link; few streams at once,
+        // since each may hold a frame buffer.
         request_response::Config::default()
             .with_request_timeout(Duration::from_secs(30))
-            .with_max_concurrent_streams(64),
+            .with_max_concurrent_streams(limits.max_link_streams),
     );
     let mdns = if config.mdns {
         Some(mdns::tokio::Behaviour::new(
@@ -215,37 +254,90 @@ pub(crate) fn behaviour(
     } else {
         None
     };
-    let relay_server = (config.role == Role::Relay)
-        .then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
-    let limits = connection_limits::ConnectionLimits::default()
-        .with_max_established(Some(config.limits.max_connections))
-        .with_max_established_per_peer(Some(config.limits.max_connections_per_peer))
-        .with_max_pending_incoming(Some(config.limits.max_pending_incoming));
-    // Identify is needed by relay, dcutr and autonat (observed addresses);
-    // it says no more than "ferry" about the software. A client does not
-    // list its listen addresses (LAN and loopback addresses locate a
-    // person); it still shares external addresses autonat confirmed, which
-    // hole punching needs. A relay is meant to be found: it lists them.
+    let relay_server = (config.role == Role::Relay).then(|| relay_server(peer_id, config));
+    let connection_limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(limits.max_connections))
+        .with_max_established_per_peer(Some(limits.max_connections_per_peer))
+        .with_max_pending_outgoing(Some(limits.max_pending_outgoing));
+    // Identify is needed by relay, dcutr and autonat (observed addresses).
+    // No node lists its listen addresses (LAN and loopback addresses locate
+    // a person, and a relay's private ones map its network): it shares only
+    // its external addresses, which are configured or confirmed public
+    // ones. The protocol and agent strings are libp2p's generic ones: see
+    // ARCHITECTURE.md (Node, what a scanner learns) for what still tells a
+    // peer that this is Ferry.
     let identify = identify::Behaviour::new(
-        identify::Config::new("/ferry/1".into(), key.public())
-            .with_agent_version("ferry".into())
+        identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())
+            .with_agent_version(IDENTIFY_AGENT.into())
             .with_interval(Duration::from_secs(600))
             .with_push_listen_addr_updates(false)
-            .with_hide_listen_addrs(config.role != Role::Relay)
+            .with_hide_listen_addrs(true)
             .with_cache_size(0),
     );
+    // Relay-only privacy: no hole punching (which hands our observed public
+    // address to whoever opens a relayed connection) and no autonat (which
+    // sends our candidate addresses to the peers it asks).
+    let direct = !config.relay_only;
     Ok(FerryBehaviour {
-        limits: connection_limits::Behaviour::new(limits),
+        gate: ConnectionGate::new(
+            limits.clone(),
+            config.trusted_peers.iter().copied().collect(),
+        ),
+        limits: connection_limits::Behaviour::new(connection_limits),
         gossipsub,
         link,
         mdns: mdns.into(),
         relay_server: relay_server.into(),
         relay_client,
-        dcutr: dcutr::Behaviour::new(peer_id),
-        autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+        dcutr: direct
+            .then(|| HolePunch::new(dcutr::Behaviour::new(peer_id)))
+            .into(),
+        autonat: direct
+            .then(|| autonat::Behaviour::new(peer_id, autonat::Config::default()))
+            .into(),
         identify,
         ping: ping::Behaviour::new(ping::Config::new()),
     })
+}
+
+/// The identify protocol version announced: libp2p's generic one.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/libp2p/1.0.0";
+
+/// The agent announced: no product name, no version.
+pub const IDENTIFY_AGENT: &str = "rust-libp2p";
+
+/// The relay v2 server, sized for Ferry's links and limited per source.
+///
+/// Each peer holds one reservation; the gate bounds connections per source,
+/// so one source holds at most `max_per_source` reservations, and the rate
+/// limiters bound how fast a source can churn them.
+fn relay_server(peer_id: libp2p::PeerId, config: &NodeConfig) -> relay::Behaviour {
+    let limits = &config.limits;
+    let per_minute = limits.relay_requests_per_source_per_min.max(1);
+    let relay_config = relay::Config {
+        max_reservations: limits.relay_reservations as usize,
+        max_reservations_per_peer: 1,
+        reservation_duration: Duration::from_secs(3600),
+        max_circuits: limits.relay_circuits as usize,
+        max_circuits_per_peer: limits.relay_circuits_per_peer as usize,
+        max_circuit_duration: limits.relay_circuit_duration,
+        max_circuit_bytes: limits.relay_circuit_bytes,
+        ..relay::Config::default()
+    };
+    let mut relay_config = relay_config;
+    relay_config
+        .reservation_rate_limiters
+        .push(Box::new(SourceRateLimiter::new(
+            per_minute,
+            limits.unlimited_sources.clone(),
+        )));
+    relay_config
+        .circuit_src_rate_limiters
+        .push(Box::new(SourceRateLimiter::new(
+            per_minute,
+            limits.unlimited_sources.clone(),
+        )));
+    relay::Behaviour::new(peer_id, relay_config)
 }
 
 /// A TCP + Noise + yamux transport whose bytes are counted into `counters`
@@ -259,5 +351,8 @@ pub fn counted_tcp(
     counters: Arc<ByteCounters>,
 ) -> std::io::Result<Boxed<(libp2p::PeerId, StreamMuxerBox)>> {
     let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
-    Ok(counted(upgraded_tcp(noise), counters))
+    Ok(counted(
+        upgraded_tcp(noise, Duration::from_secs(20)),
+        counters,
+    ))
 }

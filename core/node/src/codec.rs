@@ -5,7 +5,13 @@
 //! acknowledgement. Replies travel as requests of their own, so neither
 //! side holds a stream open while the engine works.
 
-use std::io;
+use std::{
+    io,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+};
 
 use futures::{AsyncReadExt, AsyncWriteExt, io::AsyncRead, io::AsyncWrite};
 use libp2p::StreamProtocol;
@@ -34,19 +40,115 @@ pub(crate) struct LinkFrame {
     pub(crate) bytes: Vec<u8>,
 }
 
-/// Reads and writes [`LinkFrame`]s with a 4-byte big-endian length prefix.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct LinkCodec;
+/// A frame's buffer grows by at most this much per read, so a peer that
+/// claims a 1 MiB frame and sends four bytes ties up about this much.
+const READ_CHUNK: usize = 16 * 1024;
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<LinkFrame> {
+/// The node-wide budget of bytes held by frames being read: every stream
+/// of every peer draws from it, so many slow streams cannot add up to
+/// more than the cap.
+#[derive(Debug, Default)]
+pub(crate) struct FrameBudget {
+    max: usize,
+    used: AtomicUsize,
+    refused: AtomicU64,
+}
+
+impl FrameBudget {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            max,
+            used: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes held now.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Frames refused because the budget was spent.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, bytes: usize) -> bool {
+        let mut current = self.used.load(Ordering::Relaxed);
+        loop {
+            let Some(next) = current.checked_add(bytes).filter(|n| *n <= self.max) else {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return false;
+            };
+            match self.used.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Bytes drawn from a [`FrameBudget`], returned when dropped.
+struct Drawn<'a> {
+    budget: &'a FrameBudget,
+    bytes: usize,
+}
+
+impl Drop for Drawn<'_> {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
+}
+
+/// Reads and writes [`LinkFrame`]s with a 4-byte big-endian length prefix.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LinkCodec {
+    budget: Arc<FrameBudget>,
+}
+
+impl LinkCodec {
+    pub(crate) fn new(budget: Arc<FrameBudget>) -> Self {
+        Self { budget }
+    }
+}
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    budget: &FrameBudget,
+) -> io::Result<LinkFrame> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len == 0 || len > MAX_FRAME {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "frame length"));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    // The buffer grows with the bytes that arrive, each step paid from the
+    // node-wide budget: the claimed length costs nothing until it is sent.
+    let mut buf = Vec::new();
+    let mut drawn = Drawn { budget, bytes: 0 };
+    while buf.len() < len {
+        let step = READ_CHUNK.min(len - buf.len());
+        if !budget.take(step) {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "the node's frame buffer budget is spent",
+            ));
+        }
+        drawn.bytes += step;
+        let start = buf.len();
+        buf.resize(start + step, 0);
+        io.read_exact(buf.get_mut(start..).unwrap_or(&mut []))
+            .await?;
+    }
     let kind = match buf.first() {
         Some(0) => FrameKind::Sync,
         Some(1) => FrameKind::Pairing,
@@ -80,7 +182,7 @@ impl libp2p::request_response::Codec for LinkCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io).await
+        read_frame(io, &self.budget).await
     }
 
     async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> io::Result<()>

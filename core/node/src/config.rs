@@ -57,6 +57,24 @@ pub struct GossipParams {
     /// Envelopes at least this large are announced with IDONTWANT to mesh
     /// peers when they arrive, so the peers do not send them again.
     pub idontwant_threshold: usize,
+    /// Whether the node's own publishes go to every subscribed peer rather
+    /// than the mesh: on for clients (few peers, their own messages leave
+    /// at once), off for relays (see [`GossipParams::relay`]).
+    pub flood_publish: bool,
+}
+
+impl GossipParams {
+    /// A relay's parameters: as the defaults, but without flood publishing.
+    /// A relay publishes what anyone pushes to it over sync; flooding those
+    /// to every subscriber (up to a thousand) would let one pusher make the
+    /// relay send a thousand copies of each envelope. Mesh peers get it at
+    /// once, the others by gossip (IHAVE/IWANT) or reconciliation.
+    pub fn relay() -> Self {
+        Self {
+            flood_publish: false,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for GossipParams {
@@ -74,19 +92,140 @@ impl Default for GossipParams {
             heartbeat: Duration::from_secs(1),
             // Every envelope is at least 512 bytes sealed; announce them all.
             idontwant_threshold: 512,
+            flood_publish: true,
         }
     }
 }
 
-/// Connection limits (connections beyond these are refused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Connection and resource limits: what one attacker can tie up.
+///
+/// Connections are grouped by *source*: the remote address's prefix (an
+/// IPv4 /24, an IPv6 /56; a relayed connection by its relay), so one host
+/// or one small network cannot take every slot with free PeerIds. Start
+/// from [`Limits::client`] or [`Limits::relay`] and change fields with
+/// `Limits { max_per_source: 4, ..Limits::relay() }`. docs/relay.md says
+/// what these withstand.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Established connections in total.
+    /// Established connections in total (inbound and outbound).
     pub max_connections: u32,
     /// Established connections per peer.
     pub max_connections_per_peer: u32,
-    /// Incoming connections still handshaking.
+    /// Of `max_connections`, slots only outbound connections and trusted
+    /// peers may use: inbound strangers can never keep the node from
+    /// dialling its bootstrap peers.
+    pub reserved_outbound: u32,
+    /// Incoming connections still handshaking, per transport kind (QUIC's
+    /// budget is separate, since its source addresses can be forged).
     pub max_pending_incoming: u32,
+    /// Outgoing dials in progress.
+    pub max_pending_outgoing: u32,
+    /// Incoming connections still handshaking from one source.
+    pub max_pending_per_source: u32,
+    /// Established inbound connections from one source (trusted peers are
+    /// not counted).
+    pub max_per_source: u32,
+    /// New inbound connections one source may open in a burst…
+    pub source_burst: u32,
+    /// …and per second after it.
+    pub source_rate_per_sec: u32,
+    /// Time an inbound connection has to finish its security and
+    /// multiplexing handshakes.
+    pub handshake_timeout: Duration,
+    /// A connection no protocol uses (no gossip, no sync, no relay
+    /// reservation) is closed after this long.
+    pub idle_timeout: Duration,
+    /// New inbound connections are refused while the process uses more
+    /// memory than this (resident set), if set.
+    pub max_memory_bytes: Option<u64>,
+    /// Bytes of direct-link frames being read at once, node-wide; a frame
+    /// that would go beyond is refused (its sender retries later).
+    pub max_frame_buffer_bytes: usize,
+    /// Concurrent direct-link streams a peer may open.
+    pub max_link_streams: usize,
+    /// Sources exempt from the per-source limits (global limits still
+    /// apply): this machine's own processes, such as a pluggable-transport
+    /// server that forwards every client from 127.0.0.1.
+    pub unlimited_sources: Vec<std::net::IpAddr>,
+    /// Relay v2 server: reservations in total (one per peer).
+    pub relay_reservations: u32,
+    /// Relay v2 server: circuits in total.
+    pub relay_circuits: u32,
+    /// Relay v2 server: circuits per peer.
+    pub relay_circuits_per_peer: u32,
+    /// Relay v2 server: bytes one circuit may carry (both ways).
+    pub relay_circuit_bytes: u64,
+    /// Relay v2 server: how long one circuit may last.
+    pub relay_circuit_duration: Duration,
+    /// Relay v2 server: reservations and circuits one source may request
+    /// per minute.
+    pub relay_requests_per_source_per_min: u32,
+}
+
+/// The loopback addresses: this machine's own processes.
+fn loopback_sources() -> Vec<std::net::IpAddr> {
+    vec![
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    ]
+}
+
+impl Limits {
+    /// A phone's or desktop's limits.
+    pub fn client() -> Self {
+        Self {
+            max_connections: 128,
+            max_connections_per_peer: 2,
+            reserved_outbound: 32,
+            max_pending_incoming: 32,
+            max_pending_outgoing: 32,
+            max_pending_per_source: 4,
+            max_per_source: 8,
+            source_burst: 8,
+            source_rate_per_sec: 2,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_memory_bytes: None,
+            max_frame_buffer_bytes: 16 * 1024 * 1024,
+            max_link_streams: 8,
+            unlimited_sources: loopback_sources(),
+            relay_reservations: 0,
+            relay_circuits: 0,
+            relay_circuits_per_peer: 0,
+            relay_circuit_bytes: 0,
+            relay_circuit_duration: Duration::ZERO,
+            relay_requests_per_source_per_min: 0,
+        }
+    }
+
+    /// An always-on relay's limits (see docs/relay.md for the arithmetic).
+    pub fn relay() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_peer: 2,
+            reserved_outbound: 64,
+            max_pending_incoming: 128,
+            max_pending_outgoing: 64,
+            max_pending_per_source: 8,
+            max_per_source: 16,
+            source_burst: 16,
+            source_rate_per_sec: 4,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_memory_bytes: None,
+            max_frame_buffer_bytes: 64 * 1024 * 1024,
+            max_link_streams: 8,
+            unlimited_sources: loopback_sources(),
+            relay_reservations: 1024,
+            relay_circuits: 256,
+            relay_circuits_per_peer: 8,
+            // A circuit carries Ferry's own links: sync frames are up to
+            // 1 MiB, a backlog many of them.
+            relay_circuit_bytes: 256 * 1024 * 1024,
+            relay_circuit_duration: Duration::from_secs(3600),
+            relay_requests_per_source_per_min: 30,
+        }
+    }
 }
 
 /// A validated node configuration (see [`NodeBuilder`]).
@@ -104,6 +243,8 @@ pub struct NodeConfig {
     pub(crate) quic: bool,
     pub(crate) mdns: bool,
     pub(crate) mdns_auto_dial: bool,
+    pub(crate) relay_only: bool,
+    pub(crate) advertise_local_addresses: bool,
     pub(crate) extra_transports: Vec<TransportFactory>,
     pub(crate) engine: EngineConfig,
     pub(crate) gossip: GossipParams,
@@ -126,6 +267,7 @@ impl fmt::Debug for NodeConfig {
             .field("quic", &self.quic)
             .field("mdns", &self.mdns)
             .field("mdns_auto_dial", &self.mdns_auto_dial)
+            .field("relay_only", &self.relay_only)
             .field("extra_transports", &self.extra_transports.len())
             .finish_non_exhaustive()
     }
@@ -151,6 +293,21 @@ impl NodeConfig {
     /// [`NodeBuilder::mdns_auto_dial`]).
     pub fn mdns_auto_dial(&self) -> bool {
         self.mdns_auto_dial
+    }
+
+    /// Whether relay-only privacy is on ([`NodeBuilder::relay_only`]).
+    pub fn relay_only(&self) -> bool {
+        self.relay_only
+    }
+
+    /// The connection limits in effect.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The gossip parameters in effect.
+    pub fn gossip(&self) -> GossipParams {
+        self.gossip
     }
 }
 
@@ -184,6 +341,11 @@ pub enum ConfigError {
     /// A zero interval or TTL.
     #[error("intervals and the message TTL must be positive")]
     Interval,
+    /// Connection limits that cannot work: no room for inbound
+    /// connections, a zero per-source limit or timeout, or a frame buffer
+    /// smaller than one sync frame.
+    #[error("inconsistent connection limits")]
+    Limits,
 }
 
 /// Builds a [`NodeConfig`]; start from [`crate::Node::builder`].
@@ -213,9 +375,11 @@ pub struct NodeBuilder {
     quic: bool,
     mdns: bool,
     mdns_auto_dial: bool,
+    relay_only: bool,
+    advertise_local_addresses: bool,
     extra_transports: Vec<TransportFactory>,
     engine: Option<EngineConfig>,
-    gossip: GossipParams,
+    gossip: Option<GossipParams>,
     limits: Option<Limits>,
     event_queue: usize,
     display_name: Option<String>,
@@ -251,9 +415,11 @@ impl Default for NodeBuilder {
             // of them we run Ferry (ARCHITECTURE.md, Node).
             mdns: false,
             mdns_auto_dial: false,
+            relay_only: false,
+            advertise_local_addresses: false,
             extra_transports: Vec::new(),
             engine: None,
-            gossip: GossipParams::default(),
+            gossip: None,
             limits: None,
             event_queue: 1024,
             display_name: None,
@@ -309,9 +475,11 @@ impl NodeBuilder {
     }
 
     /// Declares an address others can reach this node at (a relay behind a
-    /// port forward, say). Relays also treat every address they listen on
-    /// as reachable; the relay v2 server grants reservations only on a node
-    /// with a confirmed external address.
+    /// port forward, say). Relays also treat every global address they
+    /// listen on as reachable (see
+    /// [`NodeBuilder::advertise_local_addresses`]); the relay v2 server
+    /// grants reservations only on a node with a confirmed external
+    /// address.
     pub fn external_address(mut self, address: Multiaddr) -> Self {
         self.external_addresses.push(address);
         self
@@ -361,6 +529,30 @@ impl NodeBuilder {
         self
     }
 
+    /// Relay-only privacy (default off): the node never reveals its IP
+    /// addresses to peers that reach it through a relay. Hole punching
+    /// (DCUtR) and autonat are off: DCUtR hands the node's observed public
+    /// address to whoever opens a relayed connection to it, and autonat
+    /// sends its candidate addresses to the peers it asks. The cost: links
+    /// through a relay stay relayed (slower, and counted against the
+    /// relay's limits), and the node never learns whether it is reachable
+    /// directly. Peers the node dials itself still see its address; listen
+    /// only on a relay circuit (`<relay>/p2p-circuit`) to be reached only
+    /// through it.
+    pub fn relay_only(mut self, on: bool) -> Self {
+        self.relay_only = on;
+        self
+    }
+
+    /// Announces the addresses a relay listens on as reachable even when
+    /// they are not global (default off): for a relay on a LAN, or a test
+    /// on loopback. Otherwise only global listen addresses and those given
+    /// to [`NodeBuilder::external_address`] are announced.
+    pub fn advertise_local_addresses(mut self, on: bool) -> Self {
+        self.advertise_local_addresses = on;
+        self
+    }
+
     /// Adds an app-supplied libp2p transport.
     pub fn transport(mut self, factory: TransportFactory) -> Self {
         self.extra_transports.push(factory);
@@ -375,7 +567,7 @@ impl NodeBuilder {
 
     /// Replaces the gossip parameters.
     pub fn gossip(mut self, params: GossipParams) -> Self {
-        self.gossip = params;
+        self.gossip = Some(params);
         self
     }
 
@@ -477,7 +669,11 @@ impl NodeBuilder {
         if engine.message_ttl_secs == 0 || engine.sweep_interval_secs == 0 {
             return Err(ConfigError::Interval);
         }
-        let g = self.gossip;
+        let g = self.gossip.unwrap_or(if relay {
+            GossipParams::relay()
+        } else {
+            GossipParams::default()
+        });
         if g.mesh_n_low == 0 || g.mesh_n_low > g.mesh_n || g.mesh_n > g.mesh_n_high {
             return Err(ConfigError::MeshDegrees);
         }
@@ -488,19 +684,24 @@ impl NodeBuilder {
         if self.event_queue < 16 {
             return Err(ConfigError::EventQueue);
         }
-        let limits = self.limits.unwrap_or(if relay {
-            Limits {
-                max_connections: 1024,
-                max_connections_per_peer: 2,
-                max_pending_incoming: 128,
-            }
-        } else {
-            Limits {
-                max_connections: 128,
-                max_connections_per_peer: 2,
-                max_pending_incoming: 32,
+        let limits = self.limits.unwrap_or_else(|| {
+            if relay {
+                Limits::relay()
+            } else {
+                Limits::client()
             }
         });
+        if limits.reserved_outbound >= limits.max_connections
+            || limits.max_per_source == 0
+            || limits.max_pending_per_source == 0
+            || limits.source_burst == 0
+            || limits.handshake_timeout.is_zero()
+            || limits.idle_timeout.is_zero()
+            || limits.max_link_streams == 0
+            || limits.max_frame_buffer_bytes < ferry_core::proto::limits::MAX_SYNC_FRAME_LEN + 1
+        {
+            return Err(ConfigError::Limits);
+        }
         Ok(NodeConfig {
             storage,
             passphrase: self.passphrase,
@@ -519,6 +720,8 @@ impl NodeBuilder {
             quic: self.quic,
             mdns: self.mdns,
             mdns_auto_dial: self.mdns_auto_dial,
+            relay_only: self.relay_only,
+            advertise_local_addresses: self.advertise_local_addresses,
             extra_transports: self.extra_transports,
             engine,
             gossip: g,

@@ -32,7 +32,7 @@ use tracing::{debug, debug_span, info, trace, warn};
 
 use crate::{
     behaviour::{self, FerryBehaviour, FerryBehaviourEvent, TOPIC},
-    codec::{FrameKind, LinkFrame},
+    codec::{FrameBudget, FrameKind, LinkFrame},
     config::{NetworkKey, NodeConfig},
     counting::ByteCounters,
     error::NodeError,
@@ -60,6 +60,19 @@ const MAX_INVALID_FRAMES: u32 = 8;
 /// The window over which invalid frames are counted; the count starts
 /// afresh after it, and is dropped when the peer disconnects.
 const INVALID_FRAME_WINDOW_SECS: u64 = 600;
+
+/// Envelopes waiting for a gossip peer are published again at most this
+/// often (a new subscriber to Ferry's topic triggers it; any other
+/// subscription never does).
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// After a `Lagged` notice, the inbox is handed out again at most this
+/// often: a redelivery that overflows the queue again must not loop.
+const REDELIVERY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Distinct (peer, reason) quota refusals collected between two reports;
+/// beyond, refusals are still counted under "unknown peer".
+const MAX_REFUSAL_KEYS: usize = 1024;
 
 /// Seconds since the Unix epoch: the engine's clock.
 fn unix_now() -> u64 {
@@ -96,6 +109,9 @@ struct Counts {
     frames_received: u64,
     frames_sent: u64,
     events_dropped: u64,
+    churn_dropped: u64,
+    gossip_queue_full: u64,
+    pending_flushes: u64,
 }
 
 pub(crate) struct Started {
@@ -110,15 +126,37 @@ pub(crate) struct Driver {
     topic: gossipsub::IdentTopic,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NodeEvent>,
+    /// Churn events (see [`NodeEvent::is_churn`]), in their own queue.
+    churn: mpsc::Sender<NodeEvent>,
     /// Events dropped since the last one that got through.
     missed: u64,
+    /// When the inbox was last handed out again after a lag, and whether a
+    /// redelivery is owed.
+    last_redelivery: Option<tokio::time::Instant>,
+    redelivery_owed: bool,
+    /// Messages handed out again, waiting for room in the app's queue: a
+    /// redelivery is paced by the app, never dropped (so it cannot cause
+    /// the next `Lagged`).
+    redelivery_backlog: VecDeque<NodeEvent>,
+    /// Quota refusals since the last report, by peer and reason.
+    refusals: HashMap<(Option<PeerId>, engine::RejectReason), u64>,
+    /// Peers subscribed to Ferry's topic.
+    subscribers: HashSet<PeerId>,
+    /// When the pending envelopes were last published again, and whether a
+    /// new subscriber asks for it.
+    last_flush: Option<tokio::time::Instant>,
+    flush_owed: bool,
+    frame_budget: Arc<FrameBudget>,
     peers: HashMap<PeerId, engine::PeerId>,
     peers_rev: HashMap<engine::PeerId, PeerId>,
     next_peer: u64,
     trusted: HashSet<PeerId>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
     listen_addrs: Vec<Multiaddr>,
-    pending_publish: VecDeque<Vec<u8>>,
+    /// Envelopes published while no peer was subscribed: content ID and
+    /// bytes (the ID keeps the queue free of duplicates).
+    pending_publish: VecDeque<(Vec<u8>, Vec<u8>)>,
+    pending_ids: HashSet<Vec<u8>>,
     /// Per connected peer: invalid frames in the current window, and when
     /// the window started.
     invalid_frames: HashMap<PeerId, (u32, u64)>,
@@ -140,6 +178,10 @@ pub(crate) struct Driver {
     relay: bool,
     /// Whether peers mDNS finds are dialled.
     mdns_auto_dial: bool,
+    /// Whether non-global listen addresses are announced (relays).
+    advertise_local_addresses: bool,
+    /// mDNS answers not dialled for their address.
+    mdns_refused: u64,
 }
 
 fn network_key(policy: NetworkKey, store_key: &[u8; 32]) -> Result<Keypair, NodeError> {
@@ -162,6 +204,7 @@ impl Driver {
         mut config: NodeConfig,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<NodeEvent>,
+        churn: mpsc::Sender<NodeEvent>,
     ) -> Result<Started, NodeError> {
         let path = config.storage.clone();
         let passphrase = config.passphrase.clone();
@@ -186,15 +229,18 @@ impl Driver {
         let bytes = Arc::new(ByteCounters::default());
         let (transport, relay_client) = behaviour::transport(&key, &mut config, bytes.clone())
             .map_err(|e| NodeError::Network(e.to_string()))?;
-        let behaviour = behaviour::behaviour(&key, &config, relay_client)
+        let frame_budget = Arc::new(FrameBudget::new(config.limits.max_frame_buffer_bytes));
+        let behaviour = behaviour::behaviour(&key, &config, relay_client, frame_budget.clone())
             .map_err(|e| NodeError::Network(e.to_string()))?;
         let mut swarm = Swarm::new(
             transport,
             behaviour,
             peer_id,
             libp2p::swarm::Config::with_tokio_executor()
-                // Store-and-forward links are worth keeping while idle.
-                .with_idle_connection_timeout(Duration::from_secs(3600)),
+                // Only connections no protocol uses idle out: gossip keeps
+                // its streams open on every Ferry link, so this closes
+                // sockets that completed a handshake and do nothing else.
+                .with_idle_connection_timeout(config.limits.idle_timeout),
         );
         let mut listeners = 0usize;
         for address in &config.listen {
@@ -209,7 +255,16 @@ impl Driver {
             topic: gossipsub::IdentTopic::new(TOPIC),
             commands,
             events,
+            churn,
             missed: 0,
+            last_redelivery: None,
+            redelivery_owed: false,
+            redelivery_backlog: VecDeque::new(),
+            refusals: HashMap::new(),
+            subscribers: HashSet::new(),
+            last_flush: None,
+            flush_owed: false,
+            frame_budget,
             peers: HashMap::new(),
             peers_rev: HashMap::new(),
             next_peer: 0,
@@ -217,6 +272,7 @@ impl Driver {
             bootstrap: config.bootstrap.clone(),
             listen_addrs: Vec::new(),
             pending_publish: VecDeque::new(),
+            pending_ids: HashSet::new(),
             invalid_frames: HashMap::new(),
             sync_requests: HashMap::new(),
             pairing_open: false,
@@ -230,6 +286,8 @@ impl Driver {
             engine_ttl: config.engine.message_ttl_secs,
             relay: config.role == crate::config::Role::Relay,
             mdns_auto_dial: config.mdns_auto_dial,
+            advertise_local_addresses: config.advertise_local_addresses,
+            mdns_refused: 0,
         };
         for address in &config.external_addresses {
             driver.swarm.add_external_address(address.clone());
@@ -270,8 +328,10 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         let mut redial = tokio::time::interval(self.redial_interval);
         let mut resync = tokio::time::interval(self.resync_interval);
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         redial.tick().await;
         resync.tick().await;
+        housekeeping.tick().await;
         loop {
             let now = unix_now();
             // A busy swarm wakes the loop more often than once a second, so
@@ -297,11 +357,20 @@ impl Driver {
             // too: the lag notice must not depend on a later event.
             let events = self.events.clone();
             let lagging = self.missed > 0;
+            let backlog = !lagging && !self.redelivery_backlog.is_empty();
             let result = tokio::select! {
                 permit = events.reserve(), if lagging => {
                     if let Ok(permit) = permit {
                         permit.send(NodeEvent::Lagged { missed: self.missed });
                         self.lag_notice_sent();
+                    }
+                    Ok(())
+                }
+                permit = events.reserve(), if backlog => {
+                    if let Ok(permit) = permit
+                        && let Some(event) = self.next_redelivery()
+                    {
+                        permit.send(event);
                     }
                     Ok(())
                 }
@@ -319,6 +388,7 @@ impl Driver {
                     self.engine.handle(Input::Timeout, unix_now()).map(|_| ()).map_err(Into::into)
                 }
                 _ = redial.tick() => { self.redial(); Ok(()) }
+                _ = housekeeping.tick() => { self.housekeeping(); Ok(()) }
                 _ = resync.tick() => {
                     self.expire_pairings();
                     self.resync()
@@ -344,13 +414,16 @@ impl Driver {
 
     fn on_listen_addr(&mut self, address: Multiaddr) {
         if self.relay
+            && (crate::hole_punch::is_global(&address) || self.advertise_local_addresses)
             && !address
                 .iter()
                 .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit)
         {
-            // A relay is meant to be reached at the addresses it listens on;
-            // the relay v2 server grants reservations only on a node with a
-            // confirmed external address.
+            // A relay is meant to be reached at the global addresses it
+            // listens on (the relay v2 server grants reservations only on
+            // a node with a confirmed external address). Loopback and LAN
+            // addresses are announced only when asked: they locate the
+            // relay's operator and map their network.
             self.swarm.add_external_address(address.clone());
         }
         let full = address
@@ -387,6 +460,12 @@ impl Driver {
     /// `Lagged` event (plus a redelivery of unacknowledged messages) follows
     /// once there is room.
     fn emit(&mut self, event: NodeEvent) {
+        if event.is_churn() {
+            if self.churn.try_send(event).is_err() {
+                self.counts.churn_dropped += 1;
+            }
+            return;
+        }
         if self.missed > 0 {
             let notice = NodeEvent::Lagged {
                 missed: self.missed,
@@ -405,11 +484,58 @@ impl Driver {
     }
 
     /// After a `Lagged` notice went out: start counting afresh and hand out
-    /// every unacknowledged message again.
+    /// every unacknowledged message again, at most once per
+    /// [`REDELIVERY_INTERVAL`] (otherwise on a later housekeeping tick).
     fn lag_notice_sent(&mut self) {
         self.missed = 0;
+        self.redelivery_owed = true;
+        self.redeliver_if_due();
+    }
+
+    /// The next message of the redelivery backlog still unacknowledged.
+    fn next_redelivery(&mut self) -> Option<NodeEvent> {
+        while let Some(event) = self.redelivery_backlog.pop_front() {
+            match &event {
+                NodeEvent::Message(m) if !self.engine.is_unacknowledged(&m.message_id) => {}
+                _ => return Some(event),
+            }
+        }
+        None
+    }
+
+    fn redeliver_if_due(&mut self) {
+        if !self.redelivery_owed {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if self
+            .last_redelivery
+            .is_some_and(|at| now.saturating_duration_since(at) < REDELIVERY_INTERVAL)
+        {
+            return;
+        }
+        self.redelivery_owed = false;
+        self.last_redelivery = Some(now);
+        self.redelivery_backlog.clear();
         if let Err(error) = self.engine.redeliver_inbox() {
             warn!(%error, "redelivery after lag failed");
+        }
+    }
+
+    /// Once a second: collapsed refusal reports, owed redeliveries and
+    /// publish flushes.
+    fn housekeeping(&mut self) {
+        let refusals: Vec<_> = self.refusals.drain().collect();
+        for ((peer, reason), envelopes) in refusals {
+            self.emit(NodeEvent::QuotaRejected {
+                peer,
+                reason,
+                envelopes,
+            });
+        }
+        self.redeliver_if_due();
+        if self.flush_owed {
+            self.flush_pending_publish();
         }
     }
 
@@ -420,7 +546,7 @@ impl Driver {
             match output {
                 Output::Publish { content_id, bytes } => {
                     let _span = debug_span!("envelope", id = %short(&content_id)).entered();
-                    self.publish(bytes);
+                    self.publish(content_id.to_vec(), bytes);
                 }
                 Output::SendFrame { peer, bytes } => {
                     if let Some(p) = self.peers_rev.get(&peer).copied() {
@@ -440,13 +566,21 @@ impl Driver {
                 }
                 Output::Deliver(d) => {
                     debug!(message = %short(&d.message_id), "message delivered to app");
-                    self.emit(NodeEvent::Message(ReceivedMessage {
+                    let redelivery = d.redelivery;
+                    let event = NodeEvent::Message(ReceivedMessage {
                         from: d.from,
                         message_id: d.message_id,
                         sent_at: d.sent_at,
                         body: d.body,
-                        redelivery: d.redelivery,
-                    }));
+                        redelivery,
+                    });
+                    if redelivery {
+                        // Paced by the app (see `redelivery_backlog`); a
+                        // new redelivery replaces what is still waiting.
+                        self.redelivery_backlog.push_back(event);
+                    } else {
+                        self.emit(event);
+                    }
                 }
                 Output::Event(event) => {
                     let event = match event {
@@ -476,7 +610,16 @@ impl Driver {
                         },
                         Event::Rejected { content_id, reason } => {
                             debug!(id = %short(&content_id), ?reason, "custody refused");
-                            NodeEvent::QuotaRejected { peer: from, reason }
+                            // Collapsed into one report a second.
+                            let key = if self.refusals.len() < MAX_REFUSAL_KEYS
+                                || self.refusals.contains_key(&(from, reason))
+                            {
+                                (from, reason)
+                            } else {
+                                (None, reason)
+                            };
+                            *self.refusals.entry(key).or_insert(0) += 1;
+                            continue;
                         }
                     };
                     self.emit(event);
@@ -490,7 +633,7 @@ impl Driver {
         Ok(())
     }
 
-    fn publish(&mut self, bytes: Vec<u8>) {
+    fn publish(&mut self, id: Vec<u8>, bytes: Vec<u8>) {
         let topic = self.topic.clone();
         match self
             .swarm
@@ -502,25 +645,66 @@ impl Driver {
                 self.counts.gossip_published += 1;
                 trace!("published");
             }
+            // Gossip already has it (it came in by gossip, or went out
+            // before): nothing is lost.
             Err(gossipsub::PublishError::Duplicate) => {}
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
-            | Err(gossipsub::PublishError::AllQueuesFull(_)) => {
-                // Nobody to give it to yet: retry when a peer subscribes.
-                // The envelope is in the store either way; reconciliation
-                // carries it if this queue overflows.
-                if self.pending_publish.len() >= MAX_PENDING_PUBLISH {
-                    self.pending_publish.pop_front();
-                }
-                self.pending_publish.push_back(bytes);
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                // Nobody to give it to yet: publish again when a peer
+                // subscribes. The envelope is in custody either way;
+                // reconciliation carries it if this queue overflows.
+                self.queue_publish(id, bytes);
+            }
+            Err(gossipsub::PublishError::AllQueuesFull(peers)) => {
+                // Gossipsub has already marked it as seen (a retry would be
+                // a `Duplicate`): it stays in gossip's cache for IWANT and
+                // in custody for reconciliation, and is counted.
+                self.counts.gossip_queue_full += 1;
+                debug!(peers, "every peer's gossip queue is full");
             }
             Err(error) => debug!(%error, "publish failed"),
         }
     }
 
+    /// Queues an envelope for a later publish.
+    fn queue_publish(&mut self, id: Vec<u8>, bytes: Vec<u8>) {
+        if self.pending_ids.contains(&id) {
+            return;
+        }
+        if self.pending_publish.len() >= MAX_PENDING_PUBLISH
+            && let Some(oldest) = self.pending_publish.pop_front()
+        {
+            self.pending_ids.remove(&oldest.0);
+        }
+        self.pending_ids.insert(id.clone());
+        self.pending_publish.push_back((id, bytes));
+    }
+
+    /// Publishes the waiting envelopes again: only when a peer newly
+    /// subscribed to Ferry's topic, at most once per [`FLUSH_INTERVAL`].
     fn flush_pending_publish(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self
+            .last_flush
+            .is_some_and(|at| now.saturating_duration_since(at) < FLUSH_INTERVAL)
+        {
+            self.flush_owed = true;
+            return;
+        }
+        self.flush_owed = false;
+        self.last_flush = Some(now);
+        if self.pending_publish.is_empty() {
+            return;
+        }
+        self.counts.pending_flushes += 1;
         let pending = std::mem::take(&mut self.pending_publish);
-        for bytes in pending {
-            self.publish(bytes);
+        self.pending_ids.clear();
+        for (id, bytes) in pending {
+            // Envelopes purged meanwhile (delivered, expired) are skipped.
+            let held = ferry_core::crypto::tags::ContentId::try_from(id.as_slice())
+                .is_ok_and(|cid| self.engine.holds(&cid));
+            if held {
+                self.publish(id, bytes);
+            }
         }
     }
 
@@ -578,6 +762,7 @@ impl Driver {
                 }
                 self.pairings.remove(&peer_id);
                 self.invalid_frames.remove(&peer_id);
+                self.subscribers.remove(&peer_id);
                 self.emit(NodeEvent::PeerDown { peer: peer_id });
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event)?,
@@ -596,8 +781,17 @@ impl Driver {
                 message_id,
                 message,
             }) => self.on_gossip(propagation_source, &message_id, &message.data)?,
-            FerryBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { .. }) => {
+            // Only a peer newly subscribed to Ferry's topic can take the
+            // waiting envelopes; any other subscription costs nothing.
+            FerryBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })
+                if topic == self.topic.hash() && self.subscribers.insert(peer_id) =>
+            {
                 self.flush_pending_publish();
+            }
+            FerryBehaviourEvent::Gossipsub(gossipsub::Event::Unsubscribed { peer_id, topic })
+                if topic == self.topic.hash() =>
+            {
+                self.subscribers.remove(&peer_id);
             }
             FerryBehaviourEvent::Link(request_response::Event::Message {
                 peer,
@@ -631,6 +825,13 @@ impl Driver {
             FerryBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, address) in found {
                     if self.swarm.is_connected(&peer) {
+                        continue;
+                    }
+                    // Anyone on the LAN can answer mDNS with any address:
+                    // only on-link addresses are dialled or reported, so
+                    // a forged answer cannot point us at a host elsewhere.
+                    if !crate::mdns_filter::is_on_link(&address) {
+                        self.mdns_refused += 1;
                         continue;
                     }
                     // Dialling a stranger tells it we run Ferry: only on
@@ -1059,7 +1260,22 @@ impl Driver {
             held_bytes: self.engine.held_bytes(),
             outbox: self.engine.outbox_len(),
             events_dropped: self.counts.events_dropped,
+            churn_events_dropped: self.counts.churn_dropped,
             pairing_refusals: self.pairing_gate.refusals(),
+            connections_refused: self.swarm.behaviour().gate.refusals(),
+            inbound_connections: self.swarm.behaviour().gate.inbound_untrusted(),
+            frame_buffer_bytes: self.frame_budget.used(),
+            frames_refused_memory: self.frame_budget.refused(),
+            hole_punches_refused: self
+                .swarm
+                .behaviour()
+                .dcutr
+                .as_ref()
+                .map_or(0, |d| d.refused()),
+            gossip_queue_full: self.counts.gossip_queue_full,
+            pending_publish_flushes: self.counts.pending_flushes,
+            pending_publish: self.pending_publish.len(),
+            mdns_addresses_refused: self.mdns_refused,
         }
     }
 }

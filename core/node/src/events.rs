@@ -100,12 +100,16 @@ pub enum NodeEvent {
         /// Envelopes received in this step.
         envelopes: u64,
     },
-    /// An envelope from a peer was refused custody.
+    /// Envelopes from a peer were refused custody. Refusals are collapsed:
+    /// at most one event per peer and reason a second, with the count
+    /// (a flooder's envelopes never become a flood of events).
     QuotaRejected {
-        /// The peer it came from, if known.
+        /// The peer they came from, if known.
         peer: Option<PeerId>,
         /// Which quota was full.
         reason: RejectReason,
+        /// Envelopes refused since the last such event.
+        envelopes: u64,
     },
     /// A pairing handshake finished: show `code` and ask the user whether
     /// the other device shows the same, then call
@@ -144,35 +148,69 @@ pub enum NodeEvent {
         /// Why.
         reason: crate::pairing_gate::PairingRefusal,
     },
-    /// The app did not keep up: `missed` events were dropped. Unacknowledged
-    /// messages are handed out again (with `redelivery`).
+    /// The app did not keep up with messages, receipts or safety events:
+    /// `missed` of them were dropped. Unacknowledged messages are handed out
+    /// again (with `redelivery`).
     Lagged {
         /// Events dropped.
         missed: u64,
     },
 }
 
-/// The node's events, in order. Take it once with [`crate::Node::events`].
+impl NodeEvent {
+    /// Whether this event is network churn (peers coming and going, sync
+    /// progress, refusals, discovery): events anyone on the network can
+    /// cause at will. They travel in their own queue, so they can never
+    /// push a message, a receipt or a safety event out of the app's
+    /// queue; when that queue is full they are dropped and counted
+    /// (`NodeStats::churn_events_dropped`), with no `Lagged`.
+    pub fn is_churn(&self) -> bool {
+        matches!(
+            self,
+            NodeEvent::Listening { .. }
+                | NodeEvent::PeerUp { .. }
+                | NodeEvent::PeerDown { .. }
+                | NodeEvent::SyncProgress { .. }
+                | NodeEvent::QuotaRejected { .. }
+                | NodeEvent::PairingFailed { .. }
+                | NodeEvent::PairingRefused { .. }
+                | NodeEvent::PeerDiscovered { .. }
+        )
+    }
+}
+
+/// The node's events. Take it once with [`crate::Node::events`].
+///
+/// Events come from two queues: messages, receipts and safety events
+/// (which only contacts, the user, or rate-bounded requests can cause),
+/// and churn ([`NodeEvent::is_churn`]). Each keeps its order; when both
+/// have events, messages and safety events come first.
 #[derive(Debug)]
 pub struct EventStream {
     pub(crate) rx: mpsc::Receiver<NodeEvent>,
+    pub(crate) churn: mpsc::Receiver<NodeEvent>,
 }
 
 impl EventStream {
     /// The next event; `None` once the node has shut down and every event
     /// was read.
     pub async fn next(&mut self) -> Option<NodeEvent> {
-        self.rx.recv().await
+        tokio::select! {
+            biased;
+            Some(event) = self.rx.recv() => Some(event),
+            Some(event) = self.churn.recv() => Some(event),
+            else => None,
+        }
     }
 
     /// The next event if one is waiting.
     pub fn try_next(&mut self) -> Option<NodeEvent> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().or_else(|_| self.churn.try_recv()).ok()
     }
 
     /// Blocks the calling (non-async) thread for the next event, for
     /// callers outside tokio such as the C ABI.
     pub fn blocking_next(&mut self) -> Option<NodeEvent> {
-        self.rx.blocking_recv()
+        futures::executor::block_on(self.next())
     }
 }

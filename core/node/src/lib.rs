@@ -23,8 +23,12 @@ mod counting;
 mod driver;
 mod error;
 mod events;
+mod gate;
+mod hole_punch;
+mod mdns_filter;
 mod node;
 mod pairing_gate;
+mod relay_limits;
 mod source;
 
 pub use config::{
@@ -32,6 +36,7 @@ pub use config::{
 };
 pub use error::NodeError;
 pub use events::{EventStream, NodeEvent, ReceivedMessage};
+pub use gate::GateRefusals;
 pub use node::{ContactInfo, Node, NodeStats, SendOptions};
 pub use pairing_gate::{PairingRefusal, PairingRefusals};
 
@@ -49,6 +54,9 @@ pub use libp2p::{Multiaddr, PeerId};
 pub mod bench_support {
     //! The bare-overlay baseline for the benchmark: the same gossipsub
     //! configuration Ferry uses, without Ferry. Not a stable API.
-    pub use crate::behaviour::{TOPIC, counted_tcp, gossipsub_config, message_id, peer_score};
+    pub use crate::behaviour::{
+        COLOCATION_THRESHOLD, IDENTIFY_AGENT, IDENTIFY_PROTOCOL_VERSION, TOPIC, counted_tcp,
+        gossipsub_config, message_id, peer_score,
+    };
     pub use crate::counting::ByteCounters;
 }

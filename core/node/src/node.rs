@@ -60,8 +60,31 @@ pub struct NodeStats {
     pub held_bytes: u64,
     /// Our messages waiting for a receipt.
     pub outbox: usize,
-    /// Events dropped because the app did not keep up.
+    /// Messages, receipts and safety events dropped because the app did
+    /// not keep up (each drop leads to a `Lagged` event).
     pub events_dropped: u64,
+    /// Churn events dropped because the app did not keep up.
+    pub churn_events_dropped: u64,
+    /// Connections the connection gate refused, by reason.
+    pub connections_refused: crate::gate::GateRefusals,
+    /// Established inbound connections from untrusted peers.
+    pub inbound_connections: u32,
+    /// Bytes of direct-link frames being read now (node-wide).
+    pub frame_buffer_bytes: usize,
+    /// Frames refused because the node-wide frame buffer was spent.
+    pub frames_refused_memory: u64,
+    /// Hole-punch attempts refused for their candidate addresses.
+    pub hole_punches_refused: u64,
+    /// Envelopes gossipsub took but could not queue to any peer (all
+    /// queues full). They stay in custody; reconciliation carries them.
+    pub gossip_queue_full: u64,
+    /// Times the envelopes waiting for a gossip peer were published again.
+    pub pending_publish_flushes: u64,
+    /// Envelopes waiting for a gossip peer.
+    pub pending_publish: usize,
+    /// mDNS answers not dialled because their address is not on a local
+    /// network.
+    pub mdns_addresses_refused: u64,
     /// Pairing attempts refused, by reason.
     pub pairing_refusals: crate::pairing_gate::PairingRefusals,
 }
@@ -198,13 +221,17 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         let (commands, rx) = mpsc::channel(256);
         let (events_tx, events_rx) = mpsc::channel(config.event_queue);
-        let started = driver::Driver::start(config, rx, events_tx).await?;
+        let (churn_tx, churn_rx) = mpsc::channel(config.event_queue);
+        let started = driver::Driver::start(config, rx, events_tx, churn_tx).await?;
         let peer_id = started.peer_id;
         let identity = started.identity;
         let task = tokio::spawn(started.driver.run());
         Ok(Self {
             commands,
-            events: Mutex::new(Some(EventStream { rx: events_rx })),
+            events: Mutex::new(Some(EventStream {
+                rx: events_rx,
+                churn: churn_rx,
+            })),
             peer_id,
             identity,
             task: Mutex::new(Some(task)),

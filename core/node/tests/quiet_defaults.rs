@@ -90,11 +90,29 @@ async fn a_default_client_announces_no_listen_addresses() {
         info.listen_addrs
     );
 
+    // A relay announces only global addresses (and configured ones): its
+    // loopback and LAN addresses map the operator's network.
     let dir = root.path().join("relay");
     let relay = support::start(defaults(&dir).relay(), &dir).await;
     let info = identify_info(relay.addr.clone()).await;
     assert!(
+        info.listen_addrs.is_empty(),
+        "a relay announces its loopback address: {:?}",
+        info.listen_addrs
+    );
+    let dir = root.path().join("lan-relay");
+    let relay = support::start(defaults(&dir).relay().advertise_local_addresses(true), &dir).await;
+    let info = identify_info(relay.addr.clone()).await;
+    assert!(
         !info.listen_addrs.is_empty(),
-        "a relay keeps announcing where it can be reached"
+        "a relay told to announce local addresses does"
+    );
+    // What identify says about the software: nothing Ferry-specific.
+    assert!(
+        !info.agent_version.to_lowercase().contains("ferry")
+            && !info.protocol_version.to_lowercase().contains("ferry"),
+        "identify names the software: {} / {}",
+        info.agent_version,
+        info.protocol_version
     );
 }

@@ -64,7 +64,10 @@ async fn two_nodes_over_quic_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_an_address_is_reached_through_a_relay_circuit() {
     let root = tempfile::tempdir().unwrap();
-    let relay = spawn_with(root.path(), "relay", |b| b.relay()).await;
+    let relay = spawn_with(root.path(), "relay", |b| {
+        b.relay().advertise_local_addresses(true)
+    })
+    .await;
     let circuit: Multiaddr = relay.addr.clone().with(Protocol::P2pCircuit);
     let db = root.path().join("b");
     let b = start(

@@ -323,7 +323,7 @@ pub enum Event {
 }
 
 /// Why an envelope was not taken into custody.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
     /// The global store quota is full of envelopes we may not evict.
     GlobalQuota,
@@ -747,6 +747,12 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             }
         }
         Ok(count)
+    }
+
+    /// Whether a received message is still waiting for the app's
+    /// acknowledgement.
+    pub fn is_unacknowledged(&self, message_id: &MessageId) -> bool {
+        self.inbox.contains_key(message_id)
     }
 
     /// IDs of received messages not yet acknowledged by the app.

@@ -1,0 +1,428 @@
+//! The connection gate: what one source may take of the node's connection
+//! slots, handshake slots and memory.
+//!
+//! libp2p's `connection_limits` counts connections in total and per
+//! PeerId; PeerIds are free, so on its own it lets one host take every
+//! slot. This behaviour groups connections by *source* (an address
+//! prefix, see [`GateSource`]) and refuses, before any handshake work:
+//! - a source over its pending-handshake limit or its new-connection rate;
+//! - any inbound connection over the pending budget of its transport kind
+//!   (QUIC and TCP-like budgets are separate: QUIC source addresses can be
+//!   forged, so a spoofed flood must not lock out TCP);
+//! - any inbound connection while the process is over its memory limit;
+//!
+//! and after the handshake (when the PeerId is known):
+//! - an untrusted source over its established limit;
+//! - an untrusted inbound connection beyond `max_connections -
+//!   reserved_outbound`, so outbound dials and trusted peers always find a
+//!   slot.
+//!
+//! Every refusal is counted by reason ([`GateRefusals`]).
+
+use std::{
+    collections::{HashMap, HashSet},
+    convert::Infallible,
+    net::IpAddr,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use libp2p::{
+    Multiaddr, PeerId,
+    core::{Endpoint, transport::PortUse},
+    multiaddr::Protocol,
+    swarm::{
+        ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+        THandlerOutEvent, ToSwarm, dummy,
+    },
+};
+
+use crate::config::Limits;
+
+/// Where a connection comes from, as far as limits are concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum GateSource {
+    /// A global IPv4 address's /24, or a loopback address's /24.
+    V4Net([u8; 3]),
+    /// A private (LAN) IPv4 address, whole: on a LAN each host is one
+    /// source and a shut-down neighbourhood may share one /24.
+    V4Host([u8; 4]),
+    /// A global IPv6 address's /56 (a home or small-site allocation).
+    V6Net([u8; 7]),
+    /// A unique-local or link-local IPv6 address, whole.
+    V6Host([u8; 16]),
+    /// A relayed connection: its relay.
+    Circuit(Option<PeerId>),
+    /// Any other address (an app's own transport): its text.
+    Other(String),
+    /// A source exempt from per-source limits.
+    Unlimited,
+}
+
+impl GateSource {
+    /// The source of a connection at `remote`.
+    pub(crate) fn of(remote: &Multiaddr, unlimited: &[IpAddr]) -> Self {
+        if remote.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+            let relay = remote.iter().find_map(|p| match p {
+                Protocol::P2p(peer) => Some(peer),
+                _ => None,
+            });
+            return GateSource::Circuit(relay);
+        }
+        match remote.iter().next() {
+            Some(Protocol::Ip4(ip)) => {
+                if unlimited.contains(&IpAddr::V4(ip)) {
+                    return GateSource::Unlimited;
+                }
+                let [a, b, c, d] = ip.octets();
+                if ip.is_private() || ip.is_link_local() {
+                    GateSource::V4Host([a, b, c, d])
+                } else {
+                    GateSource::V4Net([a, b, c])
+                }
+            }
+            Some(Protocol::Ip6(ip)) => {
+                if unlimited.contains(&IpAddr::V6(ip)) {
+                    return GateSource::Unlimited;
+                }
+                if let Some(v4) = ip.to_ipv4_mapped() {
+                    return Self::of(&Multiaddr::from(v4), unlimited);
+                }
+                let octets = ip.octets();
+                let first = ip.segments().first().copied().unwrap_or(0);
+                if first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80 {
+                    GateSource::V6Host(octets)
+                } else {
+                    let mut net = [0u8; 7];
+                    net.copy_from_slice(octets.get(..7).unwrap_or(&[0; 7]));
+                    GateSource::V6Net(net)
+                }
+            }
+            _ => GateSource::Other(remote.to_string()),
+        }
+    }
+
+    fn is_unlimited(&self) -> bool {
+        matches!(self, GateSource::Unlimited)
+    }
+}
+
+/// Why the gate refused connections, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GateRefusals {
+    /// The transport kind's pending-handshake budget was full.
+    pub pending_full: u64,
+    /// The source had too many handshakes pending.
+    pub pending_per_source: u64,
+    /// The source opened connections faster than its rate.
+    pub rate: u64,
+    /// The source had too many established connections.
+    pub per_source: u64,
+    /// Inbound slots were full (the rest are kept for outbound and trusted
+    /// peers).
+    pub inbound_full: u64,
+    /// The process was over its memory limit.
+    pub memory: u64,
+}
+
+/// A token bucket per source.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Sources whose rate is tracked at most; beyond, full buckets are
+/// forgotten first (a full bucket is the same as no bucket).
+const MAX_BUCKETS: usize = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Quic,
+    Stream,
+}
+
+fn kind_of(local: &Multiaddr) -> Kind {
+    if local
+        .iter()
+        .any(|p| matches!(p, Protocol::QuicV1 | Protocol::Quic))
+    {
+        Kind::Quic
+    } else {
+        Kind::Stream
+    }
+}
+
+/// The gate (a [`NetworkBehaviour`] with no protocol of its own).
+pub(crate) struct ConnectionGate {
+    limits: Limits,
+    trusted: HashSet<PeerId>,
+    pending: HashMap<ConnectionId, (GateSource, Kind)>,
+    pending_by_source: HashMap<GateSource, u32>,
+    pending_quic: u32,
+    pending_stream: u32,
+    established: HashMap<ConnectionId, Option<GateSource>>,
+    established_by_source: HashMap<GateSource, u32>,
+    inbound_untrusted: u32,
+    buckets: HashMap<GateSource, Bucket>,
+    refusals: GateRefusals,
+    memory_checked: Option<(Instant, bool)>,
+}
+
+impl ConnectionGate {
+    pub(crate) fn new(limits: Limits, trusted: HashSet<PeerId>) -> Self {
+        Self {
+            limits,
+            trusted,
+            pending: HashMap::new(),
+            pending_by_source: HashMap::new(),
+            pending_quic: 0,
+            pending_stream: 0,
+            established: HashMap::new(),
+            established_by_source: HashMap::new(),
+            inbound_untrusted: 0,
+            buckets: HashMap::new(),
+            refusals: GateRefusals::default(),
+            memory_checked: None,
+        }
+    }
+
+    /// Refusals so far.
+    pub(crate) fn refusals(&self) -> GateRefusals {
+        self.refusals
+    }
+
+    /// Established inbound connections from untrusted peers.
+    pub(crate) fn inbound_untrusted(&self) -> u32 {
+        self.inbound_untrusted
+    }
+
+    fn pending_of(&mut self, kind: Kind) -> &mut u32 {
+        match kind {
+            Kind::Quic => &mut self.pending_quic,
+            Kind::Stream => &mut self.pending_stream,
+        }
+    }
+
+    fn deny(reason: &'static str) -> ConnectionDenied {
+        ConnectionDenied::new(GateDenied(reason))
+    }
+
+    /// Takes a token from `source`'s bucket.
+    fn take_token(&mut self, source: &GateSource, now: Instant) -> bool {
+        let burst = f64::from(self.limits.source_burst);
+        let rate = f64::from(self.limits.source_rate_per_sec);
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(source) {
+            self.buckets.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
+            });
+            if self.buckets.len() >= MAX_BUCKETS {
+                // Every tracked source is mid-burst: a distributed flood.
+                // Refuse newcomers rather than grow without bound.
+                return false;
+            }
+        }
+        let bucket = self.buckets.entry(source.clone()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the process is over its memory limit (sampled at most every
+    /// 100 ms: reading it costs a system call).
+    fn over_memory(&mut self, now: Instant) -> bool {
+        let Some(max) = self.limits.max_memory_bytes else {
+            return false;
+        };
+        if let Some((at, over)) = self.memory_checked
+            && now.saturating_duration_since(at) < Duration::from_millis(100)
+        {
+            return over;
+        }
+        let over =
+            memory_stats::memory_stats().is_some_and(|usage| usage.physical_mem as u64 > max);
+        self.memory_checked = Some((now, over));
+        over
+    }
+
+    fn release_pending(&mut self, connection: ConnectionId) {
+        if let Some((source, kind)) = self.pending.remove(&connection) {
+            let slot = self.pending_of(kind);
+            *slot = slot.saturating_sub(1);
+            if let Some(n) = self.pending_by_source.get_mut(&source) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.pending_by_source.remove(&source);
+                }
+            }
+        }
+    }
+
+    fn admit_established_inbound(
+        &mut self,
+        connection: ConnectionId,
+        peer: PeerId,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.release_pending(connection);
+        if self.trusted.contains(&peer) {
+            self.established.insert(connection, None);
+            return Ok(());
+        }
+        let source = GateSource::of(remote, &self.limits.unlimited_sources);
+        let inbound_max = self
+            .limits
+            .max_connections
+            .saturating_sub(self.limits.reserved_outbound);
+        if self.inbound_untrusted >= inbound_max {
+            self.refusals.inbound_full += 1;
+            return Err(Self::deny("inbound connection slots are full"));
+        }
+        if !source.is_unlimited() {
+            let n = self
+                .established_by_source
+                .get(&source)
+                .copied()
+                .unwrap_or(0);
+            if n >= self.limits.max_per_source {
+                self.refusals.per_source += 1;
+                return Err(Self::deny("too many connections from this source"));
+            }
+            *self
+                .established_by_source
+                .entry(source.clone())
+                .or_insert(0) += 1;
+        }
+        self.inbound_untrusted += 1;
+        self.established.insert(connection, Some(source));
+        Ok(())
+    }
+
+    fn release_established(&mut self, connection: ConnectionId) {
+        if let Some(Some(source)) = self.established.remove(&connection) {
+            self.inbound_untrusted = self.inbound_untrusted.saturating_sub(1);
+            if let Some(n) = self.established_by_source.get_mut(&source) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.established_by_source.remove(&source);
+                }
+            }
+        }
+    }
+}
+
+/// The gate's refusal, as libp2p reports it.
+#[derive(Debug)]
+struct GateDenied(&'static str);
+
+impl std::fmt::Display for GateDenied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for GateDenied {}
+
+impl NetworkBehaviour for ConnectionGate {
+    type ConnectionHandler = dummy::ConnectionHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        let now = Instant::now();
+        let source = GateSource::of(remote, &self.limits.unlimited_sources);
+        let kind = kind_of(local);
+        if self.over_memory(now) {
+            self.refusals.memory += 1;
+            return Err(Self::deny("over the memory limit"));
+        }
+        if *self.pending_of(kind) >= self.limits.max_pending_incoming {
+            self.refusals.pending_full += 1;
+            return Err(Self::deny("too many handshakes pending"));
+        }
+        if !source.is_unlimited() {
+            let n = self.pending_by_source.get(&source).copied().unwrap_or(0);
+            if n >= self.limits.max_pending_per_source {
+                self.refusals.pending_per_source += 1;
+                return Err(Self::deny("too many handshakes pending from this source"));
+            }
+            if !self.take_token(&source, now) {
+                self.refusals.rate += 1;
+                return Err(Self::deny("this source opens connections too fast"));
+            }
+            *self.pending_by_source.entry(source.clone()).or_insert(0) += 1;
+        }
+        *self.pending_of(kind) += 1;
+        self.pending.insert(connection, (source, kind));
+        Ok(())
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        peer: PeerId,
+        _local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.admit_established_inbound(connection, peer, remote)?;
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        _peer: PeerId,
+        _addr: &Multiaddr,
+        _role: Endpoint,
+        _port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        // Outbound connections are ours (bounded by the total limit and
+        // the pending-dial limit in `connection_limits`).
+        self.established.insert(connection, None);
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
+        match event {
+            // A connection another behaviour refused after we admitted it
+            // ends in a failure, not a close: release it either way.
+            FromSwarm::ListenFailure(failure) => {
+                self.release_pending(failure.connection_id);
+                self.release_established(failure.connection_id);
+            }
+            FromSwarm::DialFailure(failure) => self.release_established(failure.connection_id),
+            FromSwarm::ConnectionClosed(closed) => self.release_established(closed.connection_id),
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        _peer: PeerId,
+        _connection: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+#[path = "gate_tests.rs"]
+mod tests;

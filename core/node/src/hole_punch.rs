@@ -1,0 +1,223 @@
+//! Hole punching (DCUtR) that dials only what a hole punch can use.
+//!
+//! The peer at the other end of a relayed connection names the addresses
+//! to punch towards, and libp2p's DCUtR dials them all, unconditionally,
+//! up to three rounds: a peer could make us dial hundreds of addresses,
+//! including hosts on our LAN or loopback. This wrapper lets a hole-punch
+//! dial through only if it names at most [`MAX_CANDIDATES`] addresses,
+//! all of them global; otherwise the whole attempt is refused (and
+//! counted) and the relayed connection stays as it is.
+
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    task::{Context, Poll},
+};
+
+use libp2p::{
+    Multiaddr, PeerId,
+    core::{Endpoint, transport::PortUse},
+    dcutr,
+    multiaddr::Protocol,
+    swarm::{
+        ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+        THandlerOutEvent, ToSwarm,
+    },
+};
+
+/// Addresses a hole-punch attempt may name.
+pub(crate) const MAX_CANDIDATES: usize = 8;
+
+/// Hole-punch dials remembered at most (each is forgotten when it ends).
+const MAX_TRACKED: usize = 256;
+
+/// DCUtR with its dials checked.
+pub(crate) struct HolePunch {
+    inner: dcutr::Behaviour,
+    dials: HashSet<ConnectionId>,
+    refused: u64,
+}
+
+impl HolePunch {
+    pub(crate) fn new(inner: dcutr::Behaviour) -> Self {
+        Self {
+            inner,
+            dials: HashSet::new(),
+            refused: 0,
+        }
+    }
+
+    /// Hole-punch attempts refused for their addresses.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused
+    }
+}
+
+/// Whether `address` is one a hole punch may dial: a global IP address.
+pub(crate) fn is_global(address: &Multiaddr) -> bool {
+    if address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return false;
+    }
+    match address.iter().next() {
+        Some(Protocol::Ip4(ip)) => is_global_ip(IpAddr::V4(ip)),
+        Some(Protocol::Ip6(ip)) => is_global_ip(IpAddr::V6(ip)),
+        _ => false,
+    }
+}
+
+/// A global unicast address (not private, loopback, link-local, shared,
+/// documentation, multicast, unique-local or unspecified).
+pub(crate) fn is_global_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                // 100.64.0.0/10, carrier-grade NAT
+                || (a == 100 && (64..128).contains(&b))
+                // 198.18.0.0/15, benchmarking
+                || (a == 198 && (b == 18 || b == 19)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_global_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments().first().copied().unwrap_or(0);
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || first & 0xfe00 == 0xfc00
+                || first & 0xffc0 == 0xfe80
+                || first == 0x2001 && v6.segments().get(1) == Some(&0x0db8))
+        }
+    }
+}
+
+impl NetworkBehaviour for HolePunch {
+    type ConnectionHandler = THandler<dcutr::Behaviour>;
+    type ToSwarm = dcutr::Event;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.inner
+            .handle_pending_inbound_connection(connection, local, remote)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        peer: PeerId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.inner
+            .handle_established_inbound_connection(connection, peer, local, remote)
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        if self.dials.contains(&connection)
+            && (addresses.len() > MAX_CANDIDATES || !addresses.iter().all(is_global))
+        {
+            self.dials.remove(&connection);
+            self.refused += 1;
+            tracing::debug!(
+                candidates = addresses.len(),
+                "hole punch refused: too many or non-global candidate addresses"
+            );
+            return Err(ConnectionDenied::new(std::io::Error::other(
+                "hole-punch candidates refused",
+            )));
+        }
+        self.inner
+            .handle_pending_outbound_connection(connection, peer, addresses, role)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.dials.remove(&connection);
+        self.inner
+            .handle_established_outbound_connection(connection, peer, addr, role, port_use)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
+        if let FromSwarm::DialFailure(failure) = &event {
+            self.dials.remove(&failure.connection_id);
+        }
+        self.inner.on_swarm_event(event);
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        self.inner
+            .on_connection_handler_event(peer, connection, event);
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        let polled = self.inner.poll(cx);
+        if let Poll::Ready(ToSwarm::Dial { opts }) = &polled {
+            if self.dials.len() >= MAX_TRACKED {
+                self.dials.clear();
+            }
+            self.dials.insert(opts.connection_id());
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_global_addresses_are_hole_punch_candidates() {
+        let ok = |s: &str| is_global(&s.parse().unwrap_or_else(|_| Multiaddr::empty()));
+        assert!(ok("/ip4/8.8.8.8/tcp/1"));
+        assert!(ok("/ip6/2a00:1450::1/udp/1/quic-v1"));
+        for bad in [
+            "/ip4/127.0.0.1/tcp/1",
+            "/ip4/10.1.2.3/tcp/1",
+            "/ip4/192.168.1.1/tcp/1",
+            "/ip4/169.254.1.1/tcp/1",
+            "/ip4/100.64.0.1/tcp/1",
+            "/ip4/0.0.0.0/tcp/1",
+            "/ip4/224.0.0.1/tcp/1",
+            "/ip6/::1/tcp/1",
+            "/ip6/fe80::1/tcp/1",
+            "/ip6/fd00::1/tcp/1",
+            "/ip6/::ffff:10.0.0.1/tcp/1",
+            "/dns4/example.org/tcp/1",
+        ] {
+            assert!(!ok(bad), "{bad} is not a hole-punch candidate");
+        }
+    }
+}
