@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod attacker;
+
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},

@@ -1,0 +1,631 @@
+//! A relay on the open Internet, attacked: silent sockets, Sybils from one
+//! network, huge frame claims, junk subscriptions, event churn, and a peer
+//! behind a relay that must not leak its address. Real sockets on
+//! loopback; attackers originate from other 127.x.y.z addresses, which the
+//! node treats like any other network (only 127.0.0.1 and ::1, where a
+//! local pluggable-transport server forwards from, are exempt).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    sync::atomic::Ordering,
+    time::Duration,
+};
+
+use ferry_node::{EngineConfig, KdfParams, Limits, Node, NodeEvent, PeerId, Quotas, bench_support};
+use futures::{AsyncWriteExt as _, StreamExt as _};
+use libp2p::{
+    StreamProtocol, gossipsub, identify,
+    multiaddr::Protocol,
+    noise, relay, request_response,
+    swarm::{NetworkBehaviour, SwarmEvent},
+    tcp, yamux,
+};
+use support::{attacker::*, *};
+
+fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}
+
+/// Finding 1: 200 sockets that never speak, from one network, once locked
+/// every inbound connection (128 pending slots, 20 s handshakes). Now one
+/// source holds at most 8 pending slots, each for 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_from_one_network_cannot_lock_the_door() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = spawn_with(root.path(), "relay", |b| b.relay()).await;
+    let target = socket_addr(&relay.addr);
+    let mut sockets = Vec::new();
+    for i in 0..200u32 {
+        let source = ip(127, 66, 0, 1 + (i % 250) as u8);
+        if let Ok(s) = silent_socket(source, target).await {
+            sockets.push(s);
+        }
+    }
+    assert!(
+        sockets.len() >= 150,
+        "the attacker's sockets connect at TCP level"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // An honest client gets in at once.
+    let honest = spawn(root.path(), "honest").await;
+    let started = tokio::time::Instant::now();
+    connect(&honest, &relay).await;
+    let node = honest.node.clone();
+    let relay_id = relay.node.peer_id();
+    wait_until(
+        3,
+        "the honest client connects despite 200 silent sockets",
+        || {
+            let node = node.clone();
+            async move { node.connected_peers().await.unwrap().contains(&relay_id) }
+        },
+    )
+    .await;
+    eprintln!("honest client connected in {:?}", started.elapsed());
+    let refused = stats(&relay).await.connections_refused;
+    assert!(
+        refused.pending_per_source + refused.rate >= 150,
+        "the gate refuses the attacker's sockets beyond its share: {refused:?}"
+    );
+    // The sockets the gate let in are cut when the 5 s handshake runs out.
+    let mut cut = 0;
+    for socket in sockets.iter_mut().take(20) {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(8), async {
+            loop {
+                if socket.readable().await.is_err() {
+                    return;
+                }
+                match socket.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        })
+        .await;
+        if read.is_ok() {
+            cut += 1;
+        }
+    }
+    assert_eq!(
+        cut, 20,
+        "every silent socket is closed within the handshake timeout"
+    );
+}
+
+/// Finding 2: one host with free PeerIds took every connection slot, took
+/// over the gossip mesh, and kept the relay from dialling out. Now one
+/// network holds at most `max_per_source` connections, peers crowding one
+/// IP address are scored down, and outbound slots stay free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sybils_get_a_bounded_share_and_outbound_slots_stay_free() {
+    let root = tempfile::tempdir().unwrap();
+    let friend = spawn(root.path(), "friend").await;
+    let limits = Limits {
+        max_connections: 48,
+        reserved_outbound: 8,
+        ..Limits::relay()
+    };
+    let per_source = limits.max_per_source as usize;
+    let relay = spawn_with(root.path(), "relay", |b| b.relay().limits(limits)).await;
+    // 30 Sybils from one address, slowly enough that the rate limit is not
+    // what stops them.
+    let mut first = Vec::new();
+    for _ in 0..30 {
+        first.push(sybil(ip(127, 66, 0, 1), relay.addr.clone()));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let connected: Vec<PeerId> = first
+        .iter()
+        .filter(|(_, up)| up.load(Ordering::SeqCst))
+        .map(|(p, _)| *p)
+        .collect();
+    let s = stats(&relay).await;
+    assert!(
+        connected.len() <= per_source && s.inbound_connections as usize <= per_source,
+        "one network holds {} connections (limit {per_source}); {:?}",
+        connected.len(),
+        s.connections_refused
+    );
+    assert!(
+        s.connections_refused.per_source >= 10,
+        "{:?}",
+        s.connections_refused
+    );
+    // Crowding one IP address costs gossip score: the mesh is not theirs.
+    let score = relay
+        .node
+        .peer_score(connected[0])
+        .await
+        .unwrap()
+        .unwrap_or(0.0);
+    assert!(score < -80.0, "a Sybil on a crowded address scores {score}");
+    // Sybils from four more networks fill the inbound slots…
+    let mut more = Vec::new();
+    for net in 1..=4u8 {
+        for host in 0..10u8 {
+            more.push(sybil(ip(127, 66, net, 1 + host), relay.addr.clone()));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = stats(&relay).await;
+    assert!(s.inbound_connections <= 40, "{}", s.inbound_connections);
+    assert!(
+        s.connections_refused.inbound_full > 0,
+        "{:?}",
+        s.connections_refused
+    );
+    // …and the relay can still dial out.
+    relay.node.dial(friend.addr.clone()).await.unwrap();
+    let node = relay.node.clone();
+    let friend_id = friend.node.peer_id();
+    wait_until(5, "the relay dials out with its inbound slots full", || {
+        let node = node.clone();
+        async move { node.connected_peers().await.unwrap().contains(&friend_id) }
+    })
+    .await;
+    drop((first, more));
+}
+
+/// A request-response codec that claims a 1 MiB frame, sends 100 bytes of
+/// it, and stalls.
+#[derive(Clone, Default)]
+struct ClaimCodec;
+
+impl request_response::Codec for ClaimCodec {
+    type Protocol = StreamProtocol;
+    type Request = ();
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> std::io::Result<()>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Ok(())
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, _: &mut T) -> std::io::Result<()>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        futures::future::pending().await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        _: (),
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&(1024u32 * 1024).to_be_bytes()).await?;
+        io.write_all(&[0u8; 101]).await?;
+        io.flush().await?;
+        futures::future::pending().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: (),
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(())
+    }
+}
+
+/// Finding 5: the link codec allocated the whole claimed frame after four
+/// bytes, on up to 64 streams per connection. Now buffers grow with what
+/// arrives, from a node-wide budget, on at most 8 streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_frame_claims_tie_up_only_what_is_sent() {
+    let root = tempfile::tempdir().unwrap();
+    let node = spawn(root.path(), "node").await;
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::<ClaimCodec>::new(
+                [(
+                    StreamProtocol::new("/ferry/link/1"),
+                    request_response::ProtocolSupport::Outbound,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(60))
+                    .with_max_concurrent_streams(128),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.dial(node.addr.clone()).unwrap();
+    let target = node.node.peer_id();
+    let driver = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
+                for _ in 0..64 {
+                    swarm.behaviour_mut().send_request(&target, ());
+                }
+                break;
+            }
+        }
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let n = node.node.clone();
+    wait_until(10, "the node reads the claimed frames", || {
+        let n = n.clone();
+        async move { n.stats().await.unwrap().frame_buffer_bytes > 0 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = stats(&node).await.frame_buffer_bytes;
+    assert!(
+        held <= 8 * 16 * 1024,
+        "64 claims of 1 MiB with 100 bytes sent hold {held} bytes"
+    );
+    driver.abort();
+}
+
+/// A raw gossipsub peer the test drives: subscribe and unsubscribe topics.
+enum SubCommand {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+/// Finding 4: any subscription, to any topic, replayed the whole queue of
+/// envelopes waiting for a gossip peer. Now only a new subscriber to
+/// Ferry's topic does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_subscriptions_do_not_replay_the_waiting_envelopes() {
+    let root = tempfile::tempdir().unwrap();
+    let node = spawn(root.path(), "node").await;
+    let other = spawn(root.path(), "other").await;
+    let code = other.node.contact_code().await.unwrap();
+    let contact = node.node.add_contact(&code).await.unwrap();
+    other.node.shutdown().await;
+    for i in 0..100 {
+        node.node
+            .send(&contact, format!("waiting {i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    assert!(stats(&node).await.pending_publish >= 100);
+    let config = bench_support::gossipsub_config(&ferry_node::GossipParams::default()).unwrap();
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            gossipsub::Behaviour::<
+                gossipsub::IdentityTransform,
+                gossipsub::AllowAllSubscriptionFilter,
+            >::new(gossipsub::MessageAuthenticity::Anonymous, config)
+            .unwrap()
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build();
+    swarm.dial(node.addr.clone()).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SubCommand>(1024);
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = received.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                command = rx.recv() => match command {
+                    Some(SubCommand::Subscribe(t)) => {
+                        let _ = swarm.behaviour_mut().subscribe(&gossipsub::IdentTopic::new(t));
+                    }
+                    Some(SubCommand::Unsubscribe(t)) => {
+                        swarm.behaviour_mut().unsubscribe(&gossipsub::IdentTopic::new(t));
+                    }
+                    None => break,
+                },
+                event = swarm.select_next_some() => {
+                    if let SwarmEvent::Behaviour(gossipsub::Event::Message { .. }) = event {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    });
+    let n = node.node.clone();
+    wait_until(5, "the attacker is connected", || {
+        let n = n.clone();
+        async move { n.connected_peers().await.unwrap().len() == 1 }
+    })
+    .await;
+    for i in 0..300 {
+        let topic = format!("junk/{i}");
+        tx.send(SubCommand::Subscribe(topic.clone())).await.unwrap();
+        tx.send(SubCommand::Unsubscribe(topic)).await.unwrap();
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stats(&node).await.pending_publish_flushes,
+        0,
+        "junk subscriptions replay the waiting envelopes"
+    );
+    // A real subscriber to Ferry's topic gets them, in one flush.
+    tx.send(SubCommand::Subscribe(bench_support::TOPIC.into()))
+        .await
+        .unwrap();
+    wait_until(10, "the waiting envelopes reach the subscriber", || {
+        let received = received.clone();
+        async move { received.load(Ordering::SeqCst) >= 100 }
+    })
+    .await;
+    assert_eq!(stats(&node).await.pending_publish_flushes, 1);
+}
+
+/// Finding 6: connection churn anyone can cause filled the app's queue and
+/// pushed out receipts and safety events, which are never sent again. Now
+/// churn has its own queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_cannot_push_a_receipt_out_of_the_queue() {
+    let root = tempfile::tempdir().unwrap();
+    let da = root.path().join("a");
+    let a = Node::start(builder(&da).event_queue(16).build().unwrap())
+        .await
+        .unwrap();
+    let mut events = a.events().unwrap();
+    let a_addr = a.listen_addrs().await.unwrap().remove(0);
+    let b = spawn(root.path(), "b").await;
+    let code_b = b.node.contact_code().await.unwrap();
+    let b_key = a.add_contact(&code_b).await.unwrap();
+    b.node
+        .add_contact(&a.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    // The attacker connects and leaves 30 times: 60 churn events, while
+    // the app is busy and reads nothing.
+    for _ in 0..30 {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|key| {
+                identify::Behaviour::new(identify::Config::new("/x/1".into(), key.public()))
+            })
+            .unwrap()
+            .build();
+        swarm.dial(a_addr.clone()).unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
+                    return;
+                }
+            }
+        })
+        .await;
+        // Let the node see the connection up before it goes down.
+        let _ = tokio::time::timeout(Duration::from_millis(150), swarm.select_next_some()).await;
+        drop(swarm);
+    }
+    a.dial(b.addr.clone()).await.unwrap();
+    let id = a.send(&b_key, b"does this arrive?").await.unwrap();
+    wait_until(20, "B got it", || {
+        let log = b.log.clone();
+        async move { log.lock().unwrap().received.iter().any(|r| r.1 == id) }
+    })
+    .await;
+    // Give the receipt time to come back, still without reading.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut delivered = false;
+    while let Some(event) = events.try_next() {
+        if let NodeEvent::Delivered { message_id } = event {
+            delivered |= message_id == id;
+        }
+    }
+    assert!(delivered, "the receipt survived the churn");
+    let s = a.stats().await.unwrap();
+    assert!(
+        s.churn_events_dropped > 0,
+        "the churn overflowed its queue: {s:?}"
+    );
+}
+
+#[derive(NetworkBehaviour)]
+struct Observer {
+    relay: relay::client::Behaviour,
+    identify: identify::Behaviour,
+}
+
+/// Finding 8: a node reached through a relay told whoever connected its
+/// addresses (identify, and DCUtR's observed address). In relay-only
+/// privacy it announces no address of its own and does not speak DCUtR or
+/// autonat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_only_client_tells_a_relayed_stranger_no_address() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = spawn_with(root.path(), "relay", |b| {
+        b.relay().advertise_local_addresses(true)
+    })
+    .await;
+    let circuit = relay.addr.clone().with(Protocol::P2pCircuit);
+    let db = root.path().join("b");
+    let b = start(
+        builder(&db).listen_on(circuit.clone()).relay_only(true),
+        &db,
+    )
+    .await;
+    let b_id = b.node.peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|key, relay| Observer {
+            relay,
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/observer/1".into(),
+                key.public(),
+            )),
+        })
+        .unwrap()
+        .build();
+    swarm.dial(circuit.with(Protocol::P2p(b_id))).unwrap();
+    let info = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let SwarmEvent::Behaviour(ObserverEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) = swarm.select_next_some().await
+                && peer_id == b_id
+            {
+                return info;
+            }
+        }
+    })
+    .await
+    .expect("B's identify info over the circuit");
+    assert!(
+        info.listen_addrs
+            .iter()
+            .all(|a| a.iter().any(|p| p == Protocol::P2pCircuit)),
+        "B announces an address of its own: {:?}",
+        info.listen_addrs
+    );
+    let protocols: Vec<String> = info.protocols.iter().map(|p| p.to_string()).collect();
+    assert!(
+        !protocols
+            .iter()
+            .any(|p| p.contains("dcutr") || p.contains("autonat")),
+        "B offers hole punching or autonat: {protocols:?}"
+    );
+}
+
+/// Finding 3: relay circuits were capped at 128 KiB and 2 minutes, less
+/// than one backlog of Ferry's own sync frames. A relayed client now
+/// syncs a backlog well beyond that through the circuit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_client_syncs_a_backlog_beyond_128_kib() {
+    let root = tempfile::tempdir().unwrap();
+    // The relay can hold almost none of the backlog itself, so it crosses
+    // the circuit.
+    let tiny = ferry_core::proto::limits::MAX_ENVELOPE_LEN as u64;
+    let relay = spawn_with(root.path(), "relay", |b| {
+        b.relay()
+            .advertise_local_addresses(true)
+            .engine(EngineConfig {
+                quotas: Quotas {
+                    global_bytes: tiny,
+                    per_tag_bytes: tiny,
+                    per_peer_bytes: tiny,
+                },
+                ..EngineConfig::default()
+            })
+    })
+    .await;
+    let circuit = relay.addr.clone().with(Protocol::P2pCircuit);
+    let db = root.path().join("b");
+    let b = start(
+        builder(&db).listen_on(circuit.clone()).relay_only(true),
+        &db,
+    )
+    .await;
+    let a = spawn_with(root.path(), "a", |b| b.relay_only(true)).await;
+    introduce(&a, &b).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let mut body = format!("backlog {i} ").into_bytes();
+        body.resize(7000, b'.');
+        ids.push(a.node.send(&b.node.identity(), &body).await.unwrap());
+    }
+    let b_id = b.node.peer_id();
+    a.node
+        .dial(circuit.with(Protocol::P2p(b_id)))
+        .await
+        .unwrap();
+    wait_until(60, "the whole backlog crosses the circuit", || {
+        let log = b.log.clone();
+        let ids = ids.clone();
+        async move {
+            let log = log.lock().unwrap();
+            ids.iter().all(|id| log.received.iter().any(|r| r.1 == *id))
+        }
+    })
+    .await;
+    let held = stats(&relay).await.held_bytes;
+    assert!(held <= tiny, "the relay held {held} bytes");
+}
+
+/// Limits that cannot work are refused at build time; relays get their
+/// own limits and no flood publishing.
+#[test]
+fn limits_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = || {
+        Node::builder()
+            .storage(dir.path(), "p")
+            .kdf(KdfParams::insecure_for_tests())
+    };
+    for bad in [
+        Limits {
+            reserved_outbound: 128,
+            ..Limits::client()
+        },
+        Limits {
+            max_per_source: 0,
+            ..Limits::client()
+        },
+        Limits {
+            handshake_timeout: Duration::ZERO,
+            ..Limits::client()
+        },
+        Limits {
+            max_frame_buffer_bytes: 1000,
+            ..Limits::client()
+        },
+    ] {
+        assert_eq!(
+            base().limits(bad).build().unwrap_err(),
+            ferry_node::ConfigError::Limits
+        );
+    }
+    let relay = base().relay().build().unwrap();
+    assert!(!relay.gossip().flood_publish, "relays do not flood-publish");
+    assert_eq!(relay.limits(), &Limits::relay());
+}

@@ -1,0 +1,163 @@
+//! Attackers on loopback: sockets and libp2p peers that originate from a
+//! chosen source address (any 127.x.y.z is this machine, so one test
+//! process can play hosts on many networks).
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures::{StreamExt as _, future::BoxFuture};
+use libp2p::{
+    Multiaddr, PeerId, Transport,
+    core::{
+        muxing::StreamMuxerBox,
+        transport::{Boxed, DialOpts, ListenerId, TransportError, TransportEvent},
+        upgrade::Version,
+    },
+    gossipsub,
+    identity::Keypair,
+    multiaddr::Protocol,
+    noise,
+    swarm::SwarmEvent,
+    yamux,
+};
+
+/// The IP and port of a `/ip4/…/tcp/…` address.
+pub fn socket_addr(address: &Multiaddr) -> SocketAddr {
+    let mut ip = None;
+    let mut port = None;
+    for p in address.iter() {
+        match p {
+            Protocol::Ip4(v4) => ip = Some(IpAddr::V4(v4)),
+            Protocol::Ip6(v6) => ip = Some(IpAddr::V6(v6)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    SocketAddr::new(ip.expect("ip"), port.expect("tcp port"))
+}
+
+/// Opens a TCP connection to `target` from `source` and sends nothing.
+pub async fn silent_socket(
+    source: IpAddr,
+    target: SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(target).await
+}
+
+/// A TCP transport whose dials leave from one source address.
+#[derive(Clone, Copy)]
+pub struct SourceBoundTcp {
+    pub source: IpAddr,
+}
+
+impl Transport for SourceBoundTcp {
+    type Output = libp2p::tcp::tokio::TcpStream;
+    type Error = std::io::Error;
+    type ListenerUpgrade = futures::future::Pending<Result<Self::Output, Self::Error>>;
+    type Dial = BoxFuture<'static, Result<Self::Output, Self::Error>>;
+
+    fn listen_on(
+        &mut self,
+        _id: ListenerId,
+        address: Multiaddr,
+    ) -> Result<(), TransportError<Self::Error>> {
+        Err(TransportError::MultiaddrNotSupported(address))
+    }
+
+    fn remove_listener(&mut self, _id: ListenerId) -> bool {
+        false
+    }
+
+    fn dial(
+        &mut self,
+        address: Multiaddr,
+        _opts: DialOpts,
+    ) -> Result<Self::Dial, TransportError<Self::Error>> {
+        let is_tcp = address.iter().any(|p| matches!(p, Protocol::Tcp(_)))
+            && !address.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+        if !is_tcp {
+            return Err(TransportError::MultiaddrNotSupported(address));
+        }
+        let target = socket_addr(&address);
+        let source = self.source;
+        Ok(Box::pin(async move {
+            silent_socket(source, target)
+                .await
+                .map(libp2p::tcp::tokio::TcpStream)
+        }))
+    }
+
+    fn poll(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<TransportEvent<Self::ListenerUpgrade, Self::Error>> {
+        Poll::Pending
+    }
+}
+
+/// Noise and yamux over [`SourceBoundTcp`].
+pub fn upgraded_from(source: IpAddr, key: &Keypair) -> Boxed<(PeerId, StreamMuxerBox)> {
+    SourceBoundTcp { source }
+        .upgrade(Version::V1)
+        .authenticate(noise::Config::new(key).expect("noise"))
+        .multiplex(yamux::Config::default())
+        .timeout(Duration::from_secs(10))
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed()
+}
+
+/// A Sybil: a fresh PeerId from `source`, subscribed to Ferry's topic so
+/// its connection stays in use, connected to `target`. Returns its PeerId
+/// and a flag that is true while it is connected.
+pub fn sybil(source: IpAddr, target: Multiaddr) -> (PeerId, Arc<AtomicBool>) {
+    let key = Keypair::generate_ed25519();
+    let peer = key.public().to_peer_id();
+    let transport = upgraded_from(source, &key);
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .build()
+        .expect("gossipsub config");
+    let behaviour: gossipsub::Behaviour =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+            .expect("gossipsub");
+    let mut swarm = libp2p::Swarm::new(
+        transport,
+        behaviour,
+        peer,
+        libp2p::swarm::Config::with_tokio_executor()
+            .with_idle_connection_timeout(Duration::from_secs(3600)),
+    );
+    let topic = gossipsub::IdentTopic::new(ferry_node::bench_support::TOPIC);
+    swarm.behaviour_mut().subscribe(&topic).expect("subscribe");
+    let connected = Arc::new(AtomicBool::new(false));
+    let flag = connected.clone();
+    swarm.dial(target).expect("dial");
+    tokio::spawn(async move {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => flag.store(true, Ordering::SeqCst),
+                SwarmEvent::ConnectionClosed {
+                    num_established: 0, ..
+                } => {
+                    flag.store(false, Ordering::SeqCst);
+                    return;
+                }
+                SwarmEvent::OutgoingConnectionError { .. } => return,
+                _ => {}
+            }
+        }
+    });
+    (peer, connected)
+}
