@@ -292,12 +292,36 @@ pub(crate) fn behaviour(
         dcutr: direct
             .then(|| HolePunch::new(dcutr::Behaviour::new(peer_id)))
             .into(),
-        autonat: direct
-            .then(|| autonat::Behaviour::new(peer_id, autonat::Config::default()))
+        autonat: (direct && config.role != Role::Relay)
+            .then(|| autonat_behaviour(peer_id, config))
             .into(),
         identify,
         ping: ping::Behaviour::new(ping::Config::new()),
     })
+}
+
+/// Autonat for a client: it asks only its bootstrap peers (any connected
+/// peer could otherwise "confirm" an address of its choosing, which the
+/// node would then announce and hand to hole punching), and answers
+/// few dial-back requests (each is an outbound dial a peer chooses).
+/// Relays run no autonat: their reachable addresses are configured or
+/// their global listen addresses.
+fn autonat_behaviour(peer_id: libp2p::PeerId, config: &NodeConfig) -> autonat::Behaviour {
+    let mut behaviour = autonat::Behaviour::new(
+        peer_id,
+        autonat::Config {
+            use_connected: false,
+            max_peer_addresses: 2,
+            throttle_clients_global_max: 4,
+            throttle_clients_peer_max: 1,
+            throttle_clients_period: Duration::from_secs(60),
+            ..autonat::Config::default()
+        },
+    );
+    for (peer, address) in &config.bootstrap {
+        behaviour.add_server(*peer, Some(address.clone()));
+    }
+    behaviour
 }
 
 /// The identify protocol version announced: libp2p's generic one.

@@ -88,6 +88,22 @@ pub(crate) fn short(id: &[u8]) -> String {
     id.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The address that says where a connection comes from: for an inbound
+/// relayed connection its local address (which names the relay; the
+/// remote address is only the dialler's free PeerId), else the remote one.
+fn source_address(endpoint: &libp2p::core::ConnectedPoint) -> &Multiaddr {
+    match endpoint {
+        libp2p::core::ConnectedPoint::Listener { local_addr, .. }
+            if local_addr
+                .iter()
+                .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit) =>
+        {
+            local_addr
+        }
+        _ => endpoint.get_remote_address(),
+    }
+}
+
 /// A short form of a peer ID for logs (its last 6 characters).
 fn short_peer(peer: &PeerId) -> String {
     let s = peer.to_base58();
@@ -739,10 +755,7 @@ impl Driver {
                             peer: p,
                             trusted: self.trusted.contains(&peer_id),
                             initiator,
-                            source: crate::source::source_of(
-                                endpoint.get_remote_address(),
-                                &peer_id,
-                            ),
+                            source: crate::source::source_of(source_address(&endpoint), &peer_id),
                         },
                         unix_now(),
                     )?;

@@ -167,8 +167,7 @@ impl NodeEvent {
     pub fn is_churn(&self) -> bool {
         matches!(
             self,
-            NodeEvent::Listening { .. }
-                | NodeEvent::PeerUp { .. }
+            NodeEvent::PeerUp { .. }
                 | NodeEvent::PeerDown { .. }
                 | NodeEvent::SyncProgress { .. }
                 | NodeEvent::QuotaRejected { .. }

@@ -62,7 +62,26 @@ pub(crate) enum GateSource {
 impl GateSource {
     /// The source of a connection at `remote`.
     pub(crate) fn of(remote: &Multiaddr, unlimited: &[IpAddr]) -> Self {
-        if remote.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        Self::of_connection(remote, remote, unlimited)
+    }
+
+    /// The source of a connection from `remote` that arrived on `local`.
+    /// An inbound relayed connection's remote address is only
+    /// `/p2p/<peer>` (a free PeerId); its local address names the relay.
+    pub(crate) fn of_connection(
+        local: &Multiaddr,
+        remote: &Multiaddr,
+        unlimited: &[IpAddr],
+    ) -> Self {
+        let relayed = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+        let circuit = if relayed(local) {
+            Some(local)
+        } else if relayed(remote) {
+            Some(remote)
+        } else {
+            None
+        };
+        if let Some(remote) = circuit {
             let relay = remote.iter().find_map(|p| match p {
                 Protocol::P2p(peer) => Some(peer),
                 _ => None,
@@ -136,7 +155,7 @@ struct Bucket {
 /// forgotten first (a full bucket is the same as no bucket).
 const MAX_BUCKETS: usize = 8192;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Quic,
     Stream,
@@ -158,13 +177,15 @@ pub(crate) struct ConnectionGate {
     limits: Limits,
     trusted: HashSet<PeerId>,
     pending: HashMap<ConnectionId, (GateSource, Kind)>,
-    pending_by_source: HashMap<GateSource, u32>,
+    /// Keyed by transport kind too: forged QUIC Initials from a victim's
+    /// network must not use up that network's TCP share.
+    pending_by_source: HashMap<(GateSource, Kind), u32>,
     pending_quic: u32,
     pending_stream: u32,
     established: HashMap<ConnectionId, Option<GateSource>>,
     established_by_source: HashMap<GateSource, u32>,
     inbound_untrusted: u32,
-    buckets: HashMap<GateSource, Bucket>,
+    buckets: HashMap<(GateSource, Kind), Bucket>,
     refusals: GateRefusals,
     memory_checked: Option<(Instant, bool)>,
 }
@@ -209,7 +230,7 @@ impl ConnectionGate {
     }
 
     /// Takes a token from `source`'s bucket.
-    fn take_token(&mut self, source: &GateSource, now: Instant) -> bool {
+    fn take_token(&mut self, source: &(GateSource, Kind), now: Instant) -> bool {
         let burst = f64::from(self.limits.source_burst);
         let rate = f64::from(self.limits.source_rate_per_sec);
         if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(source) {
@@ -258,10 +279,11 @@ impl ConnectionGate {
         if let Some((source, kind)) = self.pending.remove(&connection) {
             let slot = self.pending_of(kind);
             *slot = slot.saturating_sub(1);
-            if let Some(n) = self.pending_by_source.get_mut(&source) {
+            let key = (source, kind);
+            if let Some(n) = self.pending_by_source.get_mut(&key) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
-                    self.pending_by_source.remove(&source);
+                    self.pending_by_source.remove(&key);
                 }
             }
         }
@@ -271,6 +293,7 @@ impl ConnectionGate {
         &mut self,
         connection: ConnectionId,
         peer: PeerId,
+        local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
         self.release_pending(connection);
@@ -278,7 +301,7 @@ impl ConnectionGate {
             self.established.insert(connection, None);
             return Ok(());
         }
-        let source = GateSource::of(remote, &self.limits.unlimited_sources);
+        let source = GateSource::of_connection(local, remote, &self.limits.unlimited_sources);
         let inbound_max = self
             .limits
             .max_connections
@@ -343,7 +366,7 @@ impl NetworkBehaviour for ConnectionGate {
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
         let now = Instant::now();
-        let source = GateSource::of(remote, &self.limits.unlimited_sources);
+        let source = GateSource::of_connection(local, remote, &self.limits.unlimited_sources);
         let kind = kind_of(local);
         if self.over_memory(now) {
             self.refusals.memory += 1;
@@ -354,16 +377,17 @@ impl NetworkBehaviour for ConnectionGate {
             return Err(Self::deny("too many handshakes pending"));
         }
         if !source.is_unlimited() {
-            let n = self.pending_by_source.get(&source).copied().unwrap_or(0);
+            let key = (source.clone(), kind);
+            let n = self.pending_by_source.get(&key).copied().unwrap_or(0);
             if n >= self.limits.max_pending_per_source {
                 self.refusals.pending_per_source += 1;
                 return Err(Self::deny("too many handshakes pending from this source"));
             }
-            if !self.take_token(&source, now) {
+            if !self.take_token(&key, now) {
                 self.refusals.rate += 1;
                 return Err(Self::deny("this source opens connections too fast"));
             }
-            *self.pending_by_source.entry(source.clone()).or_insert(0) += 1;
+            *self.pending_by_source.entry(key).or_insert(0) += 1;
         }
         *self.pending_of(kind) += 1;
         self.pending.insert(connection, (source, kind));
@@ -374,10 +398,10 @@ impl NetworkBehaviour for ConnectionGate {
         &mut self,
         connection: ConnectionId,
         peer: PeerId,
-        _local: &Multiaddr,
+        local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.admit_established_inbound(connection, peer, remote)?;
+        self.admit_established_inbound(connection, peer, local, remote)?;
         Ok(dummy::ConnectionHandler)
     }
 

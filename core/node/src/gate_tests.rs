@@ -169,3 +169,47 @@ fn established_inbound_is_capped_per_source_and_leaves_the_reserve() {
     g.release_established(a);
     admit(&mut g, PeerId::random(), "/ip4/5.5.5.4/tcp/1").unwrap();
 }
+
+#[test]
+fn inbound_circuits_count_against_their_relay_not_the_free_peer_id() {
+    // What libp2p reports for an inbound relayed connection: the local
+    // address names the relay, the remote one only the dialler.
+    let relay = PeerId::random();
+    let local = addr(&format!("/ip4/9.9.9.9/tcp/4001/p2p/{relay}/p2p-circuit"));
+    let unlimited = Limits::client().unlimited_sources;
+    let a = GateSource::of_connection(
+        &local,
+        &addr(&format!("/p2p/{}", PeerId::random())),
+        &unlimited,
+    );
+    let b = GateSource::of_connection(
+        &local,
+        &addr(&format!("/p2p/{}", PeerId::random())),
+        &unlimited,
+    );
+    assert_eq!(a, GateSource::Circuit(Some(relay)));
+    assert_eq!(a, b, "fresh PeerIds behind one relay are one source");
+}
+
+#[test]
+fn forged_quic_handshakes_do_not_use_up_a_networks_tcp_share() {
+    let mut g = gate(Limits {
+        max_pending_per_source: 2,
+        ..Limits::relay()
+    });
+    let quic = addr("/ip4/0.0.0.0/udp/4001/quic-v1");
+    for i in 0..2 {
+        g.handle_pending_inbound_connection(
+            ConnectionId::new_unchecked(i),
+            &quic,
+            &addr("/ip4/5.5.5.5/udp/9"),
+        )
+        .unwrap();
+    }
+    g.handle_pending_inbound_connection(
+        ConnectionId::new_unchecked(9),
+        &addr(LOCAL),
+        &addr("/ip4/5.5.5.6/tcp/9"),
+    )
+    .expect("the victim's network still connects over TCP");
+}

@@ -21,11 +21,11 @@ use std::{
 };
 
 use ferry_node::{EngineConfig, KdfParams, Limits, Node, NodeEvent, PeerId, Quotas, bench_support};
-use futures::{AsyncWriteExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use libp2p::{
-    StreamProtocol, gossipsub, identify,
+    gossipsub, identify,
     multiaddr::Protocol,
-    noise, relay, request_response,
+    noise, relay,
     swarm::{NetworkBehaviour, SwarmEvent},
     tcp, yamux,
 };
@@ -180,58 +180,6 @@ async fn sybils_get_a_bounded_share_and_outbound_slots_stay_free() {
     drop((first, more));
 }
 
-/// A request-response codec that claims a 1 MiB frame, sends 100 bytes of
-/// it, and stalls.
-#[derive(Clone, Default)]
-struct ClaimCodec;
-
-impl request_response::Codec for ClaimCodec {
-    type Protocol = StreamProtocol;
-    type Request = ();
-    type Response = ();
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> std::io::Result<()>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        Ok(())
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, _: &mut T) -> std::io::Result<()>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        futures::future::pending().await
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        _: (),
-    ) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&(1024u32 * 1024).to_be_bytes()).await?;
-        io.write_all(&[0u8; 101]).await?;
-        io.flush().await?;
-        futures::future::pending().await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-        _: (),
-    ) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        Ok(())
-    }
-}
-
 /// Finding 5: the link codec allocated the whole claimed frame after four
 /// bytes, on up to 64 streams per connection. Now buffers grow with what
 /// arrives, from a node-wide budget, on at most 8 streams.
@@ -239,43 +187,7 @@ impl request_response::Codec for ClaimCodec {
 async fn huge_frame_claims_tie_up_only_what_is_sent() {
     let root = tempfile::tempdir().unwrap();
     let node = spawn(root.path(), "node").await;
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::<ClaimCodec>::new(
-                [(
-                    StreamProtocol::new("/ferry/link/1"),
-                    request_response::ProtocolSupport::Outbound,
-                )],
-                request_response::Config::default()
-                    .with_request_timeout(Duration::from_secs(60))
-                    .with_max_concurrent_streams(128),
-            )
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    swarm.dial(node.addr.clone()).unwrap();
-    let target = node.node.peer_id();
-    let driver = tokio::spawn(async move {
-        loop {
-            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
-                for _ in 0..64 {
-                    swarm.behaviour_mut().send_request(&target, ());
-                }
-                break;
-            }
-        }
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
+    let driver = claim_frames(node.addr.clone(), node.node.peer_id(), 64);
     let n = node.node.clone();
     wait_until(10, "the node reads the claimed frames", || {
         let n = n.clone();

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use futures::{StreamExt as _, future::BoxFuture};
+use futures::{AsyncWriteExt as _, StreamExt as _, future::BoxFuture};
 use libp2p::{
     Multiaddr, PeerId, Transport,
     core::{
@@ -160,4 +160,156 @@ pub fn sybil(source: IpAddr, target: Multiaddr) -> (PeerId, Arc<AtomicBool>) {
         }
     });
     (peer, connected)
+}
+
+/// Events of a [`reserving_sybil`].
+#[derive(libp2p::swarm::NetworkBehaviour)]
+pub struct ReservingSybil {
+    relay: libp2p::relay::client::Behaviour,
+}
+
+/// A Sybil from `source` that asks `relay` (an address ending in
+/// `/p2p/<relay>`) for a relay v2 reservation. Returns its PeerId and a
+/// flag set once the reservation is granted.
+pub fn reserving_sybil(source: IpAddr, relay: Multiaddr) -> (PeerId, Arc<AtomicBool>) {
+    let key = Keypair::generate_ed25519();
+    let peer = key.public().to_peer_id();
+    let (relay_transport, client) = libp2p::relay::client::new(peer);
+    let transport = relay_transport
+        .or_transport(SourceBoundTcp { source })
+        .upgrade(Version::V1)
+        .authenticate(noise::Config::new(&key).expect("noise"))
+        .multiplex(yamux::Config::default())
+        .timeout(Duration::from_secs(10))
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed();
+    let mut swarm = libp2p::Swarm::new(
+        transport,
+        ReservingSybil { relay: client },
+        peer,
+        libp2p::swarm::Config::with_tokio_executor()
+            .with_idle_connection_timeout(Duration::from_secs(3600)),
+    );
+    let reserved = Arc::new(AtomicBool::new(false));
+    let flag = reserved.clone();
+    if swarm.listen_on(relay.with(Protocol::P2pCircuit)).is_err() {
+        return (peer, reserved);
+    }
+    tokio::spawn(async move {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(ReservingSybilEvent::Relay(
+                    libp2p::relay::client::Event::ReservationReqAccepted { .. },
+                )) => flag.store(true, Ordering::SeqCst),
+                SwarmEvent::ListenerClosed { .. } => {
+                    flag.store(false, Ordering::SeqCst);
+                    return;
+                }
+                _ => {}
+            }
+        }
+    });
+    (peer, reserved)
+}
+
+/// A request-response codec that claims a 1 MiB frame, sends 100 bytes of
+/// it, and stalls.
+#[derive(Clone, Default)]
+pub struct ClaimCodec;
+
+impl libp2p::request_response::Codec for ClaimCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = ();
+    type Response = ();
+
+    async fn read_request<T>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        _: &mut T,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Ok(())
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        _: &mut T,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        futures::future::pending().await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        io: &mut T,
+        _: (),
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&(1024u32 * 1024).to_be_bytes()).await?;
+        io.write_all(&[0u8; 101]).await?;
+        io.flush().await?;
+        futures::future::pending().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        _: &mut T,
+        _: (),
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(())
+    }
+}
+
+/// A peer that connects to `target` and claims `claims` frames of 1 MiB on
+/// Ferry's link protocol, sending 100 bytes of each.
+pub fn claim_frames(target: Multiaddr, peer: PeerId, claims: usize) -> tokio::task::JoinHandle<()> {
+    use libp2p::request_response;
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|_| {
+            request_response::Behaviour::<ClaimCodec>::new(
+                [(
+                    libp2p::StreamProtocol::new("/ferry/link/1"),
+                    request_response::ProtocolSupport::Outbound,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(60))
+                    .with_max_concurrent_streams(128),
+            )
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let _ = swarm.dial(target);
+    tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
+                for _ in 0..claims {
+                    swarm.behaviour_mut().send_request(&peer, ());
+                }
+                break;
+            }
+        }
+        loop {
+            swarm.select_next_some().await;
+        }
+    })
 }
