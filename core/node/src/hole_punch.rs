@@ -6,7 +6,10 @@
 //! including hosts on our LAN or loopback. This wrapper lets a hole-punch
 //! dial through only if it names at most [`MAX_CANDIDATES`] addresses,
 //! all of them global; otherwise the whole attempt is refused (and
-//! counted) and the relayed connection stays as it is.
+//! counted) and the relayed connection stays as it is. Attempts are also
+//! bounded in time ([`MAX_PER_MINUTE`]): every new relayed connection
+//! starts up to three of them, and each dials the peer's addresses from
+//! our own.
 
 use std::{
     collections::HashSet,
@@ -28,6 +31,9 @@ use libp2p::{
 /// Addresses a hole-punch attempt may name.
 pub(crate) const MAX_CANDIDATES: usize = 8;
 
+/// Hole-punch dials let through per minute, all peers together.
+pub(crate) const MAX_PER_MINUTE: u32 = 12;
+
 /// Hole-punch dials remembered at most (each is forgotten when it ends).
 const MAX_TRACKED: usize = 256;
 
@@ -36,6 +42,8 @@ pub(crate) struct HolePunch {
     inner: dcutr::Behaviour,
     dials: HashSet<ConnectionId>,
     refused: u64,
+    /// Dials let through in the current minute, and when it started.
+    window: (u32, Option<std::time::Instant>),
 }
 
 impl HolePunch {
@@ -44,6 +52,7 @@ impl HolePunch {
             inner,
             dials: HashSet::new(),
             refused: 0,
+            window: (0, None),
         }
     }
 
@@ -100,6 +109,26 @@ pub(crate) fn is_global_ip(ip: IpAddr) -> bool {
     }
 }
 
+impl HolePunch {
+    /// Whether a hole-punch dial to `addresses` may go ahead.
+    fn admit(&mut self, addresses: &[Multiaddr]) -> bool {
+        if addresses.len() > MAX_CANDIDATES || !addresses.iter().all(is_global) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        let (count, start) = &mut self.window;
+        if start.is_none_or(|t| now.saturating_duration_since(t).as_secs() >= 60) {
+            *count = 0;
+            *start = Some(now);
+        }
+        if *count >= MAX_PER_MINUTE {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+}
+
 impl NetworkBehaviour for HolePunch {
     type ConnectionHandler = THandler<dcutr::Behaviour>;
     type ToSwarm = dcutr::Event;
@@ -132,14 +161,12 @@ impl NetworkBehaviour for HolePunch {
         addresses: &[Multiaddr],
         role: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        if self.dials.contains(&connection)
-            && (addresses.len() > MAX_CANDIDATES || !addresses.iter().all(is_global))
-        {
+        if self.dials.contains(&connection) && !self.admit(addresses) {
             self.dials.remove(&connection);
             self.refused += 1;
             tracing::debug!(
                 candidates = addresses.len(),
-                "hole punch refused: too many or non-global candidate addresses"
+                "hole punch refused: too many or non-global candidates, or too many attempts"
             );
             return Err(ConnectionDenied::new(std::io::Error::other(
                 "hole-punch candidates refused",
@@ -197,6 +224,20 @@ impl NetworkBehaviour for HolePunch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_are_bounded_per_minute_and_by_their_candidates() {
+        let mut punch = HolePunch::new(dcutr::Behaviour::new(PeerId::random()));
+        let global: Vec<Multiaddr> = vec![
+            "/ip4/8.8.8.8/tcp/1"
+                .parse()
+                .unwrap_or_else(|_| Multiaddr::empty()),
+        ];
+        let nine: Vec<Multiaddr> = (0..9).map(|_| global[0].clone()).collect();
+        assert!(!punch.admit(&nine), "more than {MAX_CANDIDATES} candidates");
+        let admitted = (0..30).filter(|_| punch.admit(&global)).count();
+        assert_eq!(admitted, MAX_PER_MINUTE as usize);
+    }
 
     #[test]
     fn only_global_addresses_are_hole_punch_candidates() {

@@ -20,12 +20,14 @@ use std::{
     time::Duration,
 };
 
-use ferry_node::{EngineConfig, KdfParams, Limits, Node, NodeEvent, PeerId, Quotas, bench_support};
-use futures::StreamExt as _;
+use ferry_node::{
+    EngineConfig, KdfParams, Limits, Multiaddr, Node, NodeEvent, PeerId, Quotas, bench_support,
+};
+use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::{
-    gossipsub, identify,
+    StreamProtocol, gossipsub, identify,
     multiaddr::Protocol,
-    noise, relay,
+    noise, relay, request_response,
     swarm::{NetworkBehaviour, SwarmEvent},
     tcp, yamux,
 };
@@ -540,4 +542,198 @@ fn limits_are_validated() {
     let relay = base().relay().build().unwrap();
     assert!(!relay.gossip().flood_publish, "relays do not flood-publish");
     assert_eq!(relay.limits(), &Limits::relay());
+}
+
+/// The attacker's side of DCUtR: answers a hole-punch CONNECT with the
+/// addresses it wants its victim to dial.
+#[derive(Clone, Default)]
+struct PunchCodec {
+    addresses: std::sync::Arc<Vec<Multiaddr>>,
+}
+
+/// One protobuf `HolePunch { type = CONNECT, obs_addrs }`, length-prefixed
+/// (unsigned varint), as DCUtR frames it.
+fn connect_message(addresses: &[Multiaddr]) -> Vec<u8> {
+    fn varint(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = vec![0x08, 100]; // type = CONNECT
+    for a in addresses {
+        let bytes = a.to_vec();
+        body.push(0x12);
+        varint(bytes.len(), &mut body);
+        body.extend_from_slice(&bytes);
+    }
+    let mut framed = Vec::new();
+    varint(body.len(), &mut framed);
+    framed.extend_from_slice(&body);
+    framed
+}
+
+impl request_response::Codec for PunchCodec {
+    type Protocol = StreamProtocol;
+    type Request = ();
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<()>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        // The victim's CONNECT: a varint length, then that many bytes.
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let mut byte = [0u8; 1];
+            io.read_exact(&mut byte).await?;
+            len |= usize::from(byte[0] & 0x7f) << shift;
+            shift += 7;
+            if byte[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0u8; len.min(4096)];
+        io.read_exact(&mut body).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, _: &mut T) -> std::io::Result<()>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Ok(())
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: (),
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(())
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        _: (),
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&connect_message(&self.addresses)).await?;
+        io.flush().await?;
+        // Keep the stream open while the victim sends SYNC and dials.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok(())
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Puncher {
+    relay: relay::client::Behaviour,
+    punch: request_response::Behaviour<PunchCodec>,
+}
+
+/// Finding 9: a peer at the other end of a relayed connection chose what
+/// the node dialled for hole punching: any number of addresses, LAN and
+/// loopback included. Now an attempt naming non-global addresses (or more
+/// than 8) is refused whole: the trap on loopback is never dialled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hole_punch_cannot_make_the_node_dial_a_local_address() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = spawn_with(root.path(), "relay", |b| {
+        b.relay().advertise_local_addresses(true)
+    })
+    .await;
+    let circuit = relay.addr.clone().with(Protocol::P2pCircuit);
+    let dv = root.path().join("victim");
+    let victim = start(builder(&dv).listen_on(circuit.clone()), &dv).await;
+    let v_id = victim.node.peer_id();
+    // The trap: a local service the attacker wants the victim to touch.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trap_port = trap.local_addr().unwrap().port();
+    let touched = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = touched.clone();
+    tokio::spawn(async move {
+        while trap.accept().await.is_ok() {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let mut addresses: Vec<Multiaddr> =
+        vec![format!("/ip4/127.0.0.1/tcp/{trap_port}").parse().unwrap()];
+    for i in 1..=40u8 {
+        addresses.push(format!("/ip4/10.0.{i}.1/tcp/80").parse().unwrap());
+    }
+    let addresses = std::sync::Arc::new(addresses);
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_, relay| Puncher {
+            relay,
+            punch: request_response::Behaviour::with_codec(
+                PunchCodec { addresses },
+                [(
+                    StreamProtocol::new("/libp2p/dcutr"),
+                    request_response::ProtocolSupport::Inbound,
+                )],
+                request_response::Config::default(),
+            ),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.dial(circuit.with(Protocol::P2p(v_id))).unwrap();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = answered.clone();
+    let driver = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(PuncherEvent::Punch(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            })) = swarm.select_next_some().await
+            {
+                let _ = swarm.behaviour_mut().punch.send_response(channel, ());
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
+    });
+    wait_until(
+        20,
+        "the victim starts a hole punch with the attacker",
+        || {
+            let answered = answered.clone();
+            async move { answered.load(Ordering::SeqCst) }
+        },
+    )
+    .await;
+    let n = victim.node.clone();
+    wait_until(10, "the victim refuses the attacker's candidates", || {
+        let n = n.clone();
+        async move { n.stats().await.unwrap().hole_punches_refused > 0 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        touched.load(Ordering::SeqCst),
+        0,
+        "the victim dialled the attacker's local target"
+    );
+    driver.abort();
 }
