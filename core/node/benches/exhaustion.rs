@@ -58,6 +58,7 @@ fn before() -> Limits {
         handshake_timeout: Duration::from_secs(20),
         idle_timeout: Duration::from_secs(3600),
         reserved_outbound: 0,
+        max_pending_incoming: 128,
         relay_reservations: 128,
         relay_circuits: 16,
         relay_circuit_bytes: 128 * 1024,

@@ -44,6 +44,11 @@ pub(crate) struct LinkFrame {
 /// claims a 1 MiB frame and sends four bytes ties up about this much.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Each chunk of a frame must arrive within this time (at least 3.2 KB/s):
+/// a peer that drips a frame byte by byte cannot hold its share of the
+/// budget for the whole request timeout. Holding budget costs sending it.
+const CHUNK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The node-wide budget of bytes held by frames being read: every stream
 /// of every peer draws from it, so many slow streams cannot add up to
 /// more than the cap.
@@ -146,8 +151,10 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(
         drawn.bytes += step;
         let start = buf.len();
         buf.resize(start + step, 0);
-        io.read_exact(buf.get_mut(start..).unwrap_or(&mut []))
-            .await?;
+        let chunk = io.read_exact(buf.get_mut(start..).unwrap_or(&mut []));
+        tokio::time::timeout(CHUNK_TIMEOUT, chunk)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame arrives too slowly"))??;
     }
     let kind = match buf.first() {
         Some(0) => FrameKind::Sync,

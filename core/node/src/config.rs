@@ -177,7 +177,7 @@ impl Limits {
             max_connections: 128,
             max_connections_per_peer: 2,
             reserved_outbound: 32,
-            max_pending_incoming: 32,
+            max_pending_incoming: 64,
             max_pending_outgoing: 32,
             max_pending_per_source: 4,
             max_per_source: 8,
@@ -204,7 +204,10 @@ impl Limits {
             max_connections: 1024,
             max_connections_per_peer: 2,
             reserved_outbound: 64,
-            max_pending_incoming: 128,
+            // Pending handshakes are cheap (a socket and a few KiB) and cut
+            // after 5 s: a large budget makes a distributed attacker need
+            // 64 networks (or 16 wider ones) to fill it.
+            max_pending_incoming: 512,
             max_pending_outgoing: 64,
             max_pending_per_source: 8,
             max_per_source: 16,

@@ -49,6 +49,11 @@ pub(crate) enum GateSource {
     V4Host([u8; 4]),
     /// A global IPv6 address's /56 (a home or small-site allocation).
     V6Net([u8; 7]),
+    /// The wider network around a [`GateSource::V4Net`]: its /16.
+    V4Wide([u8; 2]),
+    /// The wider network around a [`GateSource::V6Net`]: its /48 (one
+    /// site, or a free tunnel-broker allocation of 256 /56s).
+    V6Wide([u8; 6]),
     /// A unique-local or link-local IPv6 address, whole.
     V6Host([u8; 16]),
     /// A relayed connection: its relay.
@@ -124,6 +129,21 @@ impl GateSource {
     fn is_unlimited(&self) -> bool {
         matches!(self, GateSource::Unlimited)
     }
+
+    /// The wider network this source sits in, limited to
+    /// [`WIDE_FACTOR`] times a source's share, so an attacker with a /48 or
+    /// a /16 does not get 256 shares.
+    fn wide(&self) -> Option<GateSource> {
+        match self {
+            GateSource::V4Net([a, b, _]) => Some(GateSource::V4Wide([*a, *b])),
+            GateSource::V6Net(net) => {
+                let mut wide = [0u8; 6];
+                wide.copy_from_slice(net.get(..6).unwrap_or(&[0; 6]));
+                Some(GateSource::V6Wide(wide))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Why the gate refused connections, counted.
@@ -142,7 +162,15 @@ pub struct GateRefusals {
     pub inbound_full: u64,
     /// The process was over its memory limit.
     pub memory: u64,
+    /// Connections closed to make room for a source holding fewer: when
+    /// the inbound slots are full, a newcomer displaces a connection of
+    /// the source holding the most.
+    pub evicted: u64,
 }
+
+/// A wider network (IPv4 /16, IPv6 /48) may hold this many times a
+/// source's share, pending and established.
+pub(crate) const WIDE_FACTOR: u32 = 4;
 
 /// A token bucket per source.
 #[derive(Debug, Clone, Copy)]
@@ -183,7 +211,15 @@ pub(crate) struct ConnectionGate {
     pending_quic: u32,
     pending_stream: u32,
     established: HashMap<ConnectionId, Option<GateSource>>,
+    /// Counts per source and per wider network.
     established_by_source: HashMap<GateSource, u32>,
+    /// Connections per source (not per wider network), newest last, for
+    /// eviction.
+    connections_by_source: HashMap<GateSource, Vec<(ConnectionId, PeerId)>>,
+    /// Connections being closed to make room (not counted as inbound).
+    evicting: HashSet<ConnectionId>,
+    to_close: std::collections::VecDeque<(ConnectionId, PeerId)>,
+    waker: Option<std::task::Waker>,
     inbound_untrusted: u32,
     buckets: HashMap<(GateSource, Kind), Bucket>,
     refusals: GateRefusals,
@@ -201,6 +237,10 @@ impl ConnectionGate {
             pending_stream: 0,
             established: HashMap::new(),
             established_by_source: HashMap::new(),
+            connections_by_source: HashMap::new(),
+            evicting: HashSet::new(),
+            to_close: std::collections::VecDeque::new(),
+            waker: None,
             inbound_untrusted: 0,
             buckets: HashMap::new(),
             refusals: GateRefusals::default(),
@@ -279,11 +319,14 @@ impl ConnectionGate {
         if let Some((source, kind)) = self.pending.remove(&connection) {
             let slot = self.pending_of(kind);
             *slot = slot.saturating_sub(1);
-            let key = (source, kind);
-            if let Some(n) = self.pending_by_source.get_mut(&key) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.pending_by_source.remove(&key);
+            let wide = source.wide();
+            for key in std::iter::once(source).chain(wide) {
+                let key = (key, kind);
+                if let Some(n) = self.pending_by_source.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.pending_by_source.remove(&key);
+                    }
                 }
             }
         }
@@ -302,41 +345,101 @@ impl ConnectionGate {
             return Ok(());
         }
         let source = GateSource::of_connection(local, remote, &self.limits.unlimited_sources);
+        let wide = source.wide();
+        if !source.is_unlimited() {
+            let count =
+                |key: &GateSource| self.established_by_source.get(key).copied().unwrap_or(0);
+            let wide_full = wide.as_ref().is_some_and(|w| {
+                count(w) >= self.limits.max_per_source.saturating_mul(WIDE_FACTOR)
+            });
+            if count(&source) >= self.limits.max_per_source || wide_full {
+                self.refusals.per_source += 1;
+                return Err(Self::deny("too many connections from this source"));
+            }
+        }
         let inbound_max = self
             .limits
             .max_connections
             .saturating_sub(self.limits.reserved_outbound);
-        if self.inbound_untrusted >= inbound_max {
+        let inbound = self
+            .inbound_untrusted
+            .saturating_sub(u32::try_from(self.evicting.len()).unwrap_or(u32::MAX));
+        if inbound >= inbound_max && !self.evict_for(&source) {
             self.refusals.inbound_full += 1;
             return Err(Self::deny("inbound connection slots are full"));
         }
         if !source.is_unlimited() {
-            let n = self
-                .established_by_source
-                .get(&source)
-                .copied()
-                .unwrap_or(0);
-            if n >= self.limits.max_per_source {
-                self.refusals.per_source += 1;
-                return Err(Self::deny("too many connections from this source"));
+            for key in std::iter::once(source.clone()).chain(wide) {
+                *self.established_by_source.entry(key).or_insert(0) += 1;
             }
-            *self
-                .established_by_source
+            self.connections_by_source
                 .entry(source.clone())
-                .or_insert(0) += 1;
+                .or_default()
+                .push((connection, peer));
         }
         self.inbound_untrusted += 1;
         self.established.insert(connection, Some(source));
         Ok(())
     }
 
+    /// The inbound slots are full and a connection from `newcomer` arrives:
+    /// if some source holds at least two more connections than the
+    /// newcomer would, its newest connection is closed to make room.
+    /// Whoever crowds the slots loses them first; a source can never be
+    /// pushed below another's count.
+    fn evict_for(&mut self, newcomer: &GateSource) -> bool {
+        let mine = if newcomer.is_unlimited() {
+            1
+        } else {
+            self.connections_by_source.get(newcomer).map_or(0, Vec::len) + 1
+        };
+        let evicting = &self.evicting;
+        let victim = self
+            .connections_by_source
+            .iter()
+            .map(|(source, list)| {
+                let live = list.iter().filter(|(c, _)| !evicting.contains(c)).count();
+                (source, live)
+            })
+            .filter(|(_, live)| *live > mine)
+            .max_by_key(|(_, live)| *live)
+            .map(|(source, _)| source.clone());
+        let Some(victim) = victim else {
+            return false;
+        };
+        let Some(&(connection, peer)) = self
+            .connections_by_source
+            .get(&victim)
+            .and_then(|list| list.iter().rev().find(|(c, _)| !self.evicting.contains(c)))
+        else {
+            return false;
+        };
+        self.evicting.insert(connection);
+        self.to_close.push_back((connection, peer));
+        self.refusals.evicted += 1;
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+        true
+    }
+
     fn release_established(&mut self, connection: ConnectionId) {
+        self.evicting.remove(&connection);
         if let Some(Some(source)) = self.established.remove(&connection) {
             self.inbound_untrusted = self.inbound_untrusted.saturating_sub(1);
-            if let Some(n) = self.established_by_source.get_mut(&source) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.established_by_source.remove(&source);
+            if let Some(list) = self.connections_by_source.get_mut(&source) {
+                list.retain(|(c, _)| *c != connection);
+                if list.is_empty() {
+                    self.connections_by_source.remove(&source);
+                }
+            }
+            let wide = source.wide();
+            for key in std::iter::once(source).chain(wide) {
+                if let Some(n) = self.established_by_source.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.established_by_source.remove(&key);
+                    }
                 }
             }
         }
@@ -379,7 +482,19 @@ impl NetworkBehaviour for ConnectionGate {
         if !source.is_unlimited() {
             let key = (source.clone(), kind);
             let n = self.pending_by_source.get(&key).copied().unwrap_or(0);
-            if n >= self.limits.max_pending_per_source {
+            let wide_key = source.wide().map(|w| (w, kind));
+            let wide_n = wide_key
+                .as_ref()
+                .and_then(|k| self.pending_by_source.get(k))
+                .copied()
+                .unwrap_or(0);
+            if n >= self.limits.max_pending_per_source
+                || wide_n
+                    >= self
+                        .limits
+                        .max_pending_per_source
+                        .saturating_mul(WIDE_FACTOR)
+            {
                 self.refusals.pending_per_source += 1;
                 return Err(Self::deny("too many handshakes pending from this source"));
             }
@@ -388,6 +503,9 @@ impl NetworkBehaviour for ConnectionGate {
                 return Err(Self::deny("this source opens connections too fast"));
             }
             *self.pending_by_source.entry(key).or_insert(0) += 1;
+            if let Some(wide_key) = wide_key {
+                *self.pending_by_source.entry(wide_key).or_insert(0) += 1;
+            }
         }
         *self.pending_of(kind) += 1;
         self.pending.insert(connection, (source, kind));
@@ -442,7 +560,14 @@ impl NetworkBehaviour for ConnectionGate {
         match event {}
     }
 
-    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+        if let Some((connection, peer_id)) = self.to_close.pop_front() {
+            return Poll::Ready(ToSwarm::CloseConnection {
+                peer_id,
+                connection: libp2p::swarm::CloseConnection::One(connection),
+            });
+        }
+        self.waker = Some(cx.waker().clone());
         Poll::Pending
     }
 }

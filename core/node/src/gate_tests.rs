@@ -161,13 +161,71 @@ fn established_inbound_is_capped_per_source_and_leaves_the_reserve() {
     for i in 0..4 {
         admit(&mut g, PeerId::random(), &format!("/ip4/6.6.{i}.1/tcp/1")).unwrap();
     }
-    // 6 inbound = 10 − 4 reserved: strangers are refused, trusted are not.
-    assert!(admit(&mut g, PeerId::random(), "/ip4/7.7.7.7/tcp/1").is_err());
+    // 6 inbound = 10 − 4 reserved. A newcomer displaces the newest
+    // connection of the source holding the most (5.5.5.0/24, two)…
+    admit(&mut g, PeerId::random(), "/ip4/7.7.7.7/tcp/1").expect("room is made");
+    assert_eq!(g.refusals().evicted, 1);
+    let Some((closing, _)) = g.to_close.front().copied() else {
+        panic!("a connection is queued to close");
+    };
+    // …and once every source holds one, newcomers are refused; trusted
+    // peers are not.
+    assert!(admit(&mut g, PeerId::random(), "/ip4/8.8.8.8/tcp/1").is_err());
     assert_eq!(g.refusals().inbound_full, 1);
     admit(&mut g, trusted, "/ip4/5.5.5.9/tcp/1").expect("trusted peers bypass");
     // A closed connection frees both its source slot and its inbound slot.
+    g.release_established(closing);
     g.release_established(a);
     admit(&mut g, PeerId::random(), "/ip4/5.5.5.4/tcp/1").unwrap();
+}
+
+#[test]
+fn a_wider_network_gets_a_bounded_number_of_shares() {
+    let mut g = gate(Limits {
+        max_per_source: 2,
+        ..Limits::relay()
+    });
+    let mut admitted = 0;
+    // Ten /24s of one /16, two connections each: 20 attempts.
+    for net in 0..10u32 {
+        for host in 0..2u32 {
+            let id = ConnectionId::new_unchecked((net * 2 + host) as usize);
+            let src = format!("/ip4/44.1.{net}.{}/tcp/1", host + 1);
+            if g.handle_established_inbound_connection(
+                id,
+                PeerId::random(),
+                &addr(LOCAL),
+                &addr(&src),
+            )
+            .is_ok()
+            {
+                admitted += 1;
+            }
+        }
+    }
+    assert_eq!(
+        admitted,
+        2 * WIDE_FACTOR as usize,
+        "a /16 holds {WIDE_FACTOR} shares"
+    );
+    // The same holds for IPv6 /56s inside one /48.
+    let mut g = gate(Limits {
+        max_per_source: 2,
+        ..Limits::relay()
+    });
+    let admitted = (0..20u32)
+        .filter(|i| {
+            let src = format!("/ip6/2a00:1:2:{:x}00::1/tcp/1", i);
+            g.handle_established_inbound_connection(
+                ConnectionId::new_unchecked(*i as usize),
+                PeerId::random(),
+                &addr(LOCAL),
+                &addr(&src),
+            )
+            .is_ok()
+        })
+        .count();
+    assert_eq!(admitted, 2 * WIDE_FACTOR as usize);
 }
 
 #[test]

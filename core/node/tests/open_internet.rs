@@ -202,6 +202,18 @@ async fn huge_frame_claims_tie_up_only_what_is_sent() {
         held <= 8 * 16 * 1024,
         "64 claims of 1 MiB with 100 bytes sent hold {held} bytes"
     );
+    // A frame that stops arriving is cut within its chunk timeout (5 s):
+    // holding budget costs sending it.
+    let n = node.node.clone();
+    wait_until(
+        10,
+        "stalled frames are cut and their budget returned",
+        || {
+            let n = n.clone();
+            async move { n.stats().await.unwrap().frame_buffer_bytes == 0 }
+        },
+    )
+    .await;
     driver.abort();
 }
 
@@ -736,4 +748,41 @@ async fn a_hole_punch_cannot_make_the_node_dial_a_local_address() {
         "the victim dialled the attacker's local target"
     );
     driver.abort();
+}
+
+/// Finding 3: 128 relay reservations, which three addresses filled (and
+/// renewals then failed for honest clients). Now one network holds at most
+/// its connection share of reservations, and an honest client still gets
+/// one after a flood of 150 from three addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_flood_from_three_addresses_leaves_room_for_honest_clients() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = spawn_with(root.path(), "relay", |b| {
+        b.relay().advertise_local_addresses(true)
+    })
+    .await;
+    let per_source = Limits::relay().max_per_source as usize;
+    let mut sybils = Vec::new();
+    for i in 0..150u8 {
+        sybils.push(reserving_sybil(
+            ip(127, 66, 0, 1 + i % 3),
+            relay.addr.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = sybils
+        .iter()
+        .filter(|(_, r)| r.load(Ordering::SeqCst))
+        .count();
+    assert!(
+        held <= per_source,
+        "three addresses of one network hold {held} reservations"
+    );
+    let (_, honest) = reserving_sybil(ip(127, 0, 0, 1), relay.addr.clone());
+    wait_until(10, "an honest client gets a reservation", || {
+        let honest = honest.clone();
+        async move { honest.load(Ordering::SeqCst) }
+    })
+    .await;
 }
