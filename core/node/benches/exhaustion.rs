@@ -24,6 +24,10 @@
 //!   client still get one?
 //! - frames: one connection claims 64 frames of 1 MiB and sends 100 bytes
 //!   of each; how many bytes of frame buffer does the node hold?
+//! - push: a client pushes 30 envelopes to a relay over sync while 20
+//!   peers subscribe to the relay's gossip; how many bytes does the relay
+//!   send in the next 3 s, per byte pushed, with flood publishing on
+//!   (libp2p's default) and off (a relay's default now)?
 
 #![allow(
     clippy::unwrap_used,
@@ -209,6 +213,56 @@ async fn frames(limits: Limits, root: &std::path::Path) -> String {
     format!("frame buffer held {:>8} bytes", peak)
 }
 
+async fn push(flood: bool, root: &std::path::Path) -> String {
+    let gossip = ferry_node::GossipParams {
+        flood_publish: flood,
+        ..ferry_node::GossipParams::default()
+    };
+    let relay = Node::start(
+        builder(&root.join("relay"))
+            .relay()
+            .gossip(gossip)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let addr = relay.listen_addrs().await.unwrap().remove(0);
+    let mut subscribers = Vec::new();
+    for _ in 0..20 {
+        subscribers.push(sybil(ip(127, 0, 0, 1), addr.clone()));
+    }
+    // The pusher holds 30 envelopes for a contact who is away.
+    let away = Node::start(builder(&root.join("away")).build().unwrap())
+        .await
+        .unwrap();
+    let code = away.contact_code().await.unwrap();
+    away.shutdown().await;
+    let pusher = Node::start(builder(&root.join("pusher")).build().unwrap())
+        .await
+        .unwrap();
+    let contact = pusher.add_contact(&code).await.unwrap();
+    for i in 0..30 {
+        let mut body = format!("pushed {i} ").into_bytes();
+        body.resize(1024, b'.');
+        pusher.send(&contact, &body).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = relay.stats().await.unwrap().bytes_out;
+    let pushed_before = pusher.stats().await.unwrap().bytes_out;
+    pusher.dial(addr.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let out = relay.stats().await.unwrap().bytes_out - before;
+    let pushed = pusher.stats().await.unwrap().bytes_out - pushed_before;
+    pusher.shutdown().await;
+    relay.shutdown().await;
+    drop(subscribers);
+    format!(
+        "relay sent {out:>8} bytes for {pushed:>7} pushed: {:.1}× ",
+        out as f64 / pushed.max(1) as f64
+    )
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -236,6 +290,18 @@ fn main() {
             println!(
                 "| frame claims (64 × 1 MiB, 1 connection) | {name} | {} |",
                 frames(limits.clone(), &p.join("f")).await
+            );
+        }
+        for flood in [true, false] {
+            let root = tempfile::tempdir().unwrap();
+            let name = if flood {
+                "flood publish on"
+            } else {
+                "flood publish off"
+            };
+            println!(
+                "| sync push to a relay with 20 subscribers | {name} | {} |",
+                push(flood, root.path()).await
             );
         }
     });
