@@ -19,7 +19,7 @@ use crate::{
     counting::{ByteCounters, CountingMuxer},
     gate::ConnectionGate,
     hole_punch::HolePunch,
-    relay_limits::SourceRateLimiter,
+    relay_limits::{CircuitBook, CircuitLimiter, SourceRateLimiter},
 };
 use ferry_core::{
     crypto::tags,
@@ -224,6 +224,7 @@ pub(crate) fn behaviour(
     config: &NodeConfig,
     relay_client: relay::client::Behaviour,
     frame_budget: Arc<FrameBudget>,
+    circuits: Arc<std::sync::Mutex<CircuitBook>>,
 ) -> std::io::Result<FerryBehaviour> {
     let peer_id = key.public().to_peer_id();
     let limits = &config.limits;
@@ -254,7 +255,8 @@ pub(crate) fn behaviour(
     } else {
         None
     };
-    let relay_server = (config.role == Role::Relay).then(|| relay_server(peer_id, config));
+    let relay_server =
+        (config.role == Role::Relay).then(|| relay_server(peer_id, config, circuits));
     let connection_limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(limits.max_connections))
         .with_max_established_per_peer(Some(limits.max_connections_per_peer))
@@ -335,7 +337,11 @@ pub const IDENTIFY_AGENT: &str = "rust-libp2p";
 /// Each peer holds one reservation; the gate bounds connections per source,
 /// so one source holds at most `max_per_source` reservations, and the rate
 /// limiters bound how fast a source can churn them.
-fn relay_server(peer_id: libp2p::PeerId, config: &NodeConfig) -> relay::Behaviour {
+fn relay_server(
+    peer_id: libp2p::PeerId,
+    config: &NodeConfig,
+    book: Arc<std::sync::Mutex<CircuitBook>>,
+) -> relay::Behaviour {
     let limits = &config.limits;
     let per_minute = limits.relay_requests_per_source_per_min.max(1);
     let relay_config = relay::Config {
@@ -357,10 +363,10 @@ fn relay_server(peer_id: libp2p::PeerId, config: &NodeConfig) -> relay::Behaviou
         )));
     relay_config
         .circuit_src_rate_limiters
-        .push(Box::new(SourceRateLimiter::new(
-            per_minute,
-            limits.unlimited_sources.clone(),
-        )));
+        .push(Box::new(CircuitLimiter {
+            book,
+            rate: SourceRateLimiter::new(per_minute, limits.unlimited_sources.clone()),
+        }));
     relay::Behaviour::new(peer_id, relay_config)
 }
 

@@ -153,6 +153,8 @@ pub struct Limits {
     pub relay_circuits: u32,
     /// Relay v2 server: circuits per peer.
     pub relay_circuits_per_peer: u32,
+    /// Relay v2 server: circuits open at once from one source.
+    pub relay_circuits_per_source: u32,
     /// Relay v2 server: bytes one circuit may carry (both ways).
     pub relay_circuit_bytes: u64,
     /// Relay v2 server: how long one circuit may last.
@@ -192,6 +194,7 @@ impl Limits {
             relay_reservations: 0,
             relay_circuits: 0,
             relay_circuits_per_peer: 0,
+            relay_circuits_per_source: 0,
             relay_circuit_bytes: 0,
             relay_circuit_duration: Duration::ZERO,
             relay_requests_per_source_per_min: 0,
@@ -222,6 +225,7 @@ impl Limits {
             relay_reservations: 1024,
             relay_circuits: 256,
             relay_circuits_per_peer: 8,
+            relay_circuits_per_source: 16,
             // A circuit carries Ferry's own links: sync frames are up to
             // 1 MiB, a backlog many of them.
             relay_circuit_bytes: 256 * 1024 * 1024,

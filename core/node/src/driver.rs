@@ -22,7 +22,7 @@ use ferry_store::SledStore;
 use futures::StreamExt as _;
 use hkdf::Hkdf;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, gossipsub, identity::Keypair, mdns, request_response,
+    Multiaddr, PeerId, Swarm, gossipsub, identity::Keypair, mdns, relay, request_response,
     swarm::SwarmEvent,
 };
 use rand::{SeedableRng as _, rngs::StdRng};
@@ -39,6 +39,7 @@ use crate::{
     events::{NodeEvent, ReceivedMessage},
     node::{Command, ContactInfo, NodeStats},
     pairing_gate::{CONFIRM_TIMEOUT, HANDSHAKE_TIMEOUT, PairingGate, PairingRefusal},
+    relay_limits::CircuitBook,
 };
 
 type FerryEngine = Engine<SledStore, StdRng>;
@@ -163,6 +164,8 @@ pub(crate) struct Driver {
     last_flush: Option<tokio::time::Instant>,
     flush_owed: bool,
     frame_budget: Arc<FrameBudget>,
+    /// Open relay circuits per source (relays).
+    circuits: Arc<std::sync::Mutex<CircuitBook>>,
     peers: HashMap<PeerId, engine::PeerId>,
     peers_rev: HashMap<engine::PeerId, PeerId>,
     next_peer: u64,
@@ -246,8 +249,18 @@ impl Driver {
         let (transport, relay_client) = behaviour::transport(&key, &mut config, bytes.clone())
             .map_err(|e| NodeError::Network(e.to_string()))?;
         let frame_budget = Arc::new(FrameBudget::new(config.limits.max_frame_buffer_bytes));
-        let behaviour = behaviour::behaviour(&key, &config, relay_client, frame_budget.clone())
-            .map_err(|e| NodeError::Network(e.to_string()))?;
+        let circuits = Arc::new(std::sync::Mutex::new(CircuitBook::new(
+            config.limits.relay_circuits_per_source,
+            config.limits.unlimited_sources.clone(),
+        )));
+        let behaviour = behaviour::behaviour(
+            &key,
+            &config,
+            relay_client,
+            frame_budget.clone(),
+            circuits.clone(),
+        )
+        .map_err(|e| NodeError::Network(e.to_string()))?;
         let mut swarm = Swarm::new(
             transport,
             behaviour,
@@ -281,6 +294,7 @@ impl Driver {
             last_flush: None,
             flush_owed: false,
             frame_budget,
+            circuits,
             peers: HashMap::new(),
             peers_rev: HashMap::new(),
             next_peer: 0,
@@ -835,15 +849,33 @@ impl Driver {
                 debug!(peer = %short_peer(&peer), %error, "frame not delivered");
                 self.frame_acked(request_id)?;
             }
+            FerryBehaviourEvent::RelayServer(relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            }) => {
+                if let Ok(mut book) = self.circuits.lock() {
+                    book.opened(src_peer_id, dst_peer_id);
+                }
+            }
+            FerryBehaviourEvent::RelayServer(relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                ..
+            }) => {
+                if let Ok(mut book) = self.circuits.lock() {
+                    book.closed(src_peer_id, dst_peer_id);
+                }
+            }
             FerryBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, address) in found {
                     if self.swarm.is_connected(&peer) {
                         continue;
                     }
-                    // Anyone on the LAN can answer mDNS with any address:
-                    // only on-link addresses are dialled or reported, so
-                    // a forged answer cannot point us at a host elsewhere.
-                    if !crate::mdns_filter::is_on_link(&address) {
+                    // Anyone on the LAN can answer mDNS (and forge the
+                    // source): only addresses on our own networks are
+                    // dialled or reported, so a forged answer cannot
+                    // point us at a host elsewhere.
+                    if !crate::mdns_filter::is_on_link(&address, &self.listen_addrs) {
                         self.mdns_refused += 1;
                         continue;
                     }
@@ -1289,6 +1321,7 @@ impl Driver {
             pending_publish_flushes: self.counts.pending_flushes,
             pending_publish: self.pending_publish.len(),
             mdns_addresses_refused: self.mdns_refused,
+            circuits_refused: self.circuits.lock().map_or(0, |book| book.refused()),
         }
     }
 }

@@ -1,23 +1,52 @@
 //! Which addresses an mDNS answer may make the node dial.
 //!
-//! Anyone on the LAN can answer mDNS queries, with any address: without a
-//! check, a forged answer makes every Ferry node on the LAN dial a host
-//! of the forger's choosing (a scan, or traffic towards a victim), and
-//! tells that host they run Ferry. Only addresses on a local network are
-//! taken: private and link-local IPv4, unique-local and link-local IPv6.
+//! Anyone on the LAN can answer mDNS queries. libp2p-mdns replaces the IP
+//! of each announced address with the answer's source IP (unless that is
+//! link-local), but a source IP is easy to forge on a LAN: without a check,
+//! a forged answer makes every Ferry node on the LAN dial a host of the
+//! forger's choosing (a scan, traffic towards a victim, a host behind a
+//! VPN route) and tells that host it runs Ferry. Only addresses on a
+//! network the node itself is on are taken: the same IPv4 /24 or IPv6 /64
+//! as one of its own (non-loopback) listen addresses, or link-local.
 
 use libp2p::{Multiaddr, multiaddr::Protocol};
 
-/// Whether an address from an mDNS answer may be dialled.
-pub(crate) fn is_on_link(address: &Multiaddr) -> bool {
+/// Whether an address from an mDNS answer may be dialled, given the
+/// node's own listen addresses.
+pub(crate) fn is_on_link(address: &Multiaddr, own: &[Multiaddr]) -> bool {
     if address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
         return false;
     }
+    let own_ips = || own.iter().filter_map(|a| a.iter().next());
     match address.iter().next() {
-        Some(Protocol::Ip4(ip)) => ip.is_private() || ip.is_link_local(),
+        Some(Protocol::Ip4(ip)) => {
+            if ip.is_link_local() {
+                return true;
+            }
+            let net = |o: [u8; 4]| [o[0], o[1], o[2]];
+            !ip.is_loopback()
+                && !ip.is_unspecified()
+                && own_ips().any(|p| match p {
+                    Protocol::Ip4(mine) => {
+                        !mine.is_loopback() && net(mine.octets()) == net(ip.octets())
+                    }
+                    _ => false,
+                })
+        }
         Some(Protocol::Ip6(ip)) => {
             let first = ip.segments().first().copied().unwrap_or(0);
-            first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80
+            if first & 0xffc0 == 0xfe80 {
+                return true;
+            }
+            let net = |s: [u16; 8]| [s[0], s[1], s[2], s[3]];
+            !ip.is_loopback()
+                && !ip.is_unspecified()
+                && own_ips().any(|p| match p {
+                    Protocol::Ip6(mine) => {
+                        !mine.is_loopback() && net(mine.segments()) == net(ip.segments())
+                    }
+                    _ => false,
+                })
         }
         _ => false,
     }
@@ -27,26 +56,35 @@ pub(crate) fn is_on_link(address: &Multiaddr) -> bool {
 mod tests {
     use super::*;
 
+    fn parse(s: &str) -> Multiaddr {
+        s.parse().unwrap_or_else(|_| Multiaddr::empty())
+    }
+
     #[test]
-    fn only_local_network_addresses_are_dialled() {
-        let ok = |s: &str| is_on_link(&s.parse().unwrap_or_else(|_| Multiaddr::empty()));
+    fn only_addresses_on_our_own_networks_are_dialled() {
+        let own = [
+            parse("/ip4/127.0.0.1/tcp/4001"),
+            parse("/ip4/192.168.1.20/tcp/4001"),
+            parse("/ip6/2a00:1:2:3::9/tcp/4001"),
+        ];
+        let ok = |s: &str| is_on_link(&parse(s), &own);
         for good in [
-            "/ip4/192.168.1.20/tcp/4001",
-            "/ip4/10.0.0.7/udp/4001/quic-v1",
-            "/ip4/172.16.3.4/tcp/1",
+            "/ip4/192.168.1.77/tcp/4001",
             "/ip4/169.254.9.9/tcp/1",
             "/ip6/fe80::1/tcp/1",
-            "/ip6/fd12::7/tcp/1",
+            "/ip6/2a00:1:2:3::77/udp/1/quic-v1",
         ] {
-            assert!(ok(good), "{good} is on a local network");
+            assert!(ok(good), "{good} is on one of our networks");
         }
         for bad in [
             "/ip4/8.8.8.8/tcp/53",
-            "/ip4/127.0.0.1/tcp/1",
-            "/ip6/2a00::1/tcp/1",
+            "/ip4/10.0.0.7/tcp/22",
+            "/ip4/192.168.2.1/tcp/1",
+            "/ip4/127.0.0.2/tcp/1",
+            "/ip6/2a00:1:2:4::1/tcp/1",
             "/ip6/::1/tcp/1",
             "/dns4/victim.example/tcp/80",
-            "/ip4/10.0.0.1/tcp/1/p2p-circuit",
+            "/ip4/192.168.1.1/tcp/1/p2p-circuit",
         ] {
             assert!(!ok(bad), "{bad} is not dialled from an mDNS answer");
         }

@@ -85,6 +85,9 @@ pub struct NodeStats {
     /// mDNS answers not dialled because their address is not on a local
     /// network.
     pub mdns_addresses_refused: u64,
+    /// Relay circuit requests refused because their source holds its share
+    /// of open circuits (relays).
+    pub circuits_refused: u64,
     /// Pairing attempts refused, by reason.
     pub pairing_refusals: crate::pairing_gate::PairingRefusals,
 }
