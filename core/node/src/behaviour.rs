@@ -53,15 +53,43 @@ pub(crate) struct FerryBehaviour {
     pub(crate) ping: ping::Behaviour,
 }
 
-/// The gossip message ID: the envelope's content ID, recomputed from its
-/// content (never the claimed field, so nobody can pre-empt a real
-/// envelope's ID with garbage). Undecodable data gets a plain hash and is
-/// then rejected by validation.
+/// The gossip message ID.
+///
+/// Gossipsub marks an ID as seen *before* validation, and counts every
+/// later copy of an ID it judged invalid as an invalid delivery by whoever
+/// forwards it. So the ID must not let a mutated copy stand for the real
+/// envelope:
+/// - an envelope whose claimed content ID is not its real one, or that is
+///   not in canonical encoding (unknown fields, padded varints: bytes an
+///   attacker can vary freely), gets a hash of its raw bytes: it can
+///   neither pre-empt the real envelope nor get its honest forwarders
+///   penalised;
+/// - otherwise the ID is the content ID (recomputed, never the claimed
+///   field) plus whether the copy is one every relay forwards (hop limit
+///   above 1, no copy budget). Hop limit and copy budget are not covered by
+///   the content ID; a copy made unforwardable (hop limit 1) would
+///   otherwise be ignored by the first node it reaches *and* shadow the
+///   real one there. Honest gossip forwards bytes unchanged, so a flood
+///   keeps one ID; copies that differ only in a forwardable hop limit still
+///   share it (an attacker can shorten a copy's reach that way, not stop
+///   it).
 pub fn message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
-    match proto::decode::<v1::Envelope>(&message.data) {
-        Ok(envelope) => gossipsub::MessageId::new(&tags::content_id_of(&envelope)),
-        Err(_) => gossipsub::MessageId::new(&Sha256::digest(&message.data)),
+    let raw = || gossipsub::MessageId::new(&Sha256::digest(&message.data));
+    let Ok(envelope) = proto::decode_canonical::<v1::Envelope>(&message.data) else {
+        return raw();
+    };
+    let content_id = tags::content_id_of(&envelope);
+    if envelope.content_id.as_slice() != content_id.as_slice() {
+        return raw();
     }
+    let forwardable = envelope.hop_limit > 1 && envelope.copy_budget == 0;
+    gossipsub::MessageId::new(
+        &Sha256::new()
+            .chain_update(b"ferry/gossip-id/v1")
+            .chain_update(content_id)
+            .chain_update([u8::from(forwardable)])
+            .finalize(),
+    )
 }
 
 /// The gossipsub configuration both Ferry and the bare-overlay benchmark

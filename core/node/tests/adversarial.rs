@@ -422,3 +422,42 @@ async fn a_card_holders_junk_requests_do_not_get_honest_relays_penalised() {
             .contains(&relay_id)
     );
 }
+
+/// A stranger who saw an envelope on gossip sends a node mutated copies of
+/// it first: one claiming a wrong content ID (invalid), one with its hop
+/// limit cut to 1 (ignored, as out of hops). Gossipsub marks an ID as seen
+/// before validation and counts later copies of an invalid ID as invalid
+/// deliveries, so with the content ID as gossip ID the real envelope was
+/// dropped as a duplicate and the honest peer that forwarded it was
+/// penalised. Now neither mutation shares the real envelope's gossip ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutated_copy_cannot_shadow_the_real_envelope_or_get_its_forwarder_penalised() {
+    let root = tempfile::tempdir().unwrap();
+    let victim = spawn(root.path(), "victim").await;
+    let (_, attacker, _) = raw_peer(vec![victim.addr.clone()]);
+    let (honest_id, honest, _) = raw_peer(vec![victim.addr.clone()]);
+    wait_connected(&[&victim], 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let genuine = valid_spam(2);
+    let mut forged = proto::decode::<v1::Envelope>(&genuine[0]).unwrap();
+    forged.content_id[0] ^= 1;
+    let mut cut = proto::decode::<v1::Envelope>(&genuine[1]).unwrap();
+    cut.hop_limit = 1;
+    for bytes in [proto::encode(&forged), proto::encode(&cut)] {
+        attacker.send(Raw::Publish(bytes)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for bytes in &genuine {
+        honest.send(Raw::Publish(bytes.clone())).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let score = victim
+        .node
+        .peer_score(honest_id)
+        .await
+        .unwrap()
+        .unwrap_or(0.0);
+    assert!(score >= 0.0, "the honest forwarder is penalised: {score}");
+    let held = stats(&victim).await.held_envelopes;
+    assert_eq!(held, 2, "a mutated copy shadowed the real envelope");
+}
