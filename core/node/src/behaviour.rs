@@ -19,6 +19,7 @@ use crate::{
     counting::{ByteCounters, CountingMuxer},
     gate::ConnectionGate,
     hole_punch::HolePunch,
+    mdns_filter::LanDiscovery,
     relay_limits::{CircuitBook, CircuitLimiter, SourceRateLimiter},
 };
 use ferry_core::{
@@ -44,7 +45,7 @@ pub(crate) struct FerryBehaviour {
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) link: request_response::Behaviour<LinkCodec>,
-    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) mdns: Toggle<LanDiscovery>,
     pub(crate) relay_server: Toggle<relay::Behaviour>,
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) dcutr: Toggle<HolePunch>,
@@ -276,10 +277,10 @@ pub(crate) fn behaviour(
             .with_max_concurrent_streams(limits.max_link_streams),
     );
     let mdns = if config.mdns {
-        Some(mdns::tokio::Behaviour::new(
+        Some(LanDiscovery::new(mdns::tokio::Behaviour::new(
             mdns::Config::default(),
             peer_id,
-        )?)
+        )?))
     } else {
         None
     };
@@ -322,34 +323,37 @@ pub(crate) fn behaviour(
         dcutr: direct
             .then(|| HolePunch::new(dcutr::Behaviour::new(peer_id)))
             .into(),
-        autonat: (direct && config.role != Role::Relay)
-            .then(|| autonat_behaviour(peer_id, config))
-            .into(),
+        autonat: direct.then(|| autonat_behaviour(peer_id, config)).into(),
         identify,
         ping: ping::Behaviour::new(ping::Config::new()),
     })
 }
 
-/// Autonat for a client: it asks only its bootstrap peers (any connected
-/// peer could otherwise "confirm" an address of its choosing, which the
-/// node would then announce and hand to hole punching), and answers
-/// few dial-back requests (each is an outbound dial a peer chooses).
-/// Relays run no autonat: their reachable addresses are configured or
-/// their global listen addresses.
+/// Autonat. As a client, a node asks only its bootstrap peers (any
+/// connected peer could otherwise "confirm" an address of its choosing,
+/// which the node would then announce and hand to hole punching); a relay
+/// asks nobody (its reachable addresses are configured or its global
+/// listen addresses). As a server, a relay answers its clients' probes
+/// (so clients whose bootstrap peers are relays learn their reachability)
+/// and a client answers few; each answer is an outbound dial a peer
+/// chooses, so both are throttled.
 fn autonat_behaviour(peer_id: libp2p::PeerId, config: &NodeConfig) -> autonat::Behaviour {
+    let relay = config.role == Role::Relay;
     let mut behaviour = autonat::Behaviour::new(
         peer_id,
         autonat::Config {
             use_connected: false,
             max_peer_addresses: 2,
-            throttle_clients_global_max: 4,
+            throttle_clients_global_max: if relay { 30 } else { 4 },
             throttle_clients_peer_max: 1,
             throttle_clients_period: Duration::from_secs(60),
             ..autonat::Config::default()
         },
     );
-    for (peer, address) in &config.bootstrap {
-        behaviour.add_server(*peer, Some(address.clone()));
+    if !relay {
+        for (peer, address) in &config.bootstrap {
+            behaviour.add_server(*peer, Some(address.clone()));
+        }
     }
     behaviour
 }

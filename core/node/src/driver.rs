@@ -345,6 +345,15 @@ impl Driver {
                 Err(_) => break, // relay circuits may take longer; go on
             }
         }
+        if driver.relay && driver.swarm.external_addresses().next().is_none() {
+            // libp2p's relay server grants no reservation until the node
+            // has a reachable address: say so rather than refuse silently.
+            warn!(
+                "this relay has no reachable address (no global listen address, none \
+                 configured): its relay v2 server refuses reservations until one is \
+                 given with NodeBuilder::external_address (see docs/relay.md)"
+            );
+        }
         driver.redial();
         driver.drain()?;
         info!(peer = %short_peer(&peer_id), "node started");
@@ -390,17 +399,24 @@ impl Driver {
             let backlog = !lagging && !self.redelivery_backlog.is_empty();
             let result = tokio::select! {
                 permit = events.reserve(), if lagging => {
-                    if let Ok(permit) = permit {
-                        permit.send(NodeEvent::Lagged { missed: self.missed });
-                        self.lag_notice_sent();
+                    match permit {
+                        Ok(permit) => {
+                            permit.send(NodeEvent::Lagged { missed: self.missed });
+                            self.lag_notice_sent();
+                        }
+                        // The app dropped its event stream: nobody to tell.
+                        Err(_) => self.missed = 0,
                     }
                     Ok(())
                 }
                 permit = events.reserve(), if backlog => {
-                    if let Ok(permit) = permit
-                        && let Some(event) = self.next_redelivery()
-                    {
-                        permit.send(event);
+                    match permit {
+                        Ok(permit) => {
+                            if let Some(event) = self.next_redelivery() {
+                                permit.send(event);
+                            }
+                        }
+                        Err(_) => self.redelivery_backlog.clear(),
                     }
                     Ok(())
                 }
@@ -752,6 +768,13 @@ impl Driver {
     fn on_swarm_event(&mut self, event: SwarmEvent<FerryBehaviourEvent>) -> Result<(), NodeError> {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => self.on_listen_addr(address),
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let full = address
+                    .clone()
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or(address);
+                self.listen_addrs.retain(|a| *a != full);
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
@@ -790,6 +813,9 @@ impl Driver {
                 self.pairings.remove(&peer_id);
                 self.invalid_frames.remove(&peer_id);
                 self.subscribers.remove(&peer_id);
+                if let Ok(mut book) = self.circuits.lock() {
+                    book.peer_gone(peer_id);
+                }
                 self.emit(NodeEvent::PeerDown { peer: peer_id });
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event)?,
@@ -855,6 +881,26 @@ impl Driver {
             }) => {
                 if let Ok(mut book) = self.circuits.lock() {
                     book.opened(src_peer_id, dst_peer_id);
+                }
+            }
+            // A "resource limit" denial may come before the limiter was
+            // asked (nothing charged); charges it leaves expire.
+            FerryBehaviourEvent::RelayServer(relay::Event::CircuitReqDenied {
+                src_peer_id,
+                status,
+                ..
+            }) if !matches!(status, relay::StatusCode::ResourceLimitExceeded) => {
+                if let Ok(mut book) = self.circuits.lock() {
+                    book.denied(src_peer_id);
+                }
+            }
+            #[allow(deprecated)] // libp2p still emits it; the charge must be released
+            FerryBehaviourEvent::RelayServer(relay::Event::CircuitReqAcceptFailed {
+                src_peer_id,
+                ..
+            }) => {
+                if let Ok(mut book) = self.circuits.lock() {
+                    book.denied(src_peer_id);
                 }
             }
             FerryBehaviourEvent::RelayServer(relay::Event::CircuitClosed {

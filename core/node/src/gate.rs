@@ -133,7 +133,7 @@ impl GateSource {
     /// The wider network this source sits in, limited to
     /// [`WIDE_FACTOR`] times a source's share, so an attacker with a /48 or
     /// a /16 does not get 256 shares.
-    fn wide(&self) -> Option<GateSource> {
+    pub(crate) fn wide(&self) -> Option<GateSource> {
         match self {
             GateSource::V4Net([a, b, _]) => Some(GateSource::V4Wide([*a, *b])),
             GateSource::V6Net(net) => {
@@ -169,8 +169,20 @@ pub struct GateRefusals {
 }
 
 /// A wider network (IPv4 /16, IPv6 /48) may hold this many times a
-/// source's share, pending and established.
+/// source's share, pending and established; so may a relay's circuits (all
+/// peers reaching us through one relay are one source, and the relay caps
+/// each of its own sources).
 pub(crate) const WIDE_FACTOR: u32 = 4;
+
+/// Evictions in progress at most; beyond, newcomers are refused.
+const MAX_EVICTING: usize = 4;
+
+/// An eviction whose close has not completed after this long counts as
+/// inbound again.
+const EVICTION_GRACE: Duration = Duration::from_secs(10);
+
+/// Evictions, node-wide: this many in a burst, then one a second.
+const EVICTION_BURST: u32 = 4;
 
 /// A token bucket per source.
 #[derive(Debug, Clone, Copy)]
@@ -216,8 +228,14 @@ pub(crate) struct ConnectionGate {
     /// Connections per source (not per wider network), newest last, for
     /// eviction.
     connections_by_source: HashMap<GateSource, Vec<(ConnectionId, PeerId)>>,
-    /// Connections being closed to make room (not counted as inbound).
-    evicting: HashSet<ConnectionId>,
+    /// Connections being closed to make room, and since when: not counted
+    /// as inbound for [`EVICTION_GRACE`] (a close a peer stalls must not
+    /// let inbound grow past its cap).
+    evicting: HashMap<ConnectionId, Instant>,
+    /// Evictions waiting for their newcomer to be established (another
+    /// behaviour may still refuse it): newcomer → (victim, its peer).
+    pending_evictions: HashMap<ConnectionId, (ConnectionId, PeerId)>,
+    eviction_bucket: Bucket,
     to_close: std::collections::VecDeque<(ConnectionId, PeerId)>,
     waker: Option<std::task::Waker>,
     inbound_untrusted: u32,
@@ -238,7 +256,12 @@ impl ConnectionGate {
             established: HashMap::new(),
             established_by_source: HashMap::new(),
             connections_by_source: HashMap::new(),
-            evicting: HashSet::new(),
+            evicting: HashMap::new(),
+            pending_evictions: HashMap::new(),
+            eviction_bucket: Bucket {
+                tokens: f64::from(EVICTION_BURST),
+                at: Instant::now(),
+            },
             to_close: std::collections::VecDeque::new(),
             waker: None,
             inbound_untrusted: 0,
@@ -256,6 +279,29 @@ impl ConnectionGate {
     /// Established inbound connections from untrusted peers.
     pub(crate) fn inbound_untrusted(&self) -> u32 {
         self.inbound_untrusted
+    }
+
+    /// A source's share: (established, pending).
+    fn share(&self, source: &GateSource) -> (u32, u32) {
+        let factor = if matches!(source, GateSource::Circuit(_)) {
+            WIDE_FACTOR
+        } else {
+            1
+        };
+        (
+            self.limits.max_per_source.saturating_mul(factor),
+            self.limits.max_pending_per_source.saturating_mul(factor),
+        )
+    }
+
+    /// Evictions still in their grace period.
+    fn live_evictions(&self, now: Instant) -> u32 {
+        let n = self
+            .evicting
+            .values()
+            .filter(|at| now.saturating_duration_since(**at) < EVICTION_GRACE)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
     fn pending_of(&mut self, kind: Kind) -> &mut u32 {
@@ -352,7 +398,7 @@ impl ConnectionGate {
             let wide_full = wide.as_ref().is_some_and(|w| {
                 count(w) >= self.limits.max_per_source.saturating_mul(WIDE_FACTOR)
             });
-            if count(&source) >= self.limits.max_per_source || wide_full {
+            if count(&source) >= self.share(&source).0 || wide_full {
                 self.refusals.per_source += 1;
                 return Err(Self::deny("too many connections from this source"));
             }
@@ -361,10 +407,11 @@ impl ConnectionGate {
             .limits
             .max_connections
             .saturating_sub(self.limits.reserved_outbound);
+        let now = Instant::now();
         let inbound = self
             .inbound_untrusted
-            .saturating_sub(u32::try_from(self.evicting.len()).unwrap_or(u32::MAX));
-        if inbound >= inbound_max && !self.evict_for(&source) {
+            .saturating_sub(self.live_evictions(now));
+        if inbound >= inbound_max && !self.evict_for(connection, &source, inbound_max, now) {
             self.refusals.inbound_full += 1;
             return Err(Self::deny("inbound connection slots are full"));
         }
@@ -382,49 +429,98 @@ impl ConnectionGate {
         Ok(())
     }
 
-    /// The inbound slots are full and a connection from `newcomer` arrives:
-    /// if some source holds at least two more connections than the
-    /// newcomer would, its newest connection is closed to make room.
-    /// Whoever crowds the slots loses them first; a source can never be
-    /// pushed below another's count.
-    fn evict_for(&mut self, newcomer: &GateSource) -> bool {
-        let mine = if newcomer.is_unlimited() {
+    /// The inbound slots are full and connection `newcomer` from `source`
+    /// arrives: if some source holds more than its fair share of the slots
+    /// and at least two more connections than the newcomer's source would,
+    /// its newest connection is closed to make room, once the newcomer is
+    /// established. Whoever crowds the slots loses them first; a source
+    /// can never be pushed below its fair share or another's count.
+    /// Evictions are bounded: [`MAX_EVICTING`] at once, [`EVICTION_BURST`]
+    /// then one a second node-wide.
+    fn evict_for(
+        &mut self,
+        newcomer: ConnectionId,
+        source: &GateSource,
+        inbound_max: u32,
+        now: Instant,
+    ) -> bool {
+        self.evicting
+            .retain(|_, at| now.saturating_duration_since(*at) < EVICTION_GRACE * 6);
+        if self.evicting.len() >= MAX_EVICTING {
+            return false;
+        }
+        let mine = if source.is_unlimited() {
             1
         } else {
-            self.connections_by_source.get(newcomer).map_or(0, Vec::len) + 1
+            self.connections_by_source.get(source).map_or(0, Vec::len) + 1
         };
+        // Sources sharing the slots, the newcomer's included.
+        let sources = (self.connections_by_source.len()
+            + usize::from(!self.connections_by_source.contains_key(source)))
+        .max(1);
+        let fair = usize::try_from(inbound_max).unwrap_or(usize::MAX) / sources;
         let evicting = &self.evicting;
         let victim = self
             .connections_by_source
             .iter()
-            .map(|(source, list)| {
-                let live = list.iter().filter(|(c, _)| !evicting.contains(c)).count();
-                (source, live)
+            .map(|(s, list)| {
+                let live = list
+                    .iter()
+                    .filter(|(c, _)| !evicting.contains_key(c))
+                    .count();
+                (s, live)
             })
-            .filter(|(_, live)| *live > mine)
+            .filter(|(_, live)| *live > mine && *live > fair)
             .max_by_key(|(_, live)| *live)
-            .map(|(source, _)| source.clone());
+            .map(|(s, _)| s.clone());
         let Some(victim) = victim else {
             return false;
         };
-        let Some(&(connection, peer)) = self
-            .connections_by_source
-            .get(&victim)
-            .and_then(|list| list.iter().rev().find(|(c, _)| !self.evicting.contains(c)))
-        else {
+        let Some(&(connection, peer)) = self.connections_by_source.get(&victim).and_then(|list| {
+            list.iter()
+                .rev()
+                .find(|(c, _)| !self.evicting.contains_key(c))
+        }) else {
             return false;
         };
-        self.evicting.insert(connection);
-        self.to_close.push_back((connection, peer));
-        self.refusals.evicted += 1;
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
+        // The node-wide eviction rate.
+        let elapsed = now
+            .saturating_duration_since(self.eviction_bucket.at)
+            .as_secs_f64();
+        self.eviction_bucket.tokens =
+            (self.eviction_bucket.tokens + elapsed).min(f64::from(EVICTION_BURST));
+        self.eviction_bucket.at = now;
+        if self.eviction_bucket.tokens < 1.0 {
+            return false;
         }
+        self.eviction_bucket.tokens -= 1.0;
+        self.evicting.insert(connection, now);
+        self.pending_evictions.insert(newcomer, (connection, peer));
         true
+    }
+
+    /// The newcomer an eviction made room for is established: close the
+    /// victim now.
+    fn carry_out_eviction(&mut self, newcomer: ConnectionId) {
+        if let Some(victim) = self.pending_evictions.remove(&newcomer) {
+            self.to_close.push_back(victim);
+            self.refusals.evicted += 1;
+            if let Some(waker) = self.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// The newcomer was refused after all: the victim stays.
+    fn cancel_eviction(&mut self, newcomer: ConnectionId) {
+        if let Some((victim, _)) = self.pending_evictions.remove(&newcomer) {
+            self.evicting.remove(&victim);
+        }
     }
 
     fn release_established(&mut self, connection: ConnectionId) {
         self.evicting.remove(&connection);
+        self.cancel_eviction(connection);
         if let Some(Some(source)) = self.established.remove(&connection) {
             self.inbound_untrusted = self.inbound_untrusted.saturating_sub(1);
             if let Some(list) = self.connections_by_source.get_mut(&source) {
@@ -488,7 +584,7 @@ impl NetworkBehaviour for ConnectionGate {
                 .and_then(|k| self.pending_by_source.get(k))
                 .copied()
                 .unwrap_or(0);
-            if n >= self.limits.max_pending_per_source
+            if n >= self.share(&source).1
                 || wide_n
                     >= self
                         .limits
@@ -544,6 +640,9 @@ impl NetworkBehaviour for ConnectionGate {
             FromSwarm::ListenFailure(failure) => {
                 self.release_pending(failure.connection_id);
                 self.release_established(failure.connection_id);
+            }
+            FromSwarm::ConnectionEstablished(established) => {
+                self.carry_out_eviction(established.connection_id);
             }
             FromSwarm::DialFailure(failure) => self.release_established(failure.connection_id),
             FromSwarm::ConnectionClosed(closed) => self.release_established(closed.connection_id),

@@ -163,7 +163,12 @@ fn established_inbound_is_capped_per_source_and_leaves_the_reserve() {
     }
     // 6 inbound = 10 − 4 reserved. A newcomer displaces the newest
     // connection of the source holding the most (5.5.5.0/24, two)…
-    admit(&mut g, PeerId::random(), "/ip4/7.7.7.7/tcp/1").expect("room is made");
+    let newcomer = admit(&mut g, PeerId::random(), "/ip4/7.7.7.7/tcp/1").expect("room is made");
+    assert!(
+        g.to_close.is_empty(),
+        "nobody is closed before the newcomer is in"
+    );
+    g.carry_out_eviction(newcomer);
     assert_eq!(g.refusals().evicted, 1);
     let Some((closing, _)) = g.to_close.front().copied() else {
         panic!("a connection is queued to close");
@@ -270,4 +275,58 @@ fn forged_quic_handshakes_do_not_use_up_a_networks_tcp_share() {
         &addr("/ip4/5.5.5.6/tcp/9"),
     )
     .expect("the victim's network still connects over TCP");
+}
+
+#[test]
+fn an_eviction_waits_for_its_newcomer_and_is_bounded() {
+    let limits = Limits {
+        max_connections: 12,
+        reserved_outbound: 2,
+        max_per_source: 10,
+        ..Limits::relay()
+    };
+    let mut g = ConnectionGate::new(limits, HashSet::new());
+    // One source holds all ten inbound slots.
+    for i in 0..10 {
+        g.handle_established_inbound_connection(
+            ConnectionId::new_unchecked(i),
+            PeerId::random(),
+            &addr(LOCAL),
+            &addr("/ip4/5.5.5.1/tcp/1"),
+        )
+        .unwrap();
+    }
+    // A newcomer another behaviour then refuses: nobody is closed, and
+    // the victim counts again.
+    let refused = ConnectionId::new_unchecked(100);
+    g.handle_established_inbound_connection(
+        refused,
+        PeerId::random(),
+        &addr(LOCAL),
+        &addr("/ip4/9.0.0.1/tcp/1"),
+    )
+    .unwrap();
+    g.release_established(refused);
+    assert!(g.to_close.is_empty() && g.evicting.is_empty());
+    // Newcomers from many networks: at most MAX_EVICTING evictions run at
+    // once (closes a peer could stall), then newcomers are refused.
+    let mut admitted = 0;
+    for i in 0..20u32 {
+        let id = ConnectionId::new_unchecked(200 + i as usize);
+        if g.handle_established_inbound_connection(
+            id,
+            PeerId::random(),
+            &addr(LOCAL),
+            &addr(&format!("/ip4/9.{i}.0.1/tcp/1")),
+        )
+        .is_ok()
+        {
+            admitted += 1;
+            g.carry_out_eviction(id);
+        }
+    }
+    // The cancelled eviction spent one of the burst of EVICTION_BURST
+    // (= MAX_EVICTING) too: a newcomer that is refused later still costs.
+    assert_eq!(admitted, MAX_EVICTING - 1);
+    assert_eq!(g.refusals().evicted, admitted as u64);
 }

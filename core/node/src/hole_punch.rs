@@ -31,8 +31,11 @@ use libp2p::{
 /// Addresses a hole-punch attempt may name.
 pub(crate) const MAX_CANDIDATES: usize = 8;
 
-/// Hole-punch dials let through per minute, all peers together.
+/// Hole-punch dials let through per minute, all peers together…
 pub(crate) const MAX_PER_MINUTE: u32 = 12;
+
+/// …and per peer (so one peer cannot spend everyone's).
+pub(crate) const MAX_PER_PEER_PER_MINUTE: u32 = 2;
 
 /// Hole-punch dials remembered at most (each is forgotten when it ends).
 const MAX_TRACKED: usize = 256;
@@ -44,6 +47,8 @@ pub(crate) struct HolePunch {
     refused: u64,
     /// Dials let through in the current minute, and when it started.
     window: (u32, Option<std::time::Instant>),
+    /// Dials per peer in the current minute (cleared with it).
+    per_peer: std::collections::HashMap<PeerId, u32>,
 }
 
 impl HolePunch {
@@ -53,6 +58,7 @@ impl HolePunch {
             dials: HashSet::new(),
             refused: 0,
             window: (0, None),
+            per_peer: std::collections::HashMap::new(),
         }
     }
 
@@ -111,7 +117,7 @@ pub(crate) fn is_global_ip(ip: IpAddr) -> bool {
 
 impl HolePunch {
     /// Whether a hole-punch dial to `addresses` may go ahead.
-    fn admit(&mut self, addresses: &[Multiaddr]) -> bool {
+    fn admit(&mut self, peer: Option<PeerId>, addresses: &[Multiaddr]) -> bool {
         if addresses.len() > MAX_CANDIDATES || !addresses.iter().all(is_global) {
             return false;
         }
@@ -120,11 +126,16 @@ impl HolePunch {
         if start.is_none_or(|t| now.saturating_duration_since(t).as_secs() >= 60) {
             *count = 0;
             *start = Some(now);
+            self.per_peer.clear();
         }
-        if *count >= MAX_PER_MINUTE {
+        let mine = peer.map_or(0, |p| self.per_peer.get(&p).copied().unwrap_or(0));
+        if *count >= MAX_PER_MINUTE || mine >= MAX_PER_PEER_PER_MINUTE {
             return false;
         }
         *count += 1;
+        if let Some(p) = peer {
+            *self.per_peer.entry(p).or_insert(0) += 1;
+        }
         true
     }
 }
@@ -161,7 +172,7 @@ impl NetworkBehaviour for HolePunch {
         addresses: &[Multiaddr],
         role: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        if self.dials.contains(&connection) && !self.admit(addresses) {
+        if self.dials.contains(&connection) && !self.admit(peer, addresses) {
             self.dials.remove(&connection);
             self.refused += 1;
             tracing::debug!(
@@ -234,9 +245,20 @@ mod tests {
                 .unwrap_or_else(|_| Multiaddr::empty()),
         ];
         let nine: Vec<Multiaddr> = (0..9).map(|_| global[0].clone()).collect();
-        assert!(!punch.admit(&nine), "more than {MAX_CANDIDATES} candidates");
-        let admitted = (0..30).filter(|_| punch.admit(&global)).count();
-        assert_eq!(admitted, MAX_PER_MINUTE as usize);
+        assert!(
+            !punch.admit(None, &nine),
+            "more than {MAX_CANDIDATES} candidates"
+        );
+        let one = PeerId::random();
+        let from_one = (0..10).filter(|_| punch.admit(Some(one), &global)).count();
+        assert_eq!(from_one, MAX_PER_PEER_PER_MINUTE as usize);
+        let admitted = (0..30)
+            .filter(|_| punch.admit(Some(PeerId::random()), &global))
+            .count();
+        assert_eq!(
+            admitted,
+            (MAX_PER_MINUTE - MAX_PER_PEER_PER_MINUTE) as usize
+        );
     }
 
     #[test]

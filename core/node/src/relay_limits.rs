@@ -65,24 +65,38 @@ impl relay::RateLimiter for SourceRateLimiter {
     }
 }
 
-/// Peers whose source is remembered at most (the latest circuit request
-/// of each); beyond, the memory is cleared (an open circuit of a
-/// forgotten peer is then released under "unknown").
-const MAX_PEERS: usize = 8192;
+/// Circuit requests waiting for the relay's answer, node-wide, at most;
+/// beyond, new requests are refused.
+const MAX_PENDING: usize = 4096;
 
-/// Open relay circuits per source: the relay v2 server limits circuits in
-/// total and per PeerId (free), so without this one network could hold
-/// every circuit for their whole duration.
+/// A request the relay has not answered in this long (libp2p gives the
+/// destination 60 s) is forgotten and its charge released: some denials
+/// cannot be told apart from denials of requests never charged (see
+/// [`CircuitBook::denied`]).
+const PENDING_EXPIRY: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Relay circuits per source, charged when a request is admitted (before
+/// the destination answers, which an attacker controlling it can delay)
+/// and released when it is denied, fails or closes. The relay v2 server
+/// limits circuits in total and per PeerId (free), so without this one
+/// network could hold every circuit for their whole duration. A wider
+/// network (IPv4 /16, IPv6 /48) holds at most
+/// [`crate::gate::WIDE_FACTOR`] shares.
 #[derive(Debug, Default)]
 pub(crate) struct CircuitBook {
     per_source: u32,
     unlimited: Vec<IpAddr>,
-    /// The source of each peer's latest circuit request.
-    sources: HashMap<PeerId, GateSource>,
-    /// Open circuits by (source peer, destination peer): the source each
-    /// was charged to.
-    circuits: HashMap<(PeerId, PeerId), Vec<GateSource>>,
-    open: HashMap<GateSource, u32>,
+    /// Requests admitted and not yet answered, per requesting peer, in
+    /// order (libp2p answers a peer's requests in order); `None` for
+    /// unlimited sources.
+    pending: HashMap<PeerId, std::collections::VecDeque<(Option<GateSource>, Instant)>>,
+    pending_total: usize,
+    last_expiry: Option<Instant>,
+    /// Open circuits by (source peer, destination peer): what each was
+    /// charged to.
+    circuits: HashMap<(PeerId, PeerId), Vec<Option<GateSource>>>,
+    /// Charges per source and per wider network.
+    charged: HashMap<GateSource, u32>,
     refused: u64,
 }
 
@@ -95,56 +109,149 @@ impl CircuitBook {
         }
     }
 
-    /// Whether `peer` at `addr` may open one more circuit.
-    pub(crate) fn allow(&mut self, peer: PeerId, addr: &Multiaddr) -> bool {
-        let source = GateSource::of(addr, &self.unlimited);
-        if source == GateSource::Unlimited {
-            return true;
+    fn keys(source: &GateSource) -> impl Iterator<Item = GateSource> {
+        std::iter::once(source.clone()).chain(source.wide())
+    }
+
+    fn charge(&mut self, source: &GateSource) {
+        for key in Self::keys(source) {
+            *self.charged.entry(key).or_insert(0) += 1;
         }
-        if self.open.get(&source).copied().unwrap_or(0) >= self.per_source {
+    }
+
+    fn uncharge(&mut self, source: Option<GateSource>) {
+        let Some(source) = source else {
+            return;
+        };
+        for key in Self::keys(&source) {
+            if let Some(n) = self.charged.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.charged.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn pop_pending(&mut self, peer: PeerId) -> Option<Option<GateSource>> {
+        let queue = self.pending.get_mut(&peer)?;
+        let entry = queue.pop_front();
+        if queue.is_empty() {
+            self.pending.remove(&peer);
+        }
+        if entry.is_some() {
+            self.pending_total = self.pending_total.saturating_sub(1);
+        }
+        entry.map(|(source, _)| source)
+    }
+
+    /// Forgets requests unanswered for [`PENDING_EXPIRY`] (at most once a
+    /// second).
+    fn expire(&mut self, now: Instant) {
+        if self
+            .last_expiry
+            .is_some_and(|t| now.saturating_duration_since(t).as_secs() < 1)
+        {
+            return;
+        }
+        self.last_expiry = Some(now);
+        let mut released = Vec::new();
+        for queue in self.pending.values_mut() {
+            while queue
+                .front()
+                .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= PENDING_EXPIRY)
+            {
+                if let Some((source, _)) = queue.pop_front() {
+                    released.push(source);
+                }
+            }
+        }
+        self.pending.retain(|_, queue| !queue.is_empty());
+        self.pending_total = self.pending_total.saturating_sub(released.len());
+        for source in released {
+            self.uncharge(source);
+        }
+    }
+
+    /// Whether `peer` at `addr` may ask for one more circuit; if so, the
+    /// request is charged to its source.
+    pub(crate) fn allow(&mut self, peer: PeerId, addr: &Multiaddr) -> bool {
+        self.allow_at(peer, addr, Instant::now())
+    }
+
+    fn allow_at(&mut self, peer: PeerId, addr: &Multiaddr, now: Instant) -> bool {
+        self.expire(now);
+        if self.pending_total >= MAX_PENDING {
             self.refused += 1;
             return false;
         }
-        if self.sources.len() >= MAX_PEERS {
-            self.sources.clear();
-        }
-        self.sources.insert(peer, source);
+        let source = GateSource::of(addr, &self.unlimited);
+        let entry = if source == GateSource::Unlimited {
+            None
+        } else {
+            let held = |key: &GateSource| self.charged.get(key).copied().unwrap_or(0);
+            let wide_full = source.wide().is_some_and(|w| {
+                held(&w) >= self.per_source.saturating_mul(crate::gate::WIDE_FACTOR)
+            });
+            if held(&source) >= self.per_source || wide_full {
+                self.refused += 1;
+                return false;
+            }
+            self.charge(&source);
+            Some(source)
+        };
+        self.pending
+            .entry(peer)
+            .or_default()
+            .push_back((entry, now));
+        self.pending_total += 1;
         true
     }
 
-    /// The relay accepted a circuit from `src` to `dst`.
+    /// The relay accepted the oldest pending request of `src`, to `dst`.
     pub(crate) fn opened(&mut self, src: PeerId, dst: PeerId) {
-        let source = self
-            .sources
-            .get(&src)
-            .cloned()
-            .unwrap_or(GateSource::Unlimited);
-        if source == GateSource::Unlimited {
-            return;
+        if let Some(entry) = self.pop_pending(src) {
+            self.circuits.entry((src, dst)).or_default().push(entry);
         }
-        *self.open.entry(source.clone()).or_insert(0) += 1;
-        self.circuits.entry((src, dst)).or_default().push(source);
     }
 
-    /// A circuit from `src` to `dst` closed.
+    /// The relay denied (or failed) the oldest pending request of `src`.
+    /// Only for denials that come after the limiter admitted the request
+    /// (no reservation, the destination refused, the accept failed): a
+    /// "resource limit exceeded" denial may come from a check made before
+    /// the limiter was asked, and is left to expire instead.
+    pub(crate) fn denied(&mut self, src: PeerId) {
+        if let Some(entry) = self.pop_pending(src) {
+            self.uncharge(entry);
+        }
+    }
+
+    /// A circuit from `src` to `dst` closed. libp2p may report one close
+    /// twice (once when the destination's connection closes, once when the
+    /// copy ends): a close with no open circuit left for the pair is
+    /// ignored.
     pub(crate) fn closed(&mut self, src: PeerId, dst: PeerId) {
         let Some(list) = self.circuits.get_mut(&(src, dst)) else {
             return;
         };
-        if let Some(source) = list.pop()
-            && let Some(n) = self.open.get_mut(&source)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.open.remove(&source);
-            }
-        }
+        let entry = list.pop();
         if list.is_empty() {
             self.circuits.remove(&(src, dst));
         }
+        if let Some(entry) = entry {
+            self.uncharge(entry);
+        }
     }
 
-    /// Circuit requests refused for their source's open circuits.
+    /// `peer`'s last connection closed: its unanswered requests will never
+    /// be answered.
+    pub(crate) fn peer_gone(&mut self, peer: PeerId) {
+        while let Some(entry) = self.pop_pending(peer) {
+            self.uncharge(entry);
+        }
+    }
+
+    /// Circuit requests refused for their source's share.
     pub(crate) fn refused(&self) -> u64 {
         self.refused
     }
@@ -174,33 +281,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_network_holds_a_bounded_number_of_open_circuits() {
+    fn one_network_holds_a_bounded_number_of_circuits_pending_or_open() {
+        let parse = |s: &str| {
+            s.parse::<Multiaddr>()
+                .unwrap_or_else(|_| Multiaddr::empty())
+        };
         let mut book = CircuitBook::new(2, vec![]);
-        let addr: Multiaddr = "/ip4/44.1.2.3/tcp/1"
-            .parse()
-            .unwrap_or_else(|_| Multiaddr::empty());
+        let addr = parse("/ip4/44.1.2.3/tcp/1");
         let dst = PeerId::random();
-        let mut peers = Vec::new();
-        for _ in 0..2 {
-            let p = PeerId::random();
-            assert!(book.allow(p, &addr));
-            book.opened(p, dst);
-            peers.push(p);
-        }
-        let newcomer = PeerId::random();
-        assert!(!book.allow(newcomer, &addr), "a third circuit from the /24");
+        let (a, b) = (PeerId::random(), PeerId::random());
+        assert!(book.allow(a, &addr));
+        book.opened(a, dst);
+        // b's request is still waiting for the destination: it counts.
+        assert!(book.allow(b, &addr));
+        assert!(!book.allow(PeerId::random(), &addr), "a third from the /24");
         assert_eq!(book.refused(), 1);
-        let other: Multiaddr = "/ip4/45.1.2.3/tcp/1"
-            .parse()
-            .unwrap_or_else(|_| Multiaddr::empty());
         assert!(
-            book.allow(newcomer, &other),
+            book.allow(PeerId::random(), &parse("/ip4/45.1.2.3/tcp/1")),
             "another network is unaffected"
         );
-        book.closed(peers[0], dst);
-        assert!(
-            book.allow(PeerId::random(), &addr),
-            "a closed circuit frees its slot"
-        );
+        // A denied request and a closed circuit free their charges; a
+        // second close of the same circuit frees nothing more.
+        book.denied(b);
+        book.closed(a, dst);
+        book.closed(a, dst);
+        assert!(book.allow(PeerId::random(), &addr));
+        assert!(book.allow(PeerId::random(), &addr));
+        assert!(!book.allow(PeerId::random(), &addr));
+        // A peer that leaves with requests unanswered frees them.
+        let c = PeerId::random();
+        let mut fresh = CircuitBook::new(1, vec![]);
+        assert!(fresh.allow(c, &addr));
+        fresh.peer_gone(c);
+        assert!(fresh.allow(PeerId::random(), &addr));
+        // A request never answered is forgotten after PENDING_EXPIRY.
+        let mut stale = CircuitBook::new(1, vec![]);
+        let t0 = Instant::now();
+        assert!(stale.allow_at(PeerId::random(), &addr, t0));
+        assert!(!stale.allow_at(PeerId::random(), &addr, t0));
+        assert!(stale.allow_at(PeerId::random(), &addr, t0 + PENDING_EXPIRY));
+    }
+
+    #[test]
+    fn a_wider_network_holds_four_shares_of_circuits() {
+        let mut book = CircuitBook::new(2, vec![]);
+        let allowed = (0..40u32)
+            .filter(|i| {
+                let addr: Multiaddr = format!("/ip6/2a00:1:2:{i:x}00::1/tcp/1")
+                    .parse()
+                    .unwrap_or_else(|_| Multiaddr::empty());
+                book.allow(PeerId::random(), &addr)
+            })
+            .count();
+        assert_eq!(allowed, 2 * crate::gate::WIDE_FACTOR as usize);
     }
 }
