@@ -132,8 +132,10 @@ pub struct Limits {
     /// Time an inbound connection has to finish its security and
     /// multiplexing handshakes.
     pub handshake_timeout: Duration,
-    /// A connection no protocol uses (no gossip, no sync, no relay
-    /// reservation) is closed after this long.
+    /// An inbound connection from an untrusted peer that has not used Ferry
+    /// within this time (no gossip subscription, link frame, relay
+    /// reservation or circuit) is closed; so is any connection no protocol
+    /// uses for this long.
     pub idle_timeout: Duration,
     /// New inbound connections are refused while the process uses more
     /// memory than this (resident set), if set.

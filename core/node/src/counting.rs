@@ -15,7 +15,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use futures::{AsyncRead, AsyncWrite};
+use futures::{AsyncRead, AsyncWrite, Future as _};
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
 
 /// Bytes in and out over all connections of one node.
@@ -27,15 +27,27 @@ pub struct ByteCounters {
     pub outbound: AtomicU64,
 }
 
-/// A stream muxer whose substreams count their bytes.
+/// A connection's close may take this long; then the connection is
+/// dropped. libp2p waits for a close with no time limit, and yamux must
+/// flush its last frames first, so a peer that stops reading could keep a
+/// closing connection (and the slot it holds) forever.
+const CLOSE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A stream muxer whose substreams count their bytes, and whose close ends
+/// by [`CLOSE_DEADLINE`].
 pub(crate) struct CountingMuxer<M> {
     inner: M,
     counters: Arc<ByteCounters>,
+    close_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<M> CountingMuxer<M> {
     pub(crate) fn new(inner: M, counters: Arc<ByteCounters>) -> Self {
-        Self { inner, counters }
+        Self {
+            inner,
+            counters,
+            close_deadline: None,
+        }
     }
 }
 
@@ -67,7 +79,15 @@ where
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+        let this = self.get_mut();
+        if let Poll::Ready(result) = Pin::new(&mut this.inner).poll_close(cx) {
+            return Poll::Ready(result);
+        }
+        let deadline = this
+            .close_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_DEADLINE)));
+        // Past the deadline the connection is dropped as it is.
+        deadline.as_mut().poll(cx).map(|()| Ok(()))
     }
 
     fn poll(

@@ -159,6 +159,15 @@ pub(crate) struct Driver {
     refusals: HashMap<(Option<PeerId>, engine::RejectReason), u64>,
     /// Peers subscribed to Ferry's topic.
     subscribers: HashSet<PeerId>,
+    /// Untrusted peers that connected to us and have not yet used Ferry
+    /// (subscribed to its topic, sent a link frame, or held a relay
+    /// reservation or circuit), and since when. libp2p's idle timeout
+    /// alone does not close them: some handlers (the relay server's) keep
+    /// a connection alive until they are polled again, which may be many
+    /// minutes later.
+    unproven: HashMap<PeerId, tokio::time::Instant>,
+    idle_timeout: Duration,
+    idle_closed: u64,
     /// When the pending envelopes were last published again, and whether a
     /// new subscriber asks for it.
     last_flush: Option<tokio::time::Instant>,
@@ -291,6 +300,9 @@ impl Driver {
             redelivery_backlog: VecDeque::new(),
             refusals: HashMap::new(),
             subscribers: HashSet::new(),
+            unproven: HashMap::new(),
+            idle_timeout: config.limits.idle_timeout,
+            idle_closed: 0,
             last_flush: None,
             flush_owed: false,
             frame_budget,
@@ -583,6 +595,19 @@ impl Driver {
         if self.flush_owed {
             self.flush_pending_publish();
         }
+        let now = tokio::time::Instant::now();
+        let idle: Vec<PeerId> = self
+            .unproven
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) >= self.idle_timeout)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in idle {
+            self.unproven.remove(&peer);
+            self.idle_closed += 1;
+            debug!(peer = %short_peer(&peer), "closing a connection that never used Ferry");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
     }
 
     /// Carries out every queued engine output; `from` is the peer whose
@@ -796,6 +821,9 @@ impl Driver {
                         },
                         unix_now(),
                     )?;
+                    if endpoint.is_listener() && !self.trusted.contains(&peer_id) {
+                        self.unproven.insert(peer_id, tokio::time::Instant::now());
+                    }
                     self.emit(NodeEvent::PeerUp { peer: peer_id });
                 }
             }
@@ -813,6 +841,7 @@ impl Driver {
                 self.pairings.remove(&peer_id);
                 self.invalid_frames.remove(&peer_id);
                 self.subscribers.remove(&peer_id);
+                self.unproven.remove(&peer_id);
                 if let Ok(mut book) = self.circuits.lock() {
                     book.peer_gone(peer_id);
                 }
@@ -839,6 +868,7 @@ impl Driver {
             FerryBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })
                 if topic == self.topic.hash() && self.subscribers.insert(peer_id) =>
             {
+                self.unproven.remove(&peer_id);
                 self.flush_pending_publish();
             }
             FerryBehaviourEvent::Gossipsub(gossipsub::Event::Unsubscribed { peer_id, topic })
@@ -854,6 +884,7 @@ impl Driver {
                     },
                 ..
             }) => {
+                self.unproven.remove(&peer);
                 // Acknowledge first: the frame is read; what it means is the
                 // engine's business.
                 let _ = self.swarm.behaviour_mut().link.send_response(channel, ());
@@ -875,10 +906,18 @@ impl Driver {
                 debug!(peer = %short_peer(&peer), %error, "frame not delivered");
                 self.frame_acked(request_id)?;
             }
+            FerryBehaviourEvent::RelayServer(relay::Event::ReservationReqAccepted {
+                src_peer_id,
+                ..
+            }) => {
+                self.unproven.remove(&src_peer_id);
+            }
             FerryBehaviourEvent::RelayServer(relay::Event::CircuitReqAccepted {
                 src_peer_id,
                 dst_peer_id,
             }) => {
+                self.unproven.remove(&src_peer_id);
+                self.unproven.remove(&dst_peer_id);
                 if let Ok(mut book) = self.circuits.lock() {
                     book.opened(src_peer_id, dst_peer_id);
                 }
@@ -906,10 +945,15 @@ impl Driver {
             FerryBehaviourEvent::RelayServer(relay::Event::CircuitClosed {
                 src_peer_id,
                 dst_peer_id,
-                ..
+                error,
             }) => {
+                // The relay's own report when a connection of the circuit
+                // closed (another comes when the copy ends).
+                let aborted = error
+                    .as_ref()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionAborted);
                 if let Ok(mut book) = self.circuits.lock() {
-                    book.closed(src_peer_id, dst_peer_id);
+                    book.closed(src_peer_id, dst_peer_id, aborted);
                 }
             }
             FerryBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
@@ -1367,6 +1411,7 @@ impl Driver {
             pending_publish_flushes: self.counts.pending_flushes,
             pending_publish: self.pending_publish.len(),
             mdns_addresses_refused: self.mdns_refused,
+            idle_connections_closed: self.idle_closed,
             circuits_refused: self.circuits.lock().map_or(0, |book| book.refused()),
         }
     }

@@ -444,9 +444,14 @@ impl ConnectionGate {
         inbound_max: u32,
         now: Instant,
     ) -> bool {
-        self.evicting
-            .retain(|_, at| now.saturating_duration_since(*at) < EVICTION_GRACE * 6);
-        if self.evicting.len() >= MAX_EVICTING {
+        // A victim stays in `evicting` until its connection is gone (never
+        // picked twice); closes that stall count as inbound again after
+        // the grace, and no eviction happens while inbound is over its
+        // cap by MAX_EVICTING, so stalled closes cannot add up.
+        let over_cap = self.inbound_untrusted.saturating_sub(inbound_max);
+        if self.evicting.len() >= MAX_EVICTING
+            || over_cap >= u32::try_from(MAX_EVICTING).unwrap_or(u32::MAX)
+        {
             return false;
         }
         let mine = if source.is_unlimited() {
@@ -511,10 +516,14 @@ impl ConnectionGate {
         }
     }
 
-    /// The newcomer was refused after all: the victim stays.
+    /// The newcomer was refused after all: the victim stays, and the
+    /// eviction's token is given back (refusing newcomers later must not
+    /// starve honest evictions).
     fn cancel_eviction(&mut self, newcomer: ConnectionId) {
         if let Some((victim, _)) = self.pending_evictions.remove(&newcomer) {
             self.evicting.remove(&victim);
+            self.eviction_bucket.tokens =
+                (self.eviction_bucket.tokens + 1.0).min(f64::from(EVICTION_BURST));
         }
     }
 

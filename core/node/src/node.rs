@@ -88,6 +88,10 @@ pub struct NodeStats {
     /// Relay circuit requests refused because their source holds its share
     /// of open circuits (relays).
     pub circuits_refused: u64,
+    /// Inbound connections closed because the peer never used Ferry (no
+    /// gossip subscription, link frame, reservation or circuit) within the
+    /// idle timeout.
+    pub idle_connections_closed: u64,
     /// Pairing attempts refused, by reason.
     pub pairing_refusals: crate::pairing_gate::PairingRefusals,
 }

@@ -95,6 +95,9 @@ pub(crate) struct CircuitBook {
     /// Open circuits by (source peer, destination peer): what each was
     /// charged to.
     circuits: HashMap<(PeerId, PeerId), Vec<Option<GateSource>>>,
+    /// Closes still expected for circuits already released (see
+    /// [`CircuitBook::closed`]).
+    duplicates: HashMap<(PeerId, PeerId), u32>,
     /// Charges per source and per wider network.
     charged: HashMap<GateSource, u32>,
     refused: u64,
@@ -226,14 +229,28 @@ impl CircuitBook {
         }
     }
 
-    /// A circuit from `src` to `dst` closed. libp2p may report one close
-    /// twice (once when the destination's connection closes, once when the
-    /// copy ends): a close with no open circuit left for the pair is
+    /// A circuit from `src` to `dst` closed. libp2p reports a circuit
+    /// twice when one of its connections closes (`aborted`: at once, from
+    /// the relay; and again when the copy ends, which the source can delay
+    /// for as long as the circuit may last): the later report is expected
+    /// and releases nothing, so it cannot release a newer circuit's charge
+    /// on the same pair. A close with no open circuit left for the pair is
     /// ignored.
-    pub(crate) fn closed(&mut self, src: PeerId, dst: PeerId) {
-        let Some(list) = self.circuits.get_mut(&(src, dst)) else {
+    pub(crate) fn closed(&mut self, src: PeerId, dst: PeerId, aborted: bool) {
+        let pair = (src, dst);
+        if !aborted && let Some(n) = self.duplicates.get_mut(&pair) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.duplicates.remove(&pair);
+            }
+            return;
+        }
+        let Some(list) = self.circuits.get_mut(&pair) else {
             return;
         };
+        if aborted && self.duplicates.len() < MAX_PENDING {
+            *self.duplicates.entry(pair).or_insert(0) += 1;
+        }
         let entry = list.pop();
         if list.is_empty() {
             self.circuits.remove(&(src, dst));
@@ -266,13 +283,14 @@ pub(crate) struct CircuitLimiter {
 
 impl relay::RateLimiter for CircuitLimiter {
     fn try_next(&mut self, peer: PeerId, addr: &Multiaddr, now: Instant) -> bool {
+        // The rate first: a request it refuses must not hold a charge.
         // A poisoned lock means a panic elsewhere; refuse rather than
         // guess.
-        let allowed = self
-            .book
-            .lock()
-            .is_ok_and(|mut book| book.allow(peer, addr));
-        allowed && self.rate.allow(addr, now)
+        self.rate.allow(addr, now)
+            && self
+                .book
+                .lock()
+                .is_ok_and(|mut book| book.allow(peer, addr))
     }
 }
 
@@ -303,8 +321,8 @@ mod tests {
         // A denied request and a closed circuit free their charges; a
         // second close of the same circuit frees nothing more.
         book.denied(b);
-        book.closed(a, dst);
-        book.closed(a, dst);
+        book.closed(a, dst, false);
+        book.closed(a, dst, false);
         assert!(book.allow(PeerId::random(), &addr));
         assert!(book.allow(PeerId::random(), &addr));
         assert!(!book.allow(PeerId::random(), &addr));
@@ -320,6 +338,28 @@ mod tests {
         assert!(stale.allow_at(PeerId::random(), &addr, t0));
         assert!(!stale.allow_at(PeerId::random(), &addr, t0));
         assert!(stale.allow_at(PeerId::random(), &addr, t0 + PENDING_EXPIRY));
+    }
+
+    #[test]
+    fn a_late_duplicate_close_does_not_release_a_newer_circuit() {
+        let addr: Multiaddr = "/ip4/44.1.2.3/tcp/1"
+            .parse()
+            .unwrap_or_else(|_| Multiaddr::empty());
+        let mut book = CircuitBook::new(1, vec![]);
+        let (src, dst) = (PeerId::random(), PeerId::random());
+        assert!(book.allow(src, &addr));
+        book.opened(src, dst);
+        // The destination's connection drops: the relay reports at once.
+        book.closed(src, dst, true);
+        // A new circuit on the same pair…
+        assert!(book.allow(src, &addr));
+        book.opened(src, dst);
+        // …then the old copy's late report: the new charge stays.
+        book.closed(src, dst, false);
+        assert!(
+            !book.allow(PeerId::random(), &addr),
+            "the new circuit is still charged"
+        );
     }
 
     #[test]

@@ -786,3 +786,76 @@ async fn a_reservation_flood_from_three_addresses_leaves_room_for_honest_clients
     })
     .await;
 }
+
+/// Finding 2, idle connections: a peer that completes the handshake and
+/// then does nothing held its slot for an hour. Now a connection no
+/// protocol uses is closed after `idle_timeout`; a peer in the gossip
+/// overlay keeps its link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_nobody_uses_is_closed_and_a_gossip_link_is_not() {
+    let root = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(2),
+        ..Limits::relay()
+    };
+    let relay = spawn_with(root.path(), "relay", |b| b.relay().limits(limits)).await;
+    // The idler: Noise and yamux from another network, then nothing.
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let idler_id = key.public().to_peer_id();
+    let mut idler = libp2p::Swarm::new(
+        upgraded_from(ip(127, 66, 9, 1), &key),
+        libp2p::swarm::dummy::Behaviour,
+        idler_id,
+        libp2p::swarm::Config::with_tokio_executor()
+            .with_idle_connection_timeout(Duration::from_secs(3600)),
+    );
+    idler.dial(relay.addr.clone()).unwrap();
+    tokio::spawn(async move {
+        loop {
+            idler.select_next_some().await;
+        }
+    });
+    let (gossiper, _) = sybil(ip(127, 66, 10, 1), relay.addr.clone());
+    let node = relay.node.clone();
+    wait_until(5, "both connected", || {
+        let node = node.clone();
+        async move {
+            let peers = node.connected_peers().await.unwrap();
+            peers.contains(&idler_id) && peers.contains(&gossiper)
+        }
+    })
+    .await;
+    // libp2p's relay server keeps any connection 10 s after its last
+    // reservation or circuit (here: none), then the idle timeout runs.
+    let node = relay.node.clone();
+    wait_until(20, "the idle connection is closed", || {
+        let node = node.clone();
+        async move { !node.connected_peers().await.unwrap().contains(&idler_id) }
+    })
+    .await;
+    let peers = relay.node.connected_peers().await.unwrap();
+    assert!(
+        peers.contains(&gossiper),
+        "a gossip link was closed as idle"
+    );
+}
+
+/// The memory limit: over it, new inbound connections are refused (and
+/// counted) before any handshake work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_memory_limit_new_inbound_connections_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        // Any process is over one byte.
+        max_memory_bytes: Some(1),
+        ..Limits::relay()
+    };
+    let relay = spawn_with(root.path(), "relay", |b| b.relay().limits(limits)).await;
+    let (peer, up) = sybil(ip(127, 66, 11, 1), relay.addr.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !up.load(Ordering::SeqCst),
+        "{peer} got in over the memory limit"
+    );
+    assert!(stats(&relay).await.connections_refused.memory > 0);
+}
