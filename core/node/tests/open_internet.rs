@@ -859,3 +859,30 @@ async fn over_the_memory_limit_new_inbound_connections_are_refused() {
     );
     assert!(stats(&relay).await.connections_refused.memory > 0);
 }
+
+/// Finding 9, pending dials: nothing bounded how many dials a node had in
+/// progress, whoever chose the addresses. Dials towards a host that
+/// accepts TCP and never answers stay pending for the handshake timeout;
+/// beyond `max_pending_outgoing` they are refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_dials_are_bounded() {
+    let root = tempfile::tempdir().unwrap();
+    let node = spawn(root.path(), "node").await;
+    let max = Limits::client().max_pending_outgoing as usize;
+    // A host that completes TCP handshakes (the kernel's backlog) and
+    // never speaks.
+    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tarpit.local_addr().unwrap().port();
+    let mut refused = 0;
+    for _ in 0..max + 10 {
+        let peer = PeerId::random();
+        let address: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}")
+            .parse()
+            .unwrap();
+        if node.node.dial(address).await.is_err() {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 10, "dials beyond {max} pending are refused");
+    drop(tarpit);
+}
