@@ -26,7 +26,7 @@ use ferry_node::{
     EngineConfig, GossipParams, Multiaddr, PeerId, Quotas, SendOptions, bench_support,
 };
 use futures::StreamExt as _;
-use libp2p::{gossipsub, noise, swarm::SwarmEvent, tcp, yamux};
+use libp2p::{gossipsub, swarm::SwarmEvent};
 use rand::RngExt as _;
 use support::*;
 use tokio::sync::mpsc;
@@ -42,24 +42,16 @@ type Recorded = Arc<Mutex<Vec<Vec<u8>>>>;
 
 fn raw_peer(dial: Vec<Multiaddr>) -> (PeerId, mpsc::Sender<Raw>, Recorded) {
     let config = bench_support::gossipsub_config(&GossipParams::default()).unwrap();
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
+    let mut swarm = support::attacker::tcp_swarm(
+        |_| {
             gossipsub::Behaviour::<
                 gossipsub::IdentityTransform,
                 gossipsub::AllowAllSubscriptionFilter,
             >::new(gossipsub::MessageAuthenticity::Anonymous, config)
             .unwrap()
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
+        },
+        Duration::from_secs(3600),
+    );
     let topic = gossipsub::IdentTopic::new(bench_support::TOPIC);
     swarm.behaviour_mut().subscribe(&topic).unwrap();
     for address in dial {

@@ -27,9 +27,8 @@ use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::{
     StreamProtocol, gossipsub, identify,
     multiaddr::Protocol,
-    noise, relay, request_response,
+    relay, request_response,
     swarm::{NetworkBehaviour, SwarmEvent},
-    tcp, yamux,
 };
 use support::{attacker::*, *};
 
@@ -242,24 +241,16 @@ async fn junk_subscriptions_do_not_replay_the_waiting_envelopes() {
     }
     assert!(stats(&node).await.pending_publish >= 100);
     let config = bench_support::gossipsub_config(&ferry_node::GossipParams::default()).unwrap();
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
+    let mut swarm = tcp_swarm(
+        |_| {
             gossipsub::Behaviour::<
                 gossipsub::IdentityTransform,
                 gossipsub::AllowAllSubscriptionFilter,
             >::new(gossipsub::MessageAuthenticity::Anonymous, config)
             .unwrap()
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-        .build();
+        },
+        Duration::from_secs(600),
+    );
     swarm.dial(node.addr.clone()).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<SubCommand>(1024);
     let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -338,19 +329,10 @@ async fn churn_cannot_push_a_receipt_out_of_the_queue() {
     // The attacker connects and leaves 30 times: 60 churn events, while
     // the app is busy and reads nothing.
     for _ in 0..30 {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|key| {
-                identify::Behaviour::new(identify::Config::new("/x/1".into(), key.public()))
-            })
-            .unwrap()
-            .build();
+        let mut swarm = tcp_swarm(
+            |key| identify::Behaviour::new(identify::Config::new("/x/1".into(), key.public())),
+            Duration::from_secs(60),
+        );
         swarm.dial(a_addr.clone()).unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
@@ -412,25 +394,16 @@ async fn a_relay_only_client_tells_a_relayed_stranger_no_address() {
     )
     .await;
     let b_id = b.node.peer_id();
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|key, relay| Observer {
+    let mut swarm = relayed_swarm(
+        |key, relay| Observer {
             relay,
             identify: identify::Behaviour::new(identify::Config::new(
                 "/observer/1".into(),
                 key.public(),
             )),
-        })
-        .unwrap()
-        .build();
+        },
+        Duration::from_secs(60),
+    );
     swarm.dial(circuit.with(Protocol::P2p(b_id))).unwrap();
     let info = tokio::time::timeout(Duration::from_secs(15), async {
         loop {
@@ -687,17 +660,8 @@ async fn a_hole_punch_cannot_make_the_node_dial_a_local_address() {
         addresses.push(format!("/ip4/10.0.{i}.1/tcp/80").parse().unwrap());
     }
     let addresses = std::sync::Arc::new(addresses);
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|_, relay| Puncher {
+    let mut swarm = relayed_swarm(
+        |_, relay| Puncher {
             relay,
             punch: request_response::Behaviour::with_codec(
                 PunchCodec { addresses },
@@ -707,10 +671,9 @@ async fn a_hole_punch_cannot_make_the_node_dial_a_local_address() {
                 )],
                 request_response::Config::default(),
             ),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+        },
+        Duration::from_secs(60),
+    );
     swarm.dial(circuit.with(Protocol::P2p(v_id))).unwrap();
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = answered.clone();

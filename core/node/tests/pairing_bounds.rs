@@ -24,10 +24,9 @@ use std::{
 use ferry_node::{Multiaddr, PairingRefusal, PeerId};
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::{
-    StreamProtocol, noise,
+    StreamProtocol,
     request_response::{self, ProtocolSupport},
     swarm::SwarmEvent,
-    tcp, yamux,
 };
 use rand::RngExt as _;
 use support::*;
@@ -96,24 +95,16 @@ struct Stranger {
 
 impl Stranger {
     async fn start(target: PeerId, address: Multiaddr) -> Self {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| {
+        let mut swarm = support::attacker::tcp_swarm(
+            |_| {
                 request_response::Behaviour::with_codec(
                     RawLinkCodec,
                     [(StreamProtocol::new("/ferry/link/1"), ProtocolSupport::Full)],
                     request_response::Config::default(),
                 )
-            })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-            .build();
+            },
+            Duration::from_secs(3600),
+        );
         swarm.dial(address).unwrap();
         let replies = Arc::new(AtomicUsize::new(0));
         let counted = replies.clone();

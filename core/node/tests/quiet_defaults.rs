@@ -15,24 +15,15 @@ use std::time::Duration;
 
 use ferry_node::{KdfParams, Multiaddr, Node, NodeBuilder};
 use futures::StreamExt as _;
-use libp2p::{identify, noise, swarm::SwarmEvent, tcp, yamux};
+use libp2p::{identify, swarm::SwarmEvent};
 
 /// What identify says about the node at `address`, as a raw libp2p peer
 /// that connects to it hears it.
 async fn identify_info(address: Multiaddr) -> identify::Info {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| {
-            identify::Behaviour::new(identify::Config::new("/observer/1".into(), key.public()))
-        })
-        .unwrap()
-        .build();
+    let mut swarm = support::attacker::tcp_swarm(
+        |key| identify::Behaviour::new(identify::Config::new("/observer/1".into(), key.public())),
+        Duration::from_secs(60),
+    );
     swarm.dial(address).unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {

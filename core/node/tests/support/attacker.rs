@@ -31,6 +31,48 @@ use libp2p::{
     yamux,
 };
 
+/// A plain libp2p peer (TCP, Noise, yamux, a fresh identity) running
+/// `make`'s behaviour; connections it does not use close after `idle`.
+pub fn tcp_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    make: impl FnOnce(&Keypair) -> B,
+    idle: Duration,
+) -> libp2p::Swarm<B> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(make)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build()
+}
+
+/// As [`tcp_swarm`], with a relay v2 client (its behaviour is handed to
+/// `make`), so the peer can dial through relays.
+pub fn relayed_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    make: impl FnOnce(&Keypair, libp2p::relay::client::Behaviour) -> B,
+    idle: Duration,
+) -> libp2p::Swarm<B> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .expect("relay client")
+        .with_behaviour(make)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build()
+}
+
 /// The IP and port of a `/ip4/…/tcp/…` address.
 pub fn socket_addr(address: &Multiaddr) -> SocketAddr {
     let mut ip = None;
@@ -276,15 +318,8 @@ impl libp2p::request_response::Codec for ClaimCodec {
 /// Ferry's link protocol, sending 100 bytes of each.
 pub fn claim_frames(target: Multiaddr, peer: PeerId, claims: usize) -> tokio::task::JoinHandle<()> {
     use libp2p::request_response;
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(|_| {
+    let mut swarm = tcp_swarm(
+        |_| {
             request_response::Behaviour::<ClaimCodec>::new(
                 [(
                     libp2p::StreamProtocol::new("/ferry/link/1"),
@@ -294,10 +329,9 @@ pub fn claim_frames(target: Multiaddr, peer: PeerId, claims: usize) -> tokio::ta
                     .with_request_timeout(Duration::from_secs(60))
                     .with_max_concurrent_streams(128),
             )
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+        },
+        Duration::from_secs(60),
+    );
     let _ = swarm.dial(target);
     tokio::spawn(async move {
         loop {
