@@ -43,13 +43,7 @@ type Recorded = Arc<Mutex<Vec<Vec<u8>>>>;
 fn raw_peer(dial: Vec<Multiaddr>) -> (PeerId, mpsc::Sender<Raw>, Recorded) {
     let config = bench_support::gossipsub_config(&GossipParams::default()).unwrap();
     let mut swarm = support::attacker::tcp_swarm(
-        |_| {
-            gossipsub::Behaviour::<
-                gossipsub::IdentityTransform,
-                gossipsub::AllowAllSubscriptionFilter,
-            >::new(gossipsub::MessageAuthenticity::Anonymous, config)
-            .unwrap()
-        },
+        |_| support::attacker::raw_gossipsub(config),
         Duration::from_secs(3600),
     );
     let topic = gossipsub::IdentTopic::new(bench_support::TOPIC);

@@ -36,6 +36,14 @@ fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
 }
 
+/// A relay on loopback (announcing its loopback address, as a LAN relay
+/// would) and the circuit address to listen on through it.
+async fn relay_with_circuit(root: &std::path::Path) -> (TestNode, Multiaddr) {
+    let relay = spawn_with(root, "relay", |b| b.relay().advertise_local_addresses(true)).await;
+    let circuit = relay.addr.clone().with(Protocol::P2pCircuit);
+    (relay, circuit)
+}
+
 /// Finding 1: 200 sockets that never speak, from one network, once locked
 /// every inbound connection (128 pending slots, 20 s handshakes). Now one
 /// source holds at most 8 pending slots, each for 5 s.
@@ -241,16 +249,7 @@ async fn junk_subscriptions_do_not_replay_the_waiting_envelopes() {
     }
     assert!(stats(&node).await.pending_publish >= 100);
     let config = bench_support::gossipsub_config(&ferry_node::GossipParams::default()).unwrap();
-    let mut swarm = tcp_swarm(
-        |_| {
-            gossipsub::Behaviour::<
-                gossipsub::IdentityTransform,
-                gossipsub::AllowAllSubscriptionFilter,
-            >::new(gossipsub::MessageAuthenticity::Anonymous, config)
-            .unwrap()
-        },
-        Duration::from_secs(600),
-    );
+    let mut swarm = tcp_swarm(|_| raw_gossipsub(config), Duration::from_secs(600));
     swarm.dial(node.addr.clone()).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<SubCommand>(1024);
     let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -382,11 +381,7 @@ struct Observer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_only_client_tells_a_relayed_stranger_no_address() {
     let root = tempfile::tempdir().unwrap();
-    let relay = spawn_with(root.path(), "relay", |b| {
-        b.relay().advertise_local_addresses(true)
-    })
-    .await;
-    let circuit = relay.addr.clone().with(Protocol::P2pCircuit);
+    let (_relay, circuit) = relay_with_circuit(root.path()).await;
     let db = root.path().join("b");
     let b = start(
         builder(&db).listen_on(circuit.clone()).relay_only(true),
@@ -636,11 +631,7 @@ struct Puncher {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hole_punch_cannot_make_the_node_dial_a_local_address() {
     let root = tempfile::tempdir().unwrap();
-    let relay = spawn_with(root.path(), "relay", |b| {
-        b.relay().advertise_local_addresses(true)
-    })
-    .await;
-    let circuit = relay.addr.clone().with(Protocol::P2pCircuit);
+    let (_relay, circuit) = relay_with_circuit(root.path()).await;
     let dv = root.path().join("victim");
     let victim = start(builder(&dv).listen_on(circuit.clone()), &dv).await;
     let v_id = victim.node.peer_id();
@@ -720,10 +711,7 @@ async fn a_hole_punch_cannot_make_the_node_dial_a_local_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reservation_flood_from_three_addresses_leaves_room_for_honest_clients() {
     let root = tempfile::tempdir().unwrap();
-    let relay = spawn_with(root.path(), "relay", |b| {
-        b.relay().advertise_local_addresses(true)
-    })
-    .await;
+    let (relay, _) = relay_with_circuit(root.path()).await;
     let per_source = Limits::relay().max_per_source as usize;
     let mut sybils = Vec::new();
     for i in 0..150u8 {

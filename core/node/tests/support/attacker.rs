@@ -73,6 +73,12 @@ pub fn relayed_swarm<B: libp2p::swarm::NetworkBehaviour>(
         .build()
 }
 
+/// A gossipsub peer with Ferry's gossip `config`, anonymous, that takes
+/// every topic.
+pub fn raw_gossipsub(config: gossipsub::Config) -> gossipsub::Behaviour {
+    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).expect("gossipsub")
+}
+
 /// The IP and port of a `/ip4/…/tcp/…` address.
 pub fn socket_addr(address: &Multiaddr) -> SocketAddr {
     let mut ip = None;
