@@ -837,3 +837,69 @@ async fn pending_dials_are_bounded() {
     assert_eq!(refused, 10, "dials beyond {max} pending are refused");
     drop(tarpit);
 }
+
+/// Finding 4, full queues: when every subscriber's gossip queue is full,
+/// gossipsub marks the envelope as seen and refuses it; the node used to
+/// retry it as a duplicate and drop it without a word. Now it is counted,
+/// stays in custody, and reaches the next peer by reconciliation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelopes_refused_by_full_gossip_queues_are_counted_and_not_lost() {
+    let root = tempfile::tempdir().unwrap();
+    let roomy = EngineConfig {
+        quotas: Quotas {
+            global_bytes: 256 * 1024 * 1024,
+            per_tag_bytes: 256 * 1024 * 1024,
+            per_peer_bytes: 256 * 1024 * 1024,
+        },
+        ..EngineConfig::default()
+    };
+    let a = spawn_with(root.path(), "a", |b| b.engine(roomy)).await;
+    let b = spawn_with(root.path(), "b", |b| b.engine(roomy)).await;
+    introduce(&a, &b).await;
+    b.node.shutdown().await;
+    // A subscriber that stops reading: its queue at A fills up.
+    let config = bench_support::gossipsub_config(&ferry_node::GossipParams::default()).unwrap();
+    let mut staller = tcp_swarm(|_| raw_gossipsub(config), Duration::from_secs(600));
+    staller
+        .behaviour_mut()
+        .subscribe(&gossipsub::IdentTopic::new(bench_support::TOPIC))
+        .unwrap();
+    staller.dial(a.addr.clone()).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            staller.select_next_some().await;
+        }
+    })
+    .await;
+    // From here on the staller is never polled again.
+    let body = vec![b'.'; 6000];
+    let mut sent = 0;
+    for _ in 0..4000 {
+        a.node.send(&b.node.identity(), &body).await.unwrap();
+        sent += 1;
+        if sent % 200 == 0 && stats(&a).await.gossip_queue_full > 0 {
+            break;
+        }
+    }
+    let s = stats(&a).await;
+    assert!(
+        s.gossip_queue_full > 0,
+        "the queue never filled ({sent} sent)"
+    );
+    assert_eq!(
+        s.outbox, sent,
+        "every message is still held for its recipient"
+    );
+    drop(staller);
+    // A carrier connects: reconciliation hands it everything gossip
+    // refused (a carrier, not B: opening 2000 messages takes minutes in a
+    // debug build, holding them does not).
+    let carrier = spawn_with(root.path(), "carrier", |b| b.engine(roomy)).await;
+    connect(&a, &carrier).await;
+    let node = carrier.node.clone();
+    wait_until(120, "the carrier holds every message", || {
+        let node = node.clone();
+        async move { node.stats().await.unwrap().held_envelopes >= sent }
+    })
+    .await;
+}
