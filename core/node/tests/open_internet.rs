@@ -903,3 +903,116 @@ async fn envelopes_refused_by_full_gossip_queues_are_counted_and_not_lost() {
     })
     .await;
 }
+
+/// QUIC Initials from a real libp2p client, captured on a plain UDP
+/// socket: one per distinct destination connection ID.
+async fn captured_initials(count: usize) -> Vec<Vec<u8>> {
+    let capture = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = capture.local_addr().unwrap().port();
+    let mut client = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(|_| libp2p::swarm::dummy::Behaviour)
+        .unwrap()
+        .build();
+    let mut initials: Vec<Vec<u8>> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut buf = vec![0u8; 2048];
+    while initials.len() < count {
+        let target: Multiaddr =
+            format!("/ip4/127.0.0.1/udp/{port}/quic-v1/p2p/{}", PeerId::random())
+                .parse()
+                .unwrap();
+        client.dial(target).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                tokio::select! {
+                    r = capture.recv_from(&mut buf) => return r.map(|(n, _)| buf[..n].to_vec()),
+                    _ = client.select_next_some() => {}
+                }
+            }
+        })
+        .await;
+        let Ok(Ok(datagram)) = got else { continue };
+        // Long header: flags, version (4), DCID length, DCID.
+        let dcid_len = usize::from(datagram[5]);
+        let dcid = datagram[6..6 + dcid_len].to_vec();
+        if datagram[0] & 0x80 != 0 && seen.insert(dcid) {
+            initials.push(datagram);
+        }
+    }
+    initials
+}
+
+/// Finding 1, QUIC: Initials need no address validation, so silent
+/// handshakes can be started from many (forgeable) source addresses. Now
+/// they are limited per source like TCP ones, and their pending budget is
+/// QUIC's own: a flood that fills it does not lock TCP out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_quic_handshakes_get_a_bounded_share_and_leave_tcp_open() {
+    let root = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_pending_incoming: 16,
+        ..Limits::relay()
+    };
+    let dr = root.path().join("relay");
+    let relay = start(
+        builder(&dr)
+            .relay()
+            .limits(limits)
+            .quic(true)
+            .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()),
+        &dr,
+    )
+    .await;
+    let listeners = relay.node.listen_addrs().await.unwrap();
+    let quic_port = listeners
+        .iter()
+        .find_map(|a| {
+            a.iter().any(|p| p == Protocol::QuicV1).then(|| {
+                a.iter().find_map(|p| match p {
+                    Protocol::Udp(port) => Some(port),
+                    _ => None,
+                })
+            })
+        })
+        .flatten()
+        .unwrap();
+    let target = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, quic_port));
+    let initials = captured_initials(60).await;
+    // 40 silent handshakes from one /24: at most its share is pending.
+    let mut sockets = Vec::new();
+    for (i, initial) in initials.iter().take(40).enumerate() {
+        let socket = tokio::net::UdpSocket::bind((ip(127, 66, 0, 1 + i as u8), 0))
+            .await
+            .unwrap();
+        socket.send_to(initial, target).await.unwrap();
+        sockets.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = stats(&relay).await.connections_refused;
+    assert!(
+        refused.pending_per_source + refused.rate >= 40 - 8,
+        "one network holds more than its share of QUIC handshakes: {refused:?}"
+    );
+    // 20 more from 20 networks fill QUIC's own budget…
+    for (i, initial) in initials.iter().skip(40).enumerate() {
+        let socket = tokio::net::UdpSocket::bind((ip(127, 80 + i as u8, 0, 1), 0))
+            .await
+            .unwrap();
+        socket.send_to(initial, target).await.unwrap();
+        sockets.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(stats(&relay).await.connections_refused.pending_full > 0);
+    // …and an honest client still gets in over TCP.
+    let honest = spawn(root.path(), "honest").await;
+    connect(&honest, &relay).await;
+    let node = honest.node.clone();
+    let relay_id = relay.node.peer_id();
+    wait_until(3, "TCP is open while QUIC's budget is full", || {
+        let node = node.clone();
+        async move { node.connected_peers().await.unwrap().contains(&relay_id) }
+    })
+    .await;
+}
