@@ -472,7 +472,7 @@ impl Driver {
 
     fn on_listen_addr(&mut self, address: Multiaddr) {
         if self.relay
-            && (crate::hole_punch::is_global(&address) || self.advertise_local_addresses)
+            && (crate::ip_class::is_global(&address) || self.advertise_local_addresses)
             && !address
                 .iter()
                 .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit)
@@ -484,14 +484,19 @@ impl Driver {
             // relay's operator and map their network.
             self.swarm.add_external_address(address.clone());
         }
-        let full = address
-            .clone()
-            .with_p2p(*self.swarm.local_peer_id())
-            .unwrap_or(address);
+        let full = self.with_own_id(address);
         if !self.listen_addrs.contains(&full) {
             self.listen_addrs.push(full.clone());
             self.emit(NodeEvent::Listening { address: full });
         }
+    }
+
+    /// `address` ending in our PeerId, as listen addresses are handed out.
+    fn with_own_id(&self, address: Multiaddr) -> Multiaddr {
+        address
+            .clone()
+            .with_p2p(*self.swarm.local_peer_id())
+            .unwrap_or(address)
     }
 
     fn redial(&mut self) {
@@ -794,10 +799,7 @@ impl Driver {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => self.on_listen_addr(address),
             SwarmEvent::ExpiredListenAddr { address, .. } => {
-                let full = address
-                    .clone()
-                    .with_p2p(*self.swarm.local_peer_id())
-                    .unwrap_or(address);
+                let full = self.with_own_id(address);
                 self.listen_addrs.retain(|a| *a != full);
             }
             SwarmEvent::ConnectionEstablished {

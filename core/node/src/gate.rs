@@ -18,6 +18,12 @@
 //!   slot.
 //!
 //! Every refusal is counted by reason ([`GateRefusals`]).
+//!
+//! The grouping differs on purpose from the custody quotas' sources
+//! (`source.rs`), which count a global IPv4 address alone: a quota share
+//! per /24 would starve honest users behind one carrier-grade NAT of
+//! storage, while a connection share per /24 only bounds how many sockets
+//! one network holds at once.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -37,7 +43,10 @@ use libp2p::{
     },
 };
 
-use crate::config::Limits;
+use crate::{
+    config::Limits,
+    rate::{KeyedBuckets, TokenBucket},
+};
 
 /// Where a connection comes from, as far as limits are concerned.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -113,8 +122,7 @@ impl GateSource {
                     return Self::of(&Multiaddr::from(v4), unlimited);
                 }
                 let octets = ip.octets();
-                let first = ip.segments().first().copied().unwrap_or(0);
-                if first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80 {
+                if crate::ip_class::is_local_v6(&ip) {
                     GateSource::V6Host(octets)
                 } else {
                     let mut net = [0u8; 7];
@@ -184,13 +192,6 @@ const EVICTION_GRACE: Duration = Duration::from_secs(10);
 /// Evictions, node-wide: this many in a burst, then one a second.
 const EVICTION_BURST: u32 = 4;
 
-/// A token bucket per source.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 /// Sources whose rate is tracked at most; beyond, full buckets are
 /// forgotten first (a full bucket is the same as no bucket).
 const MAX_BUCKETS: usize = 8192;
@@ -235,17 +236,22 @@ pub(crate) struct ConnectionGate {
     /// Evictions waiting for their newcomer to be established (another
     /// behaviour may still refuse it): newcomer → (victim, its peer).
     pending_evictions: HashMap<ConnectionId, (ConnectionId, PeerId)>,
-    eviction_bucket: Bucket,
+    eviction_bucket: TokenBucket,
     to_close: std::collections::VecDeque<(ConnectionId, PeerId)>,
     waker: Option<std::task::Waker>,
     inbound_untrusted: u32,
-    buckets: HashMap<(GateSource, Kind), Bucket>,
+    buckets: KeyedBuckets<(GateSource, Kind)>,
     refusals: GateRefusals,
     memory_checked: Option<(Instant, bool)>,
 }
 
 impl ConnectionGate {
     pub(crate) fn new(limits: Limits, trusted: HashSet<PeerId>) -> Self {
+        let buckets = KeyedBuckets::new(
+            f64::from(limits.source_burst),
+            f64::from(limits.source_rate_per_sec),
+            MAX_BUCKETS,
+        );
         Self {
             limits,
             trusted,
@@ -258,14 +264,11 @@ impl ConnectionGate {
             connections_by_source: HashMap::new(),
             evicting: HashMap::new(),
             pending_evictions: HashMap::new(),
-            eviction_bucket: Bucket {
-                tokens: f64::from(EVICTION_BURST),
-                at: Instant::now(),
-            },
+            eviction_bucket: TokenBucket::new(f64::from(EVICTION_BURST), 1.0, Instant::now()),
             to_close: std::collections::VecDeque::new(),
             waker: None,
             inbound_untrusted: 0,
-            buckets: HashMap::new(),
+            buckets,
             refusals: GateRefusals::default(),
             memory_checked: None,
         }
@@ -317,31 +320,7 @@ impl ConnectionGate {
 
     /// Takes a token from `source`'s bucket.
     fn take_token(&mut self, source: &(GateSource, Kind), now: Instant) -> bool {
-        let burst = f64::from(self.limits.source_burst);
-        let rate = f64::from(self.limits.source_rate_per_sec);
-        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(source) {
-            self.buckets.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
-            });
-            if self.buckets.len() >= MAX_BUCKETS {
-                // Every tracked source is mid-burst: a distributed flood.
-                // Refuse newcomers rather than grow without bound.
-                return false;
-            }
-        }
-        let bucket = self.buckets.entry(source.clone()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.buckets.take(source, now)
     }
 
     /// Whether the process is over its memory limit (sampled at most every
@@ -489,16 +468,9 @@ impl ConnectionGate {
             return false;
         };
         // The node-wide eviction rate.
-        let elapsed = now
-            .saturating_duration_since(self.eviction_bucket.at)
-            .as_secs_f64();
-        self.eviction_bucket.tokens =
-            (self.eviction_bucket.tokens + elapsed).min(f64::from(EVICTION_BURST));
-        self.eviction_bucket.at = now;
-        if self.eviction_bucket.tokens < 1.0 {
+        if !self.eviction_bucket.take(now) {
             return false;
         }
-        self.eviction_bucket.tokens -= 1.0;
         self.evicting.insert(connection, now);
         self.pending_evictions.insert(newcomer, (connection, peer));
         true
@@ -522,8 +494,7 @@ impl ConnectionGate {
     fn cancel_eviction(&mut self, newcomer: ConnectionId) {
         if let Some((victim, _)) = self.pending_evictions.remove(&newcomer) {
             self.evicting.remove(&victim);
-            self.eviction_bucket.tokens =
-                (self.eviction_bucket.tokens + 1.0).min(f64::from(EVICTION_BURST));
+            self.eviction_bucket.refund();
         }
     }
 

@@ -13,7 +13,6 @@
 
 use std::{
     collections::HashSet,
-    net::IpAddr,
     task::{Context, Poll},
 };
 
@@ -21,7 +20,6 @@ use libp2p::{
     Multiaddr, PeerId,
     core::{Endpoint, transport::PortUse},
     dcutr,
-    multiaddr::Protocol,
     swarm::{
         ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
         THandlerOutEvent, ToSwarm,
@@ -68,57 +66,10 @@ impl HolePunch {
     }
 }
 
-/// Whether `address` is one a hole punch may dial: a global IP address.
-pub(crate) fn is_global(address: &Multiaddr) -> bool {
-    if address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
-        return false;
-    }
-    match address.iter().next() {
-        Some(Protocol::Ip4(ip)) => is_global_ip(IpAddr::V4(ip)),
-        Some(Protocol::Ip6(ip)) => is_global_ip(IpAddr::V6(ip)),
-        _ => false,
-    }
-}
-
-/// A global unicast address (not private, loopback, link-local, shared,
-/// documentation, multicast, unique-local or unspecified).
-pub(crate) fn is_global_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || a == 0
-                || a >= 240
-                // 100.64.0.0/10, carrier-grade NAT
-                || (a == 100 && (64..128).contains(&b))
-                // 198.18.0.0/15, benchmarking
-                || (a == 198 && (b == 18 || b == 19)))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_global_ip(IpAddr::V4(v4));
-            }
-            let first = v6.segments().first().copied().unwrap_or(0);
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || first & 0xfe00 == 0xfc00
-                || first & 0xffc0 == 0xfe80
-                || first == 0x2001 && v6.segments().get(1) == Some(&0x0db8))
-        }
-    }
-}
-
 impl HolePunch {
     /// Whether a hole-punch dial to `addresses` may go ahead.
     fn admit(&mut self, peer: Option<PeerId>, addresses: &[Multiaddr]) -> bool {
-        if addresses.len() > MAX_CANDIDATES || !addresses.iter().all(is_global) {
+        if addresses.len() > MAX_CANDIDATES || !addresses.iter().all(crate::ip_class::is_global) {
             return false;
         }
         let now = std::time::Instant::now();
@@ -263,7 +214,8 @@ mod tests {
 
     #[test]
     fn only_global_addresses_are_hole_punch_candidates() {
-        let ok = |s: &str| is_global(&s.parse().unwrap_or_else(|_| Multiaddr::empty()));
+        let ok =
+            |s: &str| crate::ip_class::is_global(&s.parse().unwrap_or_else(|_| Multiaddr::empty()));
         assert!(ok("/ip4/8.8.8.8/tcp/1"));
         assert!(ok("/ip6/2a00:1450::1/udp/1/quic-v1"));
         for bad in [

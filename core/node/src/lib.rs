@@ -25,9 +25,11 @@ mod error;
 mod events;
 mod gate;
 mod hole_punch;
+mod ip_class;
 mod mdns_filter;
 mod node;
 mod pairing_gate;
+mod rate;
 mod relay_limits;
 mod source;
 

@@ -156,8 +156,7 @@ pub(crate) fn is_on_link(address: &Multiaddr, own: &[Multiaddr]) -> bool {
                 })
         }
         Some(Protocol::Ip6(ip)) => {
-            let first = ip.segments().first().copied().unwrap_or(0);
-            if first & 0xffc0 == 0xfe80 {
+            if crate::ip_class::is_link_local_v6(&ip) {
                 return true;
             }
             let net = |s: [u16; 8]| [s[0], s[1], s[2], s[3]];

@@ -9,53 +9,30 @@ use std::{collections::HashMap, net::IpAddr, time::Instant};
 
 use libp2p::{Multiaddr, PeerId, relay};
 
-use crate::gate::GateSource;
+use crate::{gate::GateSource, rate::KeyedBuckets};
 
-/// Sources tracked at most; beyond, sources whose bucket has refilled are
-/// forgotten, and if none has, newcomers are refused.
+/// Sources tracked at most (see [`KeyedBuckets`]).
 const MAX_SOURCES: usize = 8192;
 
 /// A token bucket per source: `per_minute` requests in a burst, refilled
 /// at `per_minute` a minute.
 pub(crate) struct SourceRateLimiter {
-    per_minute: u32,
     unlimited: Vec<IpAddr>,
-    buckets: HashMap<GateSource, (f64, Instant)>,
+    buckets: KeyedBuckets<GateSource>,
 }
 
 impl SourceRateLimiter {
     pub(crate) fn new(per_minute: u32, unlimited: Vec<IpAddr>) -> Self {
+        let burst = f64::from(per_minute);
         Self {
-            per_minute,
             unlimited,
-            buckets: HashMap::new(),
+            buckets: KeyedBuckets::new(burst, burst / 60.0, MAX_SOURCES),
         }
     }
 
     fn allow(&mut self, addr: &Multiaddr, now: Instant) -> bool {
         let source = GateSource::of(addr, &self.unlimited);
-        if source == GateSource::Unlimited {
-            return true;
-        }
-        let burst = f64::from(self.per_minute);
-        let rate = burst / 60.0;
-        if self.buckets.len() >= MAX_SOURCES && !self.buckets.contains_key(&source) {
-            self.buckets.retain(|_, (tokens, at)| {
-                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
-            });
-            if self.buckets.len() >= MAX_SOURCES {
-                return false;
-            }
-        }
-        let (tokens, at) = self.buckets.entry(source).or_insert((burst, now));
-        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        source == GateSource::Unlimited || self.buckets.take(&source, now)
     }
 }
 

@@ -44,9 +44,11 @@ pub(crate) fn source_of(remote: &Multiaddr, peer: &PeerId) -> SourceId {
             let octets = ip.octets();
             // Global: the host's /64. Unique-local (fc00::/7) and
             // link-local (fe80::/10): the whole address.
-            let first = ip.segments().first().copied().unwrap_or(0);
-            let local = first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80;
-            let len = if local { 16 } else { 8 };
+            let len = if crate::ip_class::is_local_v6(&ip) {
+                16
+            } else {
+                8
+            };
             [b"ip6:".as_slice(), octets.get(..len).unwrap_or(&octets)].concat()
         }
         _ => [b"peer:".as_slice(), &peer.to_bytes()].concat(),
