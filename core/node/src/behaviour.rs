@@ -2,9 +2,19 @@
 
 use std::{sync::Arc, time::Duration};
 
+use ferry_transports::{
+    Stream,
+    pipe::{LinkAttacher, LinkRole, PipeTransport, Upgrader},
+    pt::PtClientTransport,
+};
+use futures::FutureExt as _;
 use libp2p::{
     Transport as _, autonat, connection_limits,
-    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version},
+    core::{
+        muxing::StreamMuxerBox,
+        transport::Boxed,
+        upgrade::{InboundConnectionUpgrade as _, OutboundConnectionUpgrade as _, Version},
+    },
     dcutr, gossipsub, identify,
     identity::Keypair,
     mdns, noise, ping, quic, relay, request_response,
@@ -163,16 +173,29 @@ pub fn peer_score(
     (params, thresholds)
 }
 
-/// Builds the transport stack: TCP (Noise, yamux), QUIC, the relay v2
-/// client, and the app's own transports, all counted.
+/// The node's transports, built once at start.
+pub(crate) struct Transports {
+    /// Everything, authenticated, multiplexed and counted.
+    pub(crate) stack: Boxed<(libp2p::PeerId, StreamMuxerBox)>,
+    /// The relay v2 client's behaviour half.
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Where attached links enter.
+    pub(crate) links: LinkAttacher,
+}
+
+/// How long an attached link may take to authenticate: radio links are
+/// slow and the app chose them, so they get more than a stranger's socket.
+pub(crate) const LINK_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds the transport stack: the relay v2 client, the pluggable
+/// transport's bridges, TCP, QUIC, WebSocket (all with Noise and yamux),
+/// attached links, and the app's own transports, all counted.
 pub(crate) fn transport(
     key: &Keypair,
     config: &mut NodeConfig,
     counters: Arc<ByteCounters>,
-) -> std::io::Result<(
-    Boxed<(libp2p::PeerId, StreamMuxerBox)>,
-    relay::client::Behaviour,
-)> {
+    bridges: Option<PtClientTransport>,
+) -> std::io::Result<Transports> {
     let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
     let handshake = config.limits.handshake_timeout;
     let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
@@ -183,8 +206,12 @@ pub(crate) fn transport(
         .timeout(handshake)
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
         .boxed();
+    // Bridges before TCP: a bridge's address is never dialed in the clear.
+    if let Some(bridges) = bridges {
+        stack = join(stack, upgraded(bridges.boxed(), noise.clone(), handshake));
+    }
     if config.tcp {
-        stack = join(stack, upgraded_tcp(noise, handshake));
+        stack = join(stack, upgraded_tcp(noise.clone(), handshake));
     }
     if config.quic {
         let mut quic_config = quic::Config::new(key);
@@ -195,10 +222,58 @@ pub(crate) fn transport(
             .boxed();
         stack = join(stack, quic);
     }
+    if let Some(websocket) = &config.websocket {
+        let ws = websocket.build().map_err(std::io::Error::other)?;
+        stack = join(stack, upgraded(ws, noise.clone(), handshake));
+    }
+    let (links, attacher) = PipeTransport::new(link_upgrader(noise), LINK_HANDSHAKE_TIMEOUT);
+    stack = join(stack, links.boxed());
     for factory in std::mem::take(&mut config.extra_transports) {
         stack = join(stack, factory(key)?);
     }
-    Ok((counted(stack, counters), relay_client))
+    Ok(Transports {
+        stack: counted(stack, counters),
+        relay_client,
+        links: attacher,
+    })
+}
+
+/// Noise and yamux over an attached link, in the role its preamble chose
+/// (no protocol negotiation: both ends are Ferry).
+fn link_upgrader(noise: noise::Config) -> Upgrader {
+    Arc::new(move |stream: Stream, role: LinkRole| {
+        let noise = noise.clone();
+        async move {
+            let (peer, secured) = match role {
+                LinkRole::Initiator => noise.upgrade_outbound(stream, "/noise").await,
+                LinkRole::Responder => noise.upgrade_inbound(stream, "/noise").await,
+            }
+            .map_err(std::io::Error::other)?;
+            let yamux = yamux_config();
+            let muxer = match role {
+                LinkRole::Initiator => yamux.upgrade_outbound(secured, "/yamux/1.0.0").await,
+                LinkRole::Responder => yamux.upgrade_inbound(secured, "/yamux/1.0.0").await,
+            }
+            .map_err(std::io::Error::other)?;
+            Ok((peer, StreamMuxerBox::new(muxer)))
+        }
+        .boxed()
+    })
+}
+
+/// Noise and yamux over a transport of raw streams.
+fn upgraded(
+    transport: Boxed<Stream>,
+    noise: noise::Config,
+    handshake: Duration,
+) -> Boxed<(libp2p::PeerId, StreamMuxerBox)> {
+    transport
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise)
+        .multiplex(yamux_config())
+        .timeout(handshake)
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed()
 }
 
 /// yamux with a bounded number of streams per connection.

@@ -3,8 +3,15 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
-use ferry_core::engine::{EngineConfig, Quotas};
+use ferry_core::{
+    bundle::BundleLimits,
+    engine::{EngineConfig, Quotas},
+};
 use ferry_store::KdfParams;
+use ferry_transports::{
+    pt::{PtClientConfig, PtServerConfig},
+    websocket::WebSocketConfig,
+};
 use libp2p::{
     Multiaddr, PeerId,
     core::{muxing::StreamMuxerBox, transport::Boxed},
@@ -13,6 +20,98 @@ use libp2p::{
 };
 use thiserror::Error;
 use zeroize::Zeroizing;
+
+/// A way the node reaches peers, by name (`tcp`, `quic`, `ws`, `wss`,
+/// `obfs4`, `link`), for configuration files and for showing how a peer
+/// is connected.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// Plain TCP.
+    Tcp,
+    /// QUIC.
+    Quic,
+    /// WebSocket.
+    WebSocket,
+    /// WebSocket over TLS.
+    WebSocketTls,
+    /// A pluggable transport by its method name (`obfs4`).
+    Pluggable(String),
+    /// A byte pipe the app attached ([`crate::Node::attach_link`]).
+    Link,
+    /// A relayed circuit.
+    Relayed,
+    /// An app-supplied transport.
+    Other,
+}
+
+impl TransportKind {
+    /// How a connection with this remote address travels (`None` when
+    /// the address does not say). Bridge connections look like TCP from
+    /// their address; the node knows them by their bridge.
+    pub fn of(address: &Multiaddr) -> Option<Self> {
+        let mut kind = None;
+        for protocol in address.iter() {
+            kind = match protocol {
+                Protocol::P2pCircuit => return Some(Self::Relayed),
+                Protocol::Memory(_) => return Some(Self::Link),
+                Protocol::Tcp(_) => Some(Self::Tcp),
+                Protocol::QuicV1 => Some(Self::Quic),
+                Protocol::Ws(_) if kind == Some(Self::WebSocketTls) => kind,
+                Protocol::Ws(_) => Some(Self::WebSocket),
+                Protocol::Wss(_) | Protocol::Tls => Some(Self::WebSocketTls),
+                _ => kind,
+            };
+        }
+        kind
+    }
+
+    /// The kind's name in configuration files.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Quic => "quic",
+            Self::WebSocket => "ws",
+            Self::WebSocketTls => "wss",
+            Self::Pluggable(method) => method,
+            Self::Link => "link",
+            Self::Relayed => "relay",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Refuses listen addresses no configured transport can serve.
+fn check_listen_address(
+    address: &Multiaddr,
+    websocket: Option<&WebSocketConfig>,
+) -> Result<(), ConfigError> {
+    let refuse = |reason: &str| ConfigError::Listen {
+        address: address.to_string(),
+        reason: reason.to_owned(),
+    };
+    match TransportKind::of(address) {
+        Some(TransportKind::WebSocket) if websocket.is_none() => {
+            Err(refuse("WebSocket is not enabled (NodeBuilder::websocket)"))
+        }
+        Some(TransportKind::WebSocketTls) => match websocket {
+            None => Err(refuse("WebSocket is not enabled (NodeBuilder::websocket)")),
+            Some(ws) if !ws.can_serve_tls() => Err(refuse(
+                "TLS needs a certificate (WebSocketConfig::identity)",
+            )),
+            Some(_) => Ok(()),
+        },
+        Some(TransportKind::Link) => Err(refuse(
+            "links are attached with Node::attach_link, not listened on",
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// A libp2p transport the app adds (WebSocket, an obfuscation tunnel, a
 /// byte pipe over Bluetooth, …): built once from the node's network key.
@@ -255,6 +354,10 @@ pub struct NodeConfig {
     pub(crate) relay_only: bool,
     pub(crate) advertise_local_addresses: bool,
     pub(crate) extra_transports: Vec<TransportFactory>,
+    pub(crate) websocket: Option<WebSocketConfig>,
+    pub(crate) pt_client: Option<PtClientConfig>,
+    pub(crate) pt_server: Option<PtServerConfig>,
+    pub(crate) bundle_limits: BundleLimits,
     pub(crate) engine: EngineConfig,
     pub(crate) gossip: GossipParams,
     pub(crate) limits: Limits,
@@ -278,11 +381,44 @@ impl fmt::Debug for NodeConfig {
             .field("mdns_auto_dial", &self.mdns_auto_dial)
             .field("relay_only", &self.relay_only)
             .field("extra_transports", &self.extra_transports.len())
+            .field("websocket", &self.websocket.is_some())
+            .field("pt_client", &self.pt_client.is_some())
+            .field("pt_server", &self.pt_server.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl NodeConfig {
+    /// The transports this node can dial or listen on.
+    pub fn transports(&self) -> Vec<TransportKind> {
+        let mut kinds = Vec::new();
+        if self.tcp {
+            kinds.push(TransportKind::Tcp);
+        }
+        if self.quic {
+            kinds.push(TransportKind::Quic);
+        }
+        if self.websocket.is_some() {
+            kinds.push(TransportKind::WebSocket);
+            kinds.push(TransportKind::WebSocketTls);
+        }
+        if let Some(pt) = &self.pt_client {
+            kinds.push(TransportKind::Pluggable(
+                pt.bridges
+                    .first()
+                    .map(|b| b.transport.clone())
+                    .unwrap_or_default(),
+            ));
+        } else if let Some(pt) = &self.pt_server {
+            kinds.push(TransportKind::Pluggable(pt.method.clone()));
+        }
+        kinds.push(TransportKind::Link);
+        if !self.extra_transports.is_empty() {
+            kinds.push(TransportKind::Other);
+        }
+        kinds
+    }
+
     /// The role.
     pub fn role(&self) -> Role {
         self.role
@@ -355,6 +491,23 @@ pub enum ConfigError {
     /// smaller than one sync frame.
     #[error("inconsistent connection limits")]
     Limits,
+    /// A listen address needs a transport that is not configured (a
+    /// `/ws` address without [`NodeBuilder::websocket`], `/tls/ws`
+    /// without a certificate).
+    #[error("cannot listen on {address}: {reason}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// A TLS certificate or key was refused.
+    #[error("{0}")]
+    WebSocket(String),
+    /// A pluggable transport's binary is missing, or its bridge lines or
+    /// options are bad.
+    #[error("{0}")]
+    PluggableTransport(String),
 }
 
 /// Builds a [`NodeConfig`]; start from [`crate::Node::builder`].
@@ -387,6 +540,10 @@ pub struct NodeBuilder {
     relay_only: bool,
     advertise_local_addresses: bool,
     extra_transports: Vec<TransportFactory>,
+    websocket: Option<WebSocketConfig>,
+    pt_client: Option<PtClientConfig>,
+    pt_server: Option<PtServerConfig>,
+    bundle_limits: BundleLimits,
     engine: Option<EngineConfig>,
     gossip: Option<GossipParams>,
     limits: Option<Limits>,
@@ -427,6 +584,10 @@ impl Default for NodeBuilder {
             relay_only: false,
             advertise_local_addresses: false,
             extra_transports: Vec::new(),
+            websocket: None,
+            pt_client: None,
+            pt_server: None,
+            bundle_limits: BundleLimits::default(),
             engine: None,
             gossip: None,
             limits: None,
@@ -562,6 +723,35 @@ impl NodeBuilder {
         self
     }
 
+    /// Enables WebSocket (`/ws`) and WebSocket over TLS (`/tls/ws`,
+    /// `/wss`) for dialing, and for listening on such addresses (TLS
+    /// needs [`WebSocketConfig::identity`]).
+    pub fn websocket(mut self, config: WebSocketConfig) -> Self {
+        self.websocket = Some(config);
+        self
+    }
+
+    /// Dials through a pluggable transport (obfs4, …) to its bridges. A
+    /// bridge line that names its peer also becomes a bootstrap peer.
+    pub fn bridges(mut self, config: PtClientConfig) -> Self {
+        self.pt_client = Some(config);
+        self
+    }
+
+    /// Runs a pluggable-transport server in front of the node (see
+    /// [`crate::Node::bridge_line`]).
+    pub fn bridge_server(mut self, config: PtServerConfig) -> Self {
+        self.pt_server = Some(config);
+        self
+    }
+
+    /// The largest sneakernet bundle [`crate::Node::import_bundle`]
+    /// accepts (default: 100 000 envelopes, 256 MiB).
+    pub fn bundle_limits(mut self, limits: BundleLimits) -> Self {
+        self.bundle_limits = limits;
+        self
+    }
+
     /// Adds an app-supplied libp2p transport.
     pub fn transport(mut self, factory: TransportFactory) -> Self {
         self.extra_transports.push(factory);
@@ -631,11 +821,39 @@ impl NodeBuilder {
         if self.passphrase.is_empty() {
             return Err(ConfigError::EmptyPassphrase);
         }
-        if !self.tcp && !self.quic && self.extra_transports.is_empty() {
+        if !self.tcp
+            && !self.quic
+            && self.websocket.is_none()
+            && self.pt_client.is_none()
+            && self.extra_transports.is_empty()
+        {
             return Err(ConfigError::NoTransport);
         }
-        let mut bootstrap = Vec::with_capacity(self.bootstrap.len());
-        for address in self.bootstrap {
+        for address in &self.listen {
+            check_listen_address(address, self.websocket.as_ref())?;
+        }
+        let mut bootstrap_addrs = self.bootstrap;
+        if let Some(pt) = &self.pt_client {
+            pt.validate()
+                .map_err(|e| ConfigError::PluggableTransport(e.to_string()))?;
+            bootstrap_addrs.extend(
+                pt.bridges
+                    .iter()
+                    .filter(|b| b.peer.is_some())
+                    .map(|b| b.multiaddr()),
+            );
+        }
+        if let Some(pt) = &self.pt_server {
+            pt.validate()
+                .map_err(|e| ConfigError::PluggableTransport(e.to_string()))?;
+            if !self.tcp {
+                return Err(ConfigError::PluggableTransport(
+                    "a bridge server forwards to the node's TCP listener: enable TCP".into(),
+                ));
+            }
+        }
+        let mut bootstrap = Vec::with_capacity(bootstrap_addrs.len());
+        for address in bootstrap_addrs {
             match address.iter().last() {
                 Some(Protocol::P2p(peer)) => bootstrap.push((peer, address)),
                 _ => return Err(ConfigError::BootstrapWithoutPeerId(address.to_string())),
@@ -732,6 +950,10 @@ impl NodeBuilder {
             relay_only: self.relay_only,
             advertise_local_addresses: self.advertise_local_addresses,
             extra_transports: self.extra_transports,
+            websocket: self.websocket,
+            pt_client: self.pt_client,
+            pt_server: self.pt_server,
+            bundle_limits: self.bundle_limits,
             engine,
             gossip: g,
             limits,

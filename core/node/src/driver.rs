@@ -8,6 +8,7 @@
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
+    net::{Ipv4Addr, SocketAddr},
     sync::{Arc, atomic::Ordering},
     time::{Duration, SystemTime},
 };
@@ -19,11 +20,12 @@ use ferry_core::{
     keys::IdentityKey,
 };
 use ferry_store::SledStore;
+use ferry_transports::{pipe::PipeTransport, pt};
 use futures::StreamExt as _;
 use hkdf::Hkdf;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, gossipsub, identity::Keypair, mdns, relay, request_response,
-    swarm::SwarmEvent,
+    Multiaddr, PeerId, Swarm, gossipsub, identity::Keypair, mdns, multiaddr::Protocol, relay,
+    request_response, swarm::SwarmEvent,
 };
 use rand::{SeedableRng as _, rngs::StdRng};
 use sha2::Sha256;
@@ -40,6 +42,7 @@ use crate::{
     node::{Command, ContactInfo, NodeStats},
     pairing_gate::{CONFIRM_TIMEOUT, HANDSHAKE_TIMEOUT, PairingGate, PairingRefusal},
     relay_limits::CircuitBook,
+    ways_out::WaysOut,
 };
 
 type FerryEngine = Engine<SledStore, StdRng>;
@@ -76,7 +79,7 @@ const REDELIVERY_INTERVAL: Duration = Duration::from_secs(30);
 const MAX_REFUSAL_KEYS: usize = 1024;
 
 /// Seconds since the Unix epoch: the engine's clock.
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     #[allow(clippy::disallowed_methods)] // the driver is where the clock is read
     let now = SystemTime::now();
     now.duration_since(SystemTime::UNIX_EPOCH)
@@ -210,6 +213,8 @@ pub(crate) struct Driver {
     advertise_local_addresses: bool,
     /// mDNS answers not dialled for their address.
     mdns_refused: u64,
+    /// Attached links and pluggable-transport processes.
+    ways: WaysOut,
 }
 
 fn network_key(policy: NetworkKey, store_key: &[u8; 32]) -> Result<Keypair, NodeError> {
@@ -255,7 +260,22 @@ impl Driver {
         let key = network_key(config.network_key, &store_key)?;
         let peer_id = key.public().to_peer_id();
         let bytes = Arc::new(ByteCounters::default());
-        let (transport, relay_client) = behaviour::transport(&key, &mut config, bytes.clone())
+        // PT events are rare (restarts back off from half a second up).
+        let (pt_events, pt_events_rx) = mpsc::channel(64);
+        let mut supervisors = Vec::new();
+        let bridges = match &config.pt_client {
+            Some(pt) => {
+                let (transport, supervisor) = pt::start_client(pt, pt_events.clone()).await?;
+                supervisors.push(supervisor);
+                Some(transport)
+            }
+            None => None,
+        };
+        let behaviour::Transports {
+            stack: transport,
+            relay_client,
+            links,
+        } = behaviour::transport(&key, &mut config, bytes.clone(), bridges)
             .map_err(|e| NodeError::Network(e.to_string()))?;
         let frame_budget = Arc::new(FrameBudget::new(config.limits.max_frame_buffer_bytes));
         let circuits = Arc::new(std::sync::Mutex::new(CircuitBook::new(
@@ -287,6 +307,31 @@ impl Driver {
                 .map_err(|e| NodeError::Network(format!("listen on {address}: {e}")))?;
             listeners += 1;
         }
+        // Where attached links enter, and where a PT server forwards to:
+        // internal listeners, never announced or handed out.
+        let mut internal = HashSet::new();
+        internal.insert(
+            swarm
+                .listen_on(PipeTransport::listen_address())
+                .map_err(|e| NodeError::Network(format!("links: {e}")))?,
+        );
+        listeners += 1;
+        let or_port = match &config.pt_server {
+            Some(_) => {
+                let id = swarm
+                    .listen_on(
+                        Multiaddr::empty()
+                            .with(Protocol::Ip4(Ipv4Addr::LOCALHOST))
+                            .with(Protocol::Tcp(0)),
+                    )
+                    .map_err(|e| NodeError::Network(format!("bridge listener: {e}")))?;
+                internal.insert(id);
+                listeners += 1;
+                Some(id)
+            }
+            None => None,
+        };
+        let mut forward_to = None;
         let mut driver = Driver {
             swarm,
             engine,
@@ -330,6 +375,7 @@ impl Driver {
             mdns_auto_dial: config.mdns_auto_dial,
             advertise_local_addresses: config.advertise_local_addresses,
             mdns_refused: 0,
+            ways: WaysOut::new(links, pt_events_rx, supervisors),
         };
         for address in &config.external_addresses {
             driver.swarm.add_external_address(address.clone());
@@ -345,7 +391,11 @@ impl Driver {
                     address,
                 }) => {
                     bound.insert(listener_id);
-                    driver.on_listen_addr(address);
+                    if Some(listener_id) == or_port {
+                        forward_to = socket_addr(&address);
+                    } else if !internal.contains(&listener_id) {
+                        driver.on_listen_addr(address);
+                    }
                 }
                 Ok(SwarmEvent::ListenerError { error, .. }) => {
                     return Err(NodeError::Network(error.to_string()));
@@ -356,6 +406,15 @@ impl Driver {
                 Ok(event) => driver.on_swarm_event(event)?,
                 Err(_) => break, // relay circuits may take longer; go on
             }
+        }
+        if let Some(server) = &config.pt_server {
+            let forward_to = forward_to
+                .ok_or_else(|| NodeError::Network("the bridge listener did not bind".into()))?;
+            let server = pt::start_server(server, forward_to, peer_id, pt_events).await?;
+            if let Some(line) = server.bridge_line() {
+                info!(%line, "bridge line");
+            }
+            driver.ways.set_bridge_server(server);
         }
         if driver.relay && driver.swarm.external_addresses().next().is_none() {
             // libp2p's relay server grants no reservation until the node
@@ -436,12 +495,17 @@ impl Driver {
                     None => break,
                     Some(Command::Shutdown { reply }) => {
                         self.shutdown();
+                        self.ways.shutdown().await;
                         let _ = reply.send(());
                         return;
                     }
                     Some(command) => self.on_command(command),
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(event) = self.ways.next_pt_event() => {
+                    self.emit(NodeEvent::PluggableTransport(event));
+                    Ok(())
+                }
                 _ = tokio::time::sleep(Duration::from_secs(wait)) => {
                     self.engine.handle(Input::Timeout, unix_now()).map(|_| ()).map_err(Into::into)
                 }
@@ -460,6 +524,7 @@ impl Driver {
             }
         }
         self.shutdown();
+        self.ways.shutdown().await;
     }
 
     fn shutdown(&mut self) {
@@ -796,6 +861,24 @@ impl Driver {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<FerryBehaviourEvent>) -> Result<(), NodeError> {
+        let link_event = match &event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => self.ways.established(*connection_id, *peer_id, endpoint),
+            SwarmEvent::ConnectionClosed { connection_id, .. } => self.ways.closed(*connection_id),
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => self.ways.failed(send_back_addr, error.to_string()),
+            _ => None,
+        };
+        if let Some(link_event) = link_event {
+            self.emit(link_event);
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => self.on_listen_addr(address),
             SwarmEvent::ExpiredListenAddr { address, .. } => {
@@ -1375,6 +1458,32 @@ impl Driver {
                 };
                 let _ = reply.send(result);
             }
+            Command::AttachLink {
+                stream,
+                label,
+                reply,
+            } => {
+                let _ = reply.send(Ok(self.ways.attach(stream, label)));
+            }
+            Command::ExportEnvelopes { filter, reply } => {
+                let _ = reply.send(
+                    self.engine
+                        .export_envelopes(&filter, unix_now())
+                        .map_err(Into::into),
+                );
+            }
+            Command::ImportEnvelopes { envelopes, reply } => {
+                let refs: Vec<&[u8]> = envelopes.iter().map(Vec::as_slice).collect();
+                let result = self
+                    .engine
+                    .import_envelopes(&refs, BUNDLE_SOURCE, unix_now())
+                    .map_err(Into::into);
+                let _ = reply.send(result);
+            }
+            Command::BridgeLine { reply } => {
+                let line = self.ways.bridge_server().and_then(|s| s.bridge_line());
+                let _ = reply.send(Ok(line));
+            }
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
@@ -1416,5 +1525,23 @@ impl Driver {
             idle_connections_closed: self.idle_closed,
             circuits_refused: self.circuits.lock().map_or(0, |book| book.refused()),
         }
+    }
+}
+
+/// The quota account every imported bundle is charged to: one carrier's
+/// stick cannot take more of the store than one stranger.
+const BUNDLE_SOURCE: engine::SourceId = engine::SourceId(u64::MAX - 1);
+
+/// The socket address of a `/ip4|ip6/…/tcp/…` listen address.
+fn socket_addr(address: &Multiaddr) -> Option<SocketAddr> {
+    let mut protocols = address.iter();
+    let ip = match protocols.next()? {
+        Protocol::Ip4(ip) => std::net::IpAddr::V4(ip),
+        Protocol::Ip6(ip) => std::net::IpAddr::V6(ip),
+        _ => return None,
+    };
+    match protocols.next()? {
+        Protocol::Tcp(port) => Some(SocketAddr::new(ip, port)),
+        _ => None,
     }
 }

@@ -40,6 +40,16 @@ pub enum NodeError {
     /// The pairing handshake failed.
     #[error(transparent)]
     Pairing(#[from] ferry_core::crypto::PairingError),
+    /// A pluggable transport did not start (it broke the managed-proxy
+    /// protocol, refused its method, or reported nothing in time).
+    #[error(transparent)]
+    PluggableTransport(#[from] ferry_transports::pt::PtError),
+    /// A bundle could not be written, or was refused whole.
+    #[error(transparent)]
+    Bundle(#[from] crate::bundles::BundleFileError),
+    /// An argument was refused (a link label too long, …).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
     /// The node has shut down.
     #[error("the node has shut down")]
     Closed,

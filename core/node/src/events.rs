@@ -6,6 +6,7 @@ use ferry_core::{
     contact::ContactCard, crypto::ShortAuthString, engine::MessageId, engine::RejectReason,
     keys::IdentityKey,
 };
+use ferry_transports::{pipe::LinkId, pt::PtEvent};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
@@ -88,6 +89,39 @@ pub enum NodeEvent {
         /// The peer's network ID (not a Ferry identity).
         peer: PeerId,
     },
+    /// An attached link ([`crate::Node::attach_link`]) is authenticated:
+    /// the peer at its other end is connected through it.
+    LinkUp {
+        /// The link.
+        link: LinkId,
+        /// The app's label for it.
+        label: String,
+        /// The peer at the other end.
+        peer: PeerId,
+    },
+    /// An attached link closed (the stream ended or failed, or the peer
+    /// left).
+    LinkDown {
+        /// The link.
+        link: LinkId,
+        /// The app's label for it.
+        label: String,
+        /// The peer that was at its other end.
+        peer: PeerId,
+    },
+    /// An attached link never came up: the other end is not a Ferry node,
+    /// the handshake failed or timed out, or the connection was refused.
+    LinkFailed {
+        /// The link.
+        link: LinkId,
+        /// The app's label for it.
+        label: String,
+        /// Why.
+        error: String,
+    },
+    /// A pluggable transport started, exited, is restarting or failed to
+    /// restart.
+    PluggableTransport(PtEvent),
     /// The last link to a peer went down.
     PeerDown {
         /// The peer.

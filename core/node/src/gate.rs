@@ -130,6 +130,8 @@ impl GateSource {
                     GateSource::V6Net(net)
                 }
             }
+            // A link the app attached: its choice, not a stranger's.
+            Some(Protocol::Memory(_)) => GateSource::Unlimited,
             _ => GateSource::Other(remote.to_string()),
         }
     }

@@ -17,6 +17,7 @@
 //! See ARCHITECTURE.md for the design and its trade-offs.
 
 mod behaviour;
+mod bundles;
 mod codec;
 mod config;
 mod counting;
@@ -32,21 +33,30 @@ mod pairing_gate;
 mod rate;
 mod relay_limits;
 mod source;
+mod ways_out;
 
+pub use bundles::{BundleFileError, ExportReport, ImportReport};
 pub use config::{
     ConfigError, GossipParams, Limits, NetworkKey, NodeBuilder, NodeConfig, Role, TransportFactory,
+    TransportKind,
 };
 pub use error::NodeError;
 pub use events::{EventStream, NodeEvent, ReceivedMessage};
+/// The transports crate, re-exported: WebSocket and TLS settings,
+/// pluggable transports and bridge lines, attached links.
+pub use ferry_transports as transports;
 pub use gate::GateRefusals;
-pub use node::{ContactInfo, Node, NodeStats, SendOptions};
+pub use node::{ContactInfo, MAX_LINK_LABEL, Node, NodeStats, SendOptions};
 pub use pairing_gate::{PairingRefusal, PairingRefusals};
 
 /// Re-exports apps need alongside the node.
 pub use ferry_core::{
+    bundle::{BundleError, BundleLimits},
     contact::ContactCard,
     crypto::{ContactUpdate, ShortAuthString, Trust},
-    engine::{EngineConfig, MessageId, Quotas, RejectReason, Strategy},
+    engine::{
+        EngineConfig, ExportFilter, ImportSummary, MessageId, Quotas, RejectReason, Strategy,
+    },
     keys::IdentityKey,
 };
 pub use ferry_store::KdfParams;

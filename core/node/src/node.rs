@@ -2,6 +2,7 @@
 
 use std::{sync::Mutex, time::Duration};
 
+use ferry_core::engine::{ExportFilter, ImportSummary};
 use ferry_core::{
     contact::ContactCard,
     crypto::{ContactUpdate, Trust},
@@ -9,6 +10,9 @@ use ferry_core::{
     keys::IdentityKey,
     safety::SafetyNumber,
 };
+use ferry_transports::{pipe::LinkId, pt::BridgeLine};
+
+use crate::bundles::{ExportReport, ImportReport};
 use libp2p::{Multiaddr, PeerId};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -169,10 +173,29 @@ pub(crate) enum Command {
         accept: bool,
         reply: Reply<Option<IdentityKey>>,
     },
+    AttachLink {
+        stream: ferry_transports::Stream,
+        label: String,
+        reply: Reply<LinkId>,
+    },
+    BridgeLine {
+        reply: Reply<Option<BridgeLine>>,
+    },
+    ExportEnvelopes {
+        filter: ExportFilter,
+        reply: Reply<Vec<Vec<u8>>>,
+    },
+    ImportEnvelopes {
+        envelopes: Vec<Vec<u8>>,
+        reply: Reply<ImportSummary>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
 }
+
+/// Longest label an attached link may carry.
+pub const MAX_LINK_LABEL: usize = 128;
 
 /// A running Ferry node: the store-and-forward engine on a libp2p gossip
 /// overlay. Share it with `Arc<Node>`; every method takes `&self`.
@@ -207,6 +230,7 @@ pub struct Node {
     peer_id: PeerId,
     identity: IdentityKey,
     task: Mutex<Option<JoinHandle<()>>>,
+    bundle_limits: ferry_core::bundle::BundleLimits,
 }
 
 /// One-time prekeys on a card given out as a code: a few first messages.
@@ -229,6 +253,7 @@ impl Node {
         let (commands, rx) = mpsc::channel(256);
         let (events_tx, events_rx) = mpsc::channel(config.event_queue);
         let (churn_tx, churn_rx) = mpsc::channel(config.event_queue);
+        let bundle_limits = config.bundle_limits;
         let started = driver::Driver::start(config, rx, events_tx, churn_tx).await?;
         let peer_id = started.peer_id;
         let identity = started.identity;
@@ -242,6 +267,7 @@ impl Node {
             peer_id,
             identity,
             task: Mutex::new(Some(task)),
+            bundle_limits,
         })
     }
 
@@ -419,6 +445,102 @@ impl Node {
     /// [`NodeError::Closed`].
     pub async fn stats(&self) -> Result<NodeStats, NodeError> {
         self.call(|reply| Command::Stats { reply }).await
+    }
+
+    /// Attaches a duplex byte stream the app opened (a Bluetooth L2CAP
+    /// channel, a Wi-Fi Direct socket, a serial line) as a link: the node
+    /// authenticates and multiplexes it like a TCP connection, and sync
+    /// and gossip run over it. `label` is the app's own name for it; it
+    /// comes back in [`crate::NodeEvent::LinkUp`], `LinkDown` and
+    /// `LinkFailed`. The other end must be attached to a Ferry node the
+    /// same way; which side dialed does not matter.
+    ///
+    /// # Errors
+    /// [`NodeError::InvalidArgument`] for an empty or overlong label
+    /// (over [`MAX_LINK_LABEL`] bytes), [`NodeError::Closed`].
+    pub async fn attach_link<S>(&self, stream: S, label: &str) -> Result<LinkId, NodeError>
+    where
+        S: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static,
+    {
+        if label.is_empty() || label.len() > MAX_LINK_LABEL {
+            return Err(NodeError::InvalidArgument(
+                "a link label has 1 to 128 bytes",
+            ));
+        }
+        let stream: ferry_transports::Stream = Box::new(stream);
+        let label = label.to_owned();
+        self.call(|reply| Command::AttachLink {
+            stream,
+            label,
+            reply,
+        })
+        .await
+    }
+
+    /// The bridge line clients paste to reach this node through its
+    /// pluggable-transport server ([`crate::NodeBuilder::bridge_server`]),
+    /// `None` without one.
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn bridge_line(&self) -> Result<Option<BridgeLine>, NodeError> {
+        self.call(|reply| Command::BridgeLine { reply }).await
+    }
+
+    /// Writes the live envelopes `filter` selects to a sneakernet bundle
+    /// at `path` (format `ferry.v1`, signed with a one-time key), through
+    /// a temporary file and a rename.
+    ///
+    /// # Errors
+    /// [`NodeError::Bundle`] if the file cannot be written (then no file
+    /// appears at `path`), [`NodeError::Closed`].
+    pub async fn export_bundle(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        filter: ExportFilter,
+    ) -> Result<ExportReport, NodeError> {
+        let envelopes = self
+            .call(|reply| Command::ExportEnvelopes { filter, reply })
+            .await?;
+        let path = path.as_ref().to_path_buf();
+        let now = crate::driver::unix_now();
+        tokio::task::spawn_blocking(move || crate::bundles::write(&path, &envelopes, now))
+            .await
+            .map_err(|e| NodeError::Network(e.to_string()))?
+            .map_err(NodeError::Bundle)
+    }
+
+    /// Imports a sneakernet bundle: the whole file is checked first
+    /// (magic, version, size limits, every record, digest, signature), and
+    /// a bundle that fails any check imports nothing. Then each envelope
+    /// is checked as if a stranger had sent it (structure, content ID,
+    /// expiry, duplicates, quotas) and the valid ones are delivered to us
+    /// or carried on, in one durable commit.
+    ///
+    /// # Errors
+    /// [`NodeError::Bundle`] naming why the bundle was refused,
+    /// [`NodeError::Closed`].
+    pub async fn import_bundle(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<ImportReport, NodeError> {
+        let path = path.as_ref().to_path_buf();
+        let limits = self.bundle_limits;
+        let bytes = tokio::task::spawn_blocking(move || crate::bundles::read(&path, limits))
+            .await
+            .map_err(|e| NodeError::Network(e.to_string()))?
+            .map_err(NodeError::Bundle)?;
+        let bundle =
+            ferry_core::bundle::decode(&bytes, limits).map_err(|e| NodeError::Bundle(e.into()))?;
+        let envelopes: Vec<Vec<u8>> = bundle.envelopes.iter().map(|e| e.to_vec()).collect();
+        let summary = self
+            .call(|reply| Command::ImportEnvelopes { envelopes, reply })
+            .await?;
+        Ok(ImportReport {
+            summary,
+            fingerprint: crate::bundles::fingerprint(&bundle.key),
+            created_at: bundle.created_at,
+        })
     }
 
     /// The gossip score we give a peer (below −80: graylisted, its

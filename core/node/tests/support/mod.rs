@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod attacker;
+pub mod pipe;
 
 use std::{
     collections::HashMap,
@@ -29,6 +30,10 @@ pub struct Log {
     pub paired: Vec<IdentityKey>,
     pub pairing_refusals: Vec<ferry_node::PairingRefusal>,
     pub lagged: u64,
+    /// Pluggable-transport events, as text.
+    pub pt_events: Vec<String>,
+    /// Attached links that failed: (link, label, error).
+    pub link_failures: Vec<(u64, String, String)>,
 }
 
 pub struct TestNode {
@@ -82,6 +87,10 @@ pub async fn start(builder: NodeBuilder, dir: &Path) -> TestNode {
                     NodeEvent::Paired { contact } => log.paired.push(contact),
                     NodeEvent::PairingRefused { reason, .. } => log.pairing_refusals.push(reason),
                     NodeEvent::Lagged { missed } => log.lagged += missed,
+                    NodeEvent::PluggableTransport(e) => log.pt_events.push(format!("{e:?}")),
+                    NodeEvent::LinkFailed { link, label, error } => {
+                        log.link_failures.push((link.0, label, error))
+                    }
                     _ => {}
                 }
             }

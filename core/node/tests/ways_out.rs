@@ -1,0 +1,528 @@
+//! The same two-node exchange (message, then receipt) over every way a
+//! node can reach another: TCP, QUIC, WebSocket, WebSocket over TLS,
+//! obfs4 through real obfs4proxy processes, and a byte pipe the app
+//! attaches; then what a censor on the obfs4 path sees, and a backlog
+//! over a pipe shaped like Bluetooth.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use ferry_node::{
+    Multiaddr, NodeBuilder,
+    transports::{
+        pt::{BridgeLine, PtClientConfig, PtServerConfig},
+        websocket::{TlsIdentity, WebSocketConfig},
+    },
+};
+use support::{pipe, *};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    Tcp,
+    Quic,
+    WebSocket,
+    WebSocketTls,
+    Obfs4,
+    Link,
+}
+
+/// obfs4proxy, or `None` when it is missing outside CI (with `CI=true`
+/// a missing binary fails the test).
+pub fn obfs4proxy() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("obfs4proxy"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "obfs4proxy is not installed (.ci/run installs it with apt-get)"
+        );
+        eprintln!("obfs4proxy is not installed: skipping (CI installs it)");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn bridge_server(binary: &Path, state: &Path, port: u16) -> PtServerConfig {
+    PtServerConfig {
+        binary: binary.to_path_buf(),
+        state_dir: state.to_path_buf(),
+        method: "obfs4".into(),
+        bind: SocketAddr::from(([127, 0, 0, 1], port)),
+        public_address: None,
+        options: vec![("iat-mode".into(), "0".into())],
+    }
+}
+
+/// Two nodes that know each other and are linked by `way` (`None`: the
+/// way cannot be tested here).
+async fn linked(root: &Path, way: Way) -> Option<(TestNode, TestNode)> {
+    let (da, db) = (root.join("a"), root.join("b"));
+    let (a, b) = match way {
+        Way::Tcp => {
+            let b = start(builder(&db), &db).await;
+            (start(builder(&da), &da).await, b)
+        }
+        Way::Quic => {
+            let quic = |b: NodeBuilder| {
+                b.quic(true)
+                    .listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+            };
+            let b = start(quic(builder(&db)).tcp(true), &db).await;
+            (start(quic(builder(&da)), &da).await, b)
+        }
+        Way::WebSocket => {
+            let ws = |b: NodeBuilder| b.websocket(WebSocketConfig::new());
+            let b = start(
+                ws(bare(&db)).listen_on("/ip4/127.0.0.1/tcp/0/ws".parse().unwrap()),
+                &db,
+            )
+            .await;
+            (start(ws(builder(&da)), &da).await, b)
+        }
+        Way::WebSocketTls => {
+            let identity = TlsIdentity::self_signed(&["127.0.0.1".into()]).unwrap();
+            let cert = identity.certificate_der().to_vec();
+            let b = start(
+                bare(&db)
+                    .websocket(WebSocketConfig::new().identity(identity))
+                    .listen_on("/ip4/127.0.0.1/tcp/0/tls/ws".parse().unwrap()),
+                &db,
+            )
+            .await;
+            let a = start(
+                builder(&da).websocket(WebSocketConfig::new().trust(cert)),
+                &da,
+            )
+            .await;
+            (a, b)
+        }
+        Way::Obfs4 => {
+            let binary = obfs4proxy()?;
+            let b = start(
+                builder(&db).bridge_server(bridge_server(&binary, &root.join("pt-b"), free_port())),
+                &db,
+            )
+            .await;
+            let line = b.node.bridge_line().await.unwrap().expect("a bridge line");
+            // Verbatim, as a user pastes it.
+            let line: BridgeLine = line.to_string().parse().unwrap();
+            let a = start(
+                builder(&da).bridges(PtClientConfig {
+                    binary,
+                    state_dir: root.join("pt-a"),
+                    bridges: vec![line],
+                }),
+                &da,
+            )
+            .await;
+            (a, b)
+        }
+        Way::Link => {
+            let b = start(builder(&db), &db).await;
+            (start(builder(&da), &da).await, b)
+        }
+    };
+    introduce(&a, &b).await;
+    match way {
+        Way::Tcp | Way::Quic | Way::WebSocket | Way::WebSocketTls => {
+            let addr = match way {
+                Way::Quic => b
+                    .node
+                    .listen_addrs()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|a| a.to_string().contains("quic"))
+                    .unwrap(),
+                _ => b.addr.clone(),
+            };
+            a.node.dial(addr).await.unwrap();
+        }
+        // Dialed by itself: the bridge is a bootstrap peer.
+        Way::Obfs4 => {}
+        Way::Link => {
+            let (ea, eb) = pipe::pair(pipe::Shape::unshaped());
+            a.node.attach_link(ea, "pipe to b").await.unwrap();
+            b.node.attach_link(eb, "pipe to a").await.unwrap();
+        }
+    }
+    wait_connected(&[&a, &b], 1).await;
+    Some((a, b))
+}
+
+/// A node with no TCP listener (its only way in is the one under test).
+fn bare(dir: &Path) -> NodeBuilder {
+    ferry_node::Node::builder()
+        .storage(dir, "test passphrase")
+        .kdf(ferry_node::KdfParams::insecure_for_tests())
+        .quic(false)
+        .mdns(false)
+        .resync_interval(Duration::from_secs(5))
+        .redial_interval(Duration::from_secs(1))
+        .delivery_delays((0, 1), (0, 1))
+}
+
+async fn exchange(a: &TestNode, b: &TestNode, body: &[u8]) {
+    let id = a.node.send(&b.node.identity(), body).await.unwrap();
+    wait_until(30, "message arrives", || {
+        let log = b.log.clone();
+        async move { log.lock().unwrap().received.iter().any(|r| r.1 == id) }
+    })
+    .await;
+    wait_until(30, "receipt returns", || {
+        let log = a.log.clone();
+        async move { log.lock().unwrap().delivered.contains(&id) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_exchange_over_every_way_out() {
+    let mut tested = Vec::new();
+    for way in [
+        Way::Tcp,
+        Way::Quic,
+        Way::WebSocket,
+        Way::WebSocketTls,
+        Way::Obfs4,
+        Way::Link,
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        let Some((a, b)) = linked(root.path(), way).await else {
+            continue;
+        };
+        exchange(&a, &b, format!("hello over {way:?}").as_bytes()).await;
+        exchange(&b, &a, b"and back").await;
+        a.node.shutdown().await;
+        b.node.shutdown().await;
+        tested.push(way);
+    }
+    eprintln!("exchanged over {tested:?}");
+}
+
+/// Copies bytes between two sockets and records both directions.
+async fn recording_forwarder(listen: u16, to: SocketAddr) -> Arc<Mutex<Vec<u8>>> {
+    let record = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", listen))
+        .await
+        .unwrap();
+    let r = record.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(to).await else {
+                continue;
+            };
+            let (mut ir, mut iw) = inbound.into_split();
+            let (mut or, mut ow) = outbound.into_split();
+            let (r1, r2) = (r.clone(), r.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                while let Ok(n) = ir.read(&mut buf).await {
+                    if n == 0 || ow.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    r1.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                while let Ok(n) = or.read(&mut buf).await {
+                    if n == 0 || iw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    r2.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    record
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Pearson's chi-square of the byte histogram against uniform.
+fn chi_square(bytes: &[u8]) -> f64 {
+    let mut counts = [0u64; 256];
+    for b in bytes {
+        counts[*b as usize] += 1;
+    }
+    let expected = bytes.len() as f64 / 256.0;
+    counts
+        .iter()
+        .map(|c| (*c as f64 - expected).powi(2) / expected)
+        .sum()
+}
+
+/// What a censor recording the path would look for.
+fn tells(a: &TestNode, b: &TestNode) -> Vec<(String, Vec<u8>)> {
+    let mut tells: Vec<(String, Vec<u8>)> = ["/multistream/1.0.0", "/noise", "/yamux", "/ferry"]
+        .iter()
+        .map(|s| (s.to_string(), s.as_bytes().to_vec()))
+        .collect();
+    for (name, node) in [("a", a), ("b", b)] {
+        let peer = node.node.peer_id().to_bytes();
+        tells.push((
+            format!("{name}'s network key"),
+            peer[peer.len() - 32..].to_vec(),
+        ));
+        tells.push((
+            format!("{name}'s identity key"),
+            node.node.identity().to_bytes().to_vec(),
+        ));
+    }
+    tells
+}
+
+/// 99.9th percentile of chi-square with 255 degrees of freedom.
+const CHI_SQUARE_255_P999: f64 = 330.5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_censor_on_the_obfs4_path_sees_no_protocol_no_key_and_random_bytes() {
+    let Some(binary) = obfs4proxy() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let (da, db) = (root.path().join("a"), root.path().join("b"));
+    let pt_port = free_port();
+    let b = start(
+        builder(&db).bridge_server(bridge_server(&binary, &root.path().join("pt-b"), pt_port)),
+        &db,
+    )
+    .await;
+    let tap = free_port();
+    let record = recording_forwarder(tap, SocketAddr::from(([127, 0, 0, 1], pt_port))).await;
+    let mut line = b.node.bridge_line().await.unwrap().unwrap();
+    line.address = SocketAddr::from(([127, 0, 0, 1], tap));
+    let a = start(
+        builder(&da).bridges(PtClientConfig {
+            binary,
+            state_dir: root.path().join("pt-a"),
+            bridges: vec![line],
+        }),
+        &da,
+    )
+    .await;
+    introduce(&a, &b).await;
+    wait_connected(&[&a, &b], 1).await;
+    for i in 0..20 {
+        exchange(&a, &b, format!("through the tunnel {i}").as_bytes()).await;
+    }
+    let seen = record.lock().unwrap().clone();
+    assert!(
+        seen.len() > 20_000,
+        "the tap saw the traffic: {} bytes",
+        seen.len()
+    );
+    for (what, tell) in tells(&a, &b) {
+        assert!(
+            !contains(&seen, &tell),
+            "{what} is visible on the obfs4 path"
+        );
+    }
+    let chi = chi_square(&seen);
+    eprintln!(
+        "obfs4 path: {} bytes, chi-square {chi:.1} (255 dof)",
+        seen.len()
+    );
+    assert!(
+        chi < CHI_SQUARE_255_P999,
+        "bytes are not uniform: chi-square {chi:.1}"
+    );
+
+    // The detector works: the same tap on plain TCP sees libp2p's
+    // negotiation in the clear (yamux and the rest are negotiated inside
+    // Noise, so these two are what a censor fingerprints).
+    let dc = root.path().join("c");
+    let c = start(builder(&dc), &dc).await;
+    let plain_tap = free_port();
+    let plain = recording_forwarder(plain_tap, support::attacker::socket_addr(&c.addr)).await;
+    let via_tap: Multiaddr = format!("/ip4/127.0.0.1/tcp/{plain_tap}/p2p/{}", c.node.peer_id())
+        .parse()
+        .unwrap();
+    a.node.dial(via_tap).await.unwrap();
+    wait_until(20, "the plain tap shows the protocols", || {
+        let plain = plain.clone();
+        async move {
+            let seen = plain.lock().unwrap();
+            [&b"/multistream/1.0.0"[..], b"/noise"]
+                .iter()
+                .all(|tell| contains(&seen, tell))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pluggable_transport_is_restarted_when_it_dies_and_killed_when_the_node_goes() {
+    let Some(binary) = obfs4proxy() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let db = root.path().join("b");
+    let b = start(
+        builder(&db).bridge_server(bridge_server(
+            &binary,
+            &root.path().join("pt-b"),
+            free_port(),
+        )),
+        &db,
+    )
+    .await;
+    let before = b.node.bridge_line().await.unwrap().unwrap();
+    let pid = pt_pids(&binary);
+    assert_eq!(pid.len(), 1, "one PT child: {pid:?}");
+    let first = pid[0];
+    kill(first);
+    wait_until(20, "the PT is restarted", || {
+        let binary = binary.clone();
+        async move {
+            let now = pt_pids(&binary);
+            now.len() == 1 && now[0] != first
+        }
+    })
+    .await;
+    let after = b.node.bridge_line().await.unwrap().unwrap();
+    assert_eq!(
+        before, after,
+        "same state, same port: the bridge line holds"
+    );
+    let events = b.log.lock().unwrap().pt_events.clone();
+    assert!(events.iter().any(|e| e.contains("Exited")), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.contains("Restarting")),
+        "{events:?}"
+    );
+    b.node.shutdown().await;
+    drop(b);
+    assert!(
+        pt_pids(&binary).is_empty(),
+        "no PT left after the node went"
+    );
+}
+
+/// Running PT children of this process, by parent PID.
+fn pt_pids(binary: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let name = binary.file_name().unwrap().to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or_default();
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or_default();
+        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == me && name.starts_with(comm) && state != "Z" {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn kill(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_crosses_a_bluetooth_shaped_pipe() {
+    let root = tempfile::tempdir().unwrap();
+    let a = spawn(root.path(), "a").await;
+    let b = spawn(root.path(), "b").await;
+    introduce(&a, &b).await;
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let body = format!("message {i} of the backlog, sent while nobody was around");
+        ids.push(
+            a.node
+                .send(&b.node.identity(), body.as_bytes())
+                .await
+                .unwrap(),
+        );
+    }
+    let (ea, eb) = pipe::pair(pipe::Shape::ble());
+    let started = tokio::time::Instant::now();
+    a.node.attach_link(ea, "ble").await.unwrap();
+    b.node.attach_link(eb, "ble").await.unwrap();
+    wait_until(300, "the backlog crosses", || {
+        let log = b.log.clone();
+        async move { log.lock().unwrap().received.len() >= 200 }
+    })
+    .await;
+    let crossed = started.elapsed();
+    wait_until(300, "the receipts come back", || {
+        let log = a.log.clone();
+        let want = ids.len();
+        async move { log.lock().unwrap().delivered.len() >= want }
+    })
+    .await;
+    eprintln!(
+        "200 messages over 100 kbit/s, 50 ms, 1% stalls: {:.1} s to deliver, {:.1} s with receipts",
+        crossed.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_something_that_is_not_ferry_fails_with_an_event() {
+    let root = tempfile::tempdir().unwrap();
+    let a = spawn(root.path(), "a").await;
+    let (ea, mut eb) = pipe::pair(pipe::Shape::unshaped());
+    let link = a.node.attach_link(ea, "serial").await.unwrap();
+    use futures::AsyncWriteExt as _;
+    eb.write_all(b"AT+GMR\r\nAT+RST\r\nsomething else entirely, long enough")
+        .await
+        .unwrap();
+    wait_until(20, "the link fails with an event", || {
+        let log = a.log.clone();
+        async move {
+            log.lock()
+                .unwrap()
+                .link_failures
+                .iter()
+                .any(|(l, label, _)| *l == link.0 && label == "serial")
+        }
+    })
+    .await;
+    assert!(
+        a.node.connected_peers().await.unwrap().is_empty(),
+        "nothing connected"
+    );
+}
