@@ -41,6 +41,7 @@
 //! every relay verify the delivery against the envelope's commitment and drop
 //! its copy.
 
+mod bundles;
 mod outbox;
 mod store;
 
@@ -50,6 +51,7 @@ use prost::Message as _;
 use rand_core::CryptoRng;
 use thiserror::Error;
 
+pub use self::bundles::{ExportFilter, ImportSummary};
 use self::outbox::OutboxRecord;
 pub use self::store::{Custody, Loaded, MemoryStore, Store, StoreOp, apply};
 use crate::{
