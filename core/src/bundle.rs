@@ -1,20 +1,20 @@
 //! Sneakernet bundles: live envelopes in a file carried on a USB stick
-//! (format `ferry.v1`, sans-IO: bytes in, bytes out; the node does the
-//! file I/O).
+//! (format `ferry.v1`, `proto/schema/ferry/v1/bundle.proto`; sans-IO:
+//! bytes in, bytes out, the node does the file I/O).
 //!
 //! ```text
-//! header   "FERRYBDL" | version 1 | 3 zero bytes | created_at u64 BE
-//!          | count u32 BE | bundle public key (32, Ed25519)
-//! records  count × ( length u32 BE | envelope, 1..=MAX_ENVELOPE_LEN )
-//! trailer  SHA-256 of header and records (32) | Ed25519 signature (64)
-//!          of "ferry/bundle/v1" ‖ that digest, by the bundle key
+//! "FERRYBDL" | u32 BE header length | BundleHeader (protobuf)
+//!            | envelope_count × ( u32 BE length | Envelope )
 //! ```
 //!
-//! Each bundle is signed by a fresh key: the signature binds the file
-//! together (a spliced, truncated or altered bundle fails) without
-//! linking bundles to each other or to their exporter. It is integrity,
-//! not authority: anyone can write a valid bundle, so every envelope in
-//! it is still checked on its own, as if a stranger had sent it.
+//! The header carries the body's SHA-256 and a one-time Ed25519 key with
+//! its signature over the header's other fields (as the canonical
+//! encoding of the header with an empty signature, after the context
+//! string `ferry/bundle/v1`). The fresh key binds the file together (a
+//! spliced, truncated or altered bundle fails) without linking bundles to
+//! each other or to their exporter. It is integrity, not authority:
+//! anyone can write a valid bundle, so every envelope in it is still
+//! checked on its own, as if a stranger had sent it.
 //!
 //! Integrity failures refuse the whole bundle: a damaged file imports
 //! nothing. Envelopes refused on their own (expired, duplicate, over
@@ -25,14 +25,14 @@ use rand_core::CryptoRng;
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use crate::proto::limits::MAX_ENVELOPE_LEN;
+use crate::proto::{
+    self,
+    limits::{MAX_BUNDLE_HEADER_LEN, MAX_ENVELOPE_LEN, WIRE_VERSION},
+    v1::BundleHeader,
+};
 
 /// The file's first bytes.
 pub const MAGIC: &[u8; 8] = b"FERRYBDL";
-/// The format version this code writes and reads.
-pub const VERSION: u8 = 1;
-const HEADER_LEN: usize = 8 + 1 + 3 + 8 + 4 + 32;
-const TRAILER_LEN: usize = 32 + 64;
 const SIGNATURE_CONTEXT: &[u8] = b"ferry/bundle/v1";
 
 /// How much a reader accepts.
@@ -61,19 +61,19 @@ pub enum BundleError {
     /// Not a Ferry bundle.
     #[error("not a Ferry bundle")]
     NotABundle,
-    /// A version this code does not read.
-    #[error("bundle version {0} is not supported")]
-    Version(u8),
+    /// A header this code does not read (another version, or malformed).
+    #[error("unreadable bundle header: {0}")]
+    Header(String),
     /// More envelopes or bytes than the limits allow.
     #[error("bundle too large: {0}")]
     TooLarge(String),
-    /// The file ends early or has bytes after the trailer.
+    /// The file ends early or has bytes after the last envelope.
     #[error("bundle truncated or padded (damaged in transit?)")]
     Truncated,
     /// A record's length is zero or over the envelope limit.
     #[error("bundle record {0} has an impossible length")]
     RecordLength(u32),
-    /// The digest does not match the content.
+    /// The body does not match the header's digest.
     #[error("bundle damaged: digest mismatch")]
     Digest,
     /// The signature does not verify under the bundle's key.
@@ -92,6 +92,17 @@ pub struct Bundle<'a> {
     pub envelopes: Vec<&'a [u8]>,
 }
 
+/// What the signature covers: the header without its signature.
+fn signed_message(header: &BundleHeader) -> Vec<u8> {
+    let unsigned = BundleHeader {
+        signature: Vec::new(),
+        ..header.clone()
+    };
+    let mut message = SIGNATURE_CONTEXT.to_vec();
+    prost::Message::encode(&unsigned, &mut message).unwrap_or_default();
+    message
+}
+
 /// Encodes `envelopes` into a bundle signed with a fresh key.
 ///
 /// # Errors
@@ -104,40 +115,37 @@ pub fn encode<R: CryptoRng + ?Sized>(
 ) -> Result<Vec<u8>, BundleError> {
     let count = u32::try_from(envelopes.len())
         .map_err(|_| BundleError::TooLarge(format!("{} envelopes", envelopes.len())))?;
-    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-    rng.fill_bytes(seed.as_mut());
-    let key = SigningKey::from_bytes(&seed);
-    let total: usize = envelopes.iter().map(|e| 4 + e.len()).sum();
-    let mut out = Vec::with_capacity(HEADER_LEN + total + TRAILER_LEN);
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
-    out.extend_from_slice(&[0; 3]);
-    out.extend_from_slice(&created_at.to_be_bytes());
-    out.extend_from_slice(&count.to_be_bytes());
-    out.extend_from_slice(key.verifying_key().as_bytes());
+    let mut body = Vec::with_capacity(envelopes.iter().map(|e| 4 + e.len()).sum());
     for (i, envelope) in envelopes.iter().enumerate() {
         if envelope.is_empty() || envelope.len() > MAX_ENVELOPE_LEN {
             return Err(BundleError::RecordLength(i as u32));
         }
-        out.extend_from_slice(&(envelope.len() as u32).to_be_bytes());
-        out.extend_from_slice(envelope);
+        body.extend_from_slice(&(envelope.len() as u32).to_be_bytes());
+        body.extend_from_slice(envelope);
     }
-    let digest: [u8; 32] = Sha256::digest(&out).into();
-    let signature = key.sign(&signed_message(&digest));
-    out.extend_from_slice(&digest);
-    out.extend_from_slice(&signature.to_bytes());
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(seed.as_mut());
+    let key = SigningKey::from_bytes(&seed);
+    let mut header = BundleHeader {
+        version: WIRE_VERSION,
+        created_at,
+        envelope_count: count,
+        body_digest: Sha256::digest(&body).to_vec(),
+        signer_key: key.verifying_key().as_bytes().to_vec(),
+        signature: Vec::new(),
+    };
+    header.signature = key.sign(&signed_message(&header)).to_bytes().to_vec();
+    let header = proto::encode(&header);
+    let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&body);
     Ok(out)
 }
 
-fn signed_message(digest: &[u8; 32]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(SIGNATURE_CONTEXT.len() + 32);
-    message.extend_from_slice(SIGNATURE_CONTEXT);
-    message.extend_from_slice(digest);
-    message
-}
-
 /// Checks everything about `bytes` that concerns the bundle as a whole
-/// (magic, version, limits, every record's length, digest, signature)
+/// (magic, header, limits, every record's length, digest, signature)
 /// and returns its envelopes, unchecked as envelopes.
 ///
 /// # Errors
@@ -146,39 +154,41 @@ pub fn decode(bytes: &[u8], limits: BundleLimits) -> Result<Bundle<'_>, BundleEr
     if bytes.len() as u64 > limits.max_bytes {
         return Err(BundleError::TooLarge(format!("{} bytes", bytes.len())));
     }
-    let magic = bytes.get(..MAGIC.len()).ok_or(BundleError::NotABundle)?;
-    if magic != MAGIC {
-        return Err(BundleError::NotABundle);
-    }
-    let header = bytes.get(..HEADER_LEN).ok_or(BundleError::Truncated)?;
-    let (_, rest) = header.split_at(MAGIC.len());
-    let (&version, rest) = rest.split_first().ok_or(BundleError::Truncated)?;
-    if version != VERSION {
-        return Err(BundleError::Version(version));
-    }
-    let (_reserved, rest) = rest
-        .split_first_chunk::<3>()
-        .ok_or(BundleError::Truncated)?;
-    let (created_at, rest) = rest
-        .split_first_chunk::<8>()
-        .ok_or(BundleError::Truncated)?;
-    let (count, rest) = rest
+    let rest = bytes
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or(BundleError::NotABundle)?;
+    let (header_len, rest) = rest
         .split_first_chunk::<4>()
         .ok_or(BundleError::Truncated)?;
-    let key: [u8; 32] = rest.try_into().map_err(|_| BundleError::Truncated)?;
-    let count = u32::from_be_bytes(*count);
-    if count > limits.max_envelopes {
-        return Err(BundleError::TooLarge(format!("{count} envelopes")));
+    let header_len = u32::from_be_bytes(*header_len) as usize;
+    if header_len > MAX_BUNDLE_HEADER_LEN {
+        return Err(BundleError::Header(format!("{header_len}-byte header")));
     }
-    let body_end = bytes
-        .len()
-        .checked_sub(TRAILER_LEN)
-        .filter(|end| *end >= HEADER_LEN)
-        .ok_or(BundleError::Truncated)?;
-    let (signed, trailer) = bytes.split_at(body_end);
-    let mut envelopes = Vec::with_capacity(count.min(1 << 16) as usize);
-    let mut records = signed.get(HEADER_LEN..).ok_or(BundleError::Truncated)?;
-    for i in 0..count {
+    if rest.len() < header_len {
+        return Err(BundleError::Truncated);
+    }
+    let (header, body) = rest.split_at(header_len);
+    let header = proto::decode_canonical::<BundleHeader>(header)
+        .map_err(|e| BundleError::Header(e.to_string()))?;
+    if header.envelope_count > limits.max_envelopes {
+        return Err(BundleError::TooLarge(format!(
+            "{} envelopes",
+            header.envelope_count
+        )));
+    }
+    let key: [u8; 32] = header
+        .signer_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| BundleError::Signature)?;
+    let signature = Signature::from_slice(&header.signature).map_err(|_| BundleError::Signature)?;
+    VerifyingKey::from_bytes(&key)
+        .map_err(|_| BundleError::Signature)?
+        .verify_strict(&signed_message(&header), &signature)
+        .map_err(|_| BundleError::Signature)?;
+    let mut envelopes = Vec::with_capacity(header.envelope_count.min(1 << 16) as usize);
+    let mut records = body;
+    for i in 0..header.envelope_count {
         let (len, rest) = records
             .split_first_chunk::<4>()
             .ok_or(BundleError::Truncated)?;
@@ -196,19 +206,15 @@ pub fn decode(bytes: &[u8], limits: BundleLimits) -> Result<Bundle<'_>, BundleEr
     if !records.is_empty() {
         return Err(BundleError::Truncated);
     }
-    let (digest, signature) = trailer.split_at(32);
-    let computed: [u8; 32] = Sha256::digest(signed).into();
-    let digest: [u8; 32] = digest.try_into().map_err(|_| BundleError::Truncated)?;
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(&computed[..], &digest[..])) {
+    let computed = Sha256::digest(body);
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        computed.as_slice(),
+        header.body_digest.as_slice(),
+    )) {
         return Err(BundleError::Digest);
     }
-    let signature = Signature::from_slice(signature).map_err(|_| BundleError::Signature)?;
-    let verifying = VerifyingKey::from_bytes(&key).map_err(|_| BundleError::Signature)?;
-    verifying
-        .verify_strict(&signed_message(&digest), &signature)
-        .map_err(|_| BundleError::Signature)?;
     Ok(Bundle {
-        created_at: u64::from_be_bytes(*created_at),
+        created_at: header.created_at,
         key,
         envelopes,
     })
