@@ -377,6 +377,20 @@ impl Driver {
             mdns_refused: 0,
             ways: WaysOut::new(links, pt_events_rx, supervisors),
         };
+        if let Some(pt) = &config.pt_client {
+            driver.ways.set_bridges(
+                pt.bridges
+                    .iter()
+                    .map(|b| {
+                        let mut a = b.multiaddr();
+                        if b.peer.is_some() {
+                            a.pop();
+                        }
+                        (a, b.transport.clone())
+                    })
+                    .collect(),
+            );
+        }
         for address in &config.external_addresses {
             driver.swarm.add_external_address(address.clone());
         }
@@ -393,6 +407,9 @@ impl Driver {
                     bound.insert(listener_id);
                     if Some(listener_id) == or_port {
                         forward_to = socket_addr(&address);
+                        if let Some(server) = &config.pt_server {
+                            driver.ways.set_or_port(address, server.method.clone());
+                        }
                     } else if !internal.contains(&listener_id) {
                         driver.on_listen_addr(address);
                     }
@@ -1479,6 +1496,9 @@ impl Driver {
                     .import_envelopes(&refs, BUNDLE_SOURCE, unix_now())
                     .map_err(Into::into);
                 let _ = reply.send(result);
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(Ok(self.ways.peers()));
             }
             Command::BridgeLine { reply } => {
                 let line = self.ways.bridge_server().and_then(|s| s.bridge_line());

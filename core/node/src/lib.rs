@@ -48,6 +48,7 @@ pub use ferry_transports as transports;
 pub use gate::GateRefusals;
 pub use node::{ContactInfo, MAX_LINK_LABEL, Node, NodeStats, SendOptions};
 pub use pairing_gate::{PairingRefusal, PairingRefusals};
+pub use ways_out::{PeerInfo, Route};
 
 /// Re-exports apps need alongside the node.
 pub use ferry_core::{

@@ -12,7 +12,10 @@ use ferry_core::{
 };
 use ferry_transports::{pipe::LinkId, pt::BridgeLine};
 
-use crate::bundles::{ExportReport, ImportReport};
+use crate::{
+    bundles::{ExportReport, ImportReport},
+    ways_out::PeerInfo,
+};
 use libp2p::{Multiaddr, PeerId};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -180,6 +183,9 @@ pub(crate) enum Command {
     },
     BridgeLine {
         reply: Reply<Option<BridgeLine>>,
+    },
+    Peers {
+        reply: Reply<Vec<PeerInfo>>,
     },
     ExportEnvelopes {
         filter: ExportFilter,
@@ -475,6 +481,16 @@ impl Node {
             reply,
         })
         .await
+    }
+
+    /// The connected peers, each with its connections: address, transport
+    /// (TCP, QUIC, WebSocket, a bridge's method, an attached link's
+    /// label, a relay circuit) and direction.
+    ///
+    /// # Errors
+    /// [`NodeError::Closed`].
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
+        self.call(|reply| Command::Peers { reply }).await
     }
 
     /// The bridge line clients paste to reach this node through its

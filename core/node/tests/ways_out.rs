@@ -21,7 +21,7 @@ use std::{
 };
 
 use ferry_node::{
-    Multiaddr, NodeBuilder,
+    Multiaddr, NodeBuilder, TransportKind,
     transports::{
         pt::{BridgeLine, PtClientConfig, PtServerConfig},
         websocket::{TlsIdentity, WebSocketConfig},
@@ -215,6 +215,30 @@ async fn one_exchange_over_every_way_out() {
         let Some((a, b)) = linked(root.path(), way).await else {
             continue;
         };
+        let expected = match way {
+            Way::Tcp => TransportKind::Tcp,
+            Way::Quic => TransportKind::Quic,
+            Way::WebSocket => TransportKind::WebSocket,
+            Way::WebSocketTls => TransportKind::WebSocketTls,
+            Way::Obfs4 => TransportKind::Pluggable("obfs4".into()),
+            Way::Link => TransportKind::Link,
+        };
+        // The app can show how each peer is reached, on both ends.
+        for (me, other) in [(&a, &b), (&b, &a)] {
+            let peers = me.node.peers().await.unwrap();
+            let info = peers
+                .iter()
+                .find(|p| p.peer == other.node.peer_id())
+                .expect("the other node is listed");
+            let kinds: Vec<_> = info.routes.iter().map(|r| r.transport.clone()).collect();
+            let listener_side = std::ptr::eq(me, &b);
+            if !listener_side || matches!(way, Way::Obfs4 | Way::Link | Way::Tcp | Way::Quic) {
+                assert!(kinds.contains(&Some(expected.clone())), "{way:?}: {kinds:?}");
+            }
+            if matches!(way, Way::Link) {
+                assert!(info.routes.iter().all(|r| r.link_label.is_some()));
+            }
+        }
         exchange(&a, &b, format!("hello over {way:?}").as_bytes()).await;
         exchange(&b, &a, b"and back").await;
         a.node.shutdown().await;
