@@ -233,7 +233,10 @@ async fn one_exchange_over_every_way_out() {
             let kinds: Vec<_> = info.routes.iter().map(|r| r.transport.clone()).collect();
             let listener_side = std::ptr::eq(me, &b);
             if !listener_side || matches!(way, Way::Obfs4 | Way::Link | Way::Tcp | Way::Quic) {
-                assert!(kinds.contains(&Some(expected.clone())), "{way:?}: {kinds:?}");
+                assert!(
+                    kinds.contains(&Some(expected.clone())),
+                    "{way:?}: {kinds:?}"
+                );
             }
             if matches!(way, Way::Link) {
                 assert!(info.routes.iter().all(|r| r.link_label.is_some()));

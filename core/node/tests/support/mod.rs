@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod attacker;
+pub mod lab;
 pub mod pipe;
 
 use std::{
