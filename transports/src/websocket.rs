@@ -149,6 +149,11 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// The largest WebSocket frame a listener accepts. Noise frames are at
+/// most 64 KiB plus their length prefix; libp2p's default (256 MiB) let
+/// one unauthenticated frame header make the node reserve 256 MiB.
+pub const MAX_FRAME: usize = 128 * 1024;
+
 /// WebSocket settings: the server identity for `/tls/ws` listeners and
 /// the certificates a dialer trusts beyond the web's roots.
 #[derive(Debug, Clone, Default)]
@@ -200,7 +205,7 @@ impl WebSocketConfig {
         let boxed = match libp2p::dns::tokio::Transport::system(tcp) {
             Ok(dns) => {
                 let mut ws = websocket::Config::new(dns);
-                ws.set_tls_config(tls);
+                ws.set_tls_config(tls).set_max_data_size(MAX_FRAME);
                 ws.map(|s, _| Box::new(s) as crate::Stream).boxed()
             }
             Err(e) => {
@@ -210,7 +215,7 @@ impl WebSocketConfig {
                     libp2p::tcp::Config::default().nodelay(true),
                 );
                 let mut ws = websocket::Config::new(tcp);
-                ws.set_tls_config(tls);
+                ws.set_tls_config(tls).set_max_data_size(MAX_FRAME);
                 ws.map(|s, _| Box::new(s) as crate::Stream).boxed()
             }
         };

@@ -553,3 +553,60 @@ async fn a_link_to_something_that_is_not_ferry_fails_with_an_event() {
         "nothing connected"
     );
 }
+
+/// One WebSocket frame header announcing `len` payload bytes (masked, as
+/// a client's must be), with no payload after it.
+fn huge_frame_header(len: u64) -> Vec<u8> {
+    let mut frame = vec![0x82, 0x80 | 127];
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    frame
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_frame_header_cannot_make_the_node_reserve_its_length() {
+    let root = tempfile::tempdir().unwrap();
+    let db = root.path().join("b");
+    let b = start(
+        bare(&db)
+            .websocket(WebSocketConfig::new())
+            .listen_on("/ip4/127.0.0.1/tcp/0/ws".parse().unwrap()),
+        &db,
+    )
+    .await;
+    let target = support::attacker::socket_addr(&b.addr);
+    let rss = || memory_stats::memory_stats().map_or(0, |m| m.physical_mem);
+    let before = rss();
+    let mut closed_quickly = 0;
+    // From different sources, as an attacker spreads them.
+    for i in 0..4u8 {
+        let source = std::net::IpAddr::from([127, 0, 60, 1 + i]);
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        let mut stream = socket.connect(target).await.unwrap();
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = vec![0u8; 1024];
+        let n = stream.read(&mut response).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&response[..n]).starts_with("HTTP/1.1 101"),
+            "the upgrade is accepted"
+        );
+        stream.write_all(&huge_frame_header(200 << 20)).await.unwrap();
+        let mut rest = [0u8; 64];
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(2), stream.read(&mut rest)).await;
+        if matches!(outcome, Ok(Ok(_) | Err(_))) {
+            closed_quickly += 1;
+        }
+        // Kept open (if the node kept it) while the next one comes.
+        std::mem::forget(stream);
+    }
+    let grown = rss().saturating_sub(before);
+    eprintln!("RSS grew by {} MiB", grown >> 20);
+    assert_eq!(closed_quickly, 4, "each oversized frame ends its connection at once");
+    assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
+}
