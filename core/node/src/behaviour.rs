@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 use ferry_transports::{
     Stream,
     pipe::{LinkAttacher, LinkRole, PipeTransport, Upgrader},
-    pt::PtClientTransport,
+    pt::{
+        self, PtClientTransport,
+        ext_or::{ExtOrPort, ExtOrTransport},
+    },
 };
 use futures::FutureExt as _;
 use libp2p::{
@@ -181,6 +184,8 @@ pub(crate) struct Transports {
     pub(crate) relay_client: relay::client::Behaviour,
     /// Where attached links enter.
     pub(crate) links: LinkAttacher,
+    /// Where a PT server's clients enter, once bound.
+    pub(crate) ext_or_port: Option<ExtOrPort>,
 }
 
 /// How long an attached link may take to authenticate: radio links are
@@ -226,6 +231,12 @@ pub(crate) fn transport(
         let ws = websocket.build().map_err(std::io::Error::other)?;
         stack = join(stack, upgraded(ws, noise.clone(), handshake));
     }
+    let mut ext_or_port = None;
+    if let Some(server) = &config.pt_server {
+        let (ext_or, port) = ExtOrTransport::new(&pt::cookie_file(server))?;
+        stack = join(stack, upgraded(ext_or.boxed(), noise.clone(), handshake));
+        ext_or_port = Some(port);
+    }
     let (links, attacher) = PipeTransport::new(link_upgrader(noise), LINK_HANDSHAKE_TIMEOUT);
     stack = join(stack, links.boxed());
     for factory in std::mem::take(&mut config.extra_transports) {
@@ -235,6 +246,7 @@ pub(crate) fn transport(
         stack: counted(stack, counters),
         relay_client,
         links: attacher,
+        ext_or_port,
     })
 }
 

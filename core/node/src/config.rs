@@ -846,11 +846,6 @@ impl NodeBuilder {
         if let Some(pt) = &self.pt_server {
             pt.validate()
                 .map_err(|e| ConfigError::PluggableTransport(e.to_string()))?;
-            if !self.tcp {
-                return Err(ConfigError::PluggableTransport(
-                    "a bridge server forwards to the node's TCP listener: enable TCP".into(),
-                ));
-            }
         }
         let mut bootstrap = Vec::with_capacity(bootstrap_addrs.len());
         for address in bootstrap_addrs {

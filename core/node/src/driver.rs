@@ -8,7 +8,6 @@
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    net::{Ipv4Addr, SocketAddr},
     sync::{Arc, atomic::Ordering},
     time::{Duration, SystemTime},
 };
@@ -24,8 +23,8 @@ use ferry_transports::{pipe::PipeTransport, pt};
 use futures::StreamExt as _;
 use hkdf::Hkdf;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, gossipsub, identity::Keypair, mdns, multiaddr::Protocol, relay,
-    request_response, swarm::SwarmEvent,
+    Multiaddr, PeerId, Swarm, gossipsub, identity::Keypair, mdns, relay, request_response,
+    swarm::SwarmEvent,
 };
 use rand::{SeedableRng as _, rngs::StdRng};
 use sha2::Sha256;
@@ -275,6 +274,7 @@ impl Driver {
             stack: transport,
             relay_client,
             links,
+            ext_or_port,
         } = behaviour::transport(&key, &mut config, bytes.clone(), bridges)
             .map_err(|e| NodeError::Network(e.to_string()))?;
         let frame_budget = Arc::new(FrameBudget::new(config.limits.max_frame_buffer_bytes));
@@ -319,11 +319,7 @@ impl Driver {
         let or_port = match &config.pt_server {
             Some(_) => {
                 let id = swarm
-                    .listen_on(
-                        Multiaddr::empty()
-                            .with(Protocol::Ip4(Ipv4Addr::LOCALHOST))
-                            .with(Protocol::Tcp(0)),
-                    )
+                    .listen_on(pt::ext_or::listen_address())
                     .map_err(|e| NodeError::Network(format!("bridge listener: {e}")))?;
                 internal.insert(id);
                 listeners += 1;
@@ -331,7 +327,7 @@ impl Driver {
             }
             None => None,
         };
-        let mut forward_to = None;
+
         let mut driver = Driver {
             swarm,
             engine,
@@ -406,7 +402,6 @@ impl Driver {
                 }) => {
                     bound.insert(listener_id);
                     if Some(listener_id) == or_port {
-                        forward_to = socket_addr(&address);
                         if let Some(server) = &config.pt_server {
                             driver.ways.set_or_port(address, server.method.clone());
                         }
@@ -425,9 +420,11 @@ impl Driver {
             }
         }
         if let Some(server) = &config.pt_server {
-            let forward_to = forward_to
+            let ext_or = ext_or_port
+                .as_ref()
+                .and_then(|p| p.address())
                 .ok_or_else(|| NodeError::Network("the bridge listener did not bind".into()))?;
-            let server = pt::start_server(server, forward_to, peer_id, pt_events).await?;
+            let server = pt::start_server(server, ext_or, peer_id, pt_events).await?;
             if let Some(line) = server.bridge_line() {
                 info!(%line, "bridge line");
             }
@@ -1551,17 +1548,3 @@ impl Driver {
 /// The quota account every imported bundle is charged to: one carrier's
 /// stick cannot take more of the store than one stranger.
 const BUNDLE_SOURCE: engine::SourceId = engine::SourceId(u64::MAX - 1);
-
-/// The socket address of a `/ip4|ip6/…/tcp/…` listen address.
-fn socket_addr(address: &Multiaddr) -> Option<SocketAddr> {
-    let mut protocols = address.iter();
-    let ip = match protocols.next()? {
-        Protocol::Ip4(ip) => std::net::IpAddr::V4(ip),
-        Protocol::Ip6(ip) => std::net::IpAddr::V6(ip),
-        _ => return None,
-    };
-    match protocols.next()? {
-        Protocol::Tcp(port) => Some(SocketAddr::new(ip, port)),
-        _ => None,
-    }
-}

@@ -17,7 +17,9 @@
 //!   PeerId behind them is free, and counting by it would give a flooder a
 //!   fresh quota, and a fresh fair share of a full store, on every
 //!   reconnect. The cost: honest peers behind the same relay or proxy share
-//!   one quota.
+//!   one quota. (A bridge server's clients arrive through the Extended
+//!   ORPort with their own addresses, so they count by those.)
+//! - Links the app attached (Bluetooth, Wi-Fi Direct) share one account.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -35,6 +37,9 @@ pub(crate) fn source_of(remote: &Multiaddr, peer: &PeerId) -> SourceId {
     let key: Vec<u8> = match (relay, remote.iter().next()) {
         (Some(relay), _) => [b"circuit:".as_slice(), &relay.to_bytes()].concat(),
         (None, _) if relayed => b"circuit:unknown".to_vec(),
+        // Attached links: one account for all of them (a phone in radio
+        // range brings a free PeerId, like any stranger).
+        (None, Some(Protocol::Memory(_))) => b"links".to_vec(),
         (None, Some(Protocol::Ip4(ip))) if ip.is_loopback() => b"loopback".to_vec(),
         (None, Some(Protocol::Ip6(ip))) if is_loopback_v6(&ip) => b"loopback".to_vec(),
         (None, Some(Protocol::Ip4(ip))) if !ip.is_unspecified() => {

@@ -70,3 +70,10 @@ fn ipv6_lan_addresses_count_whole() {
     assert_ne!(a, b);
     assert_ne!(c, d);
 }
+
+#[test]
+fn attached_links_share_one_account_whatever_their_peer() {
+    let a = source_of(&"/memory/1".parse().unwrap(), &PeerId::random());
+    let b = source_of(&"/memory/2".parse().unwrap(), &PeerId::random());
+    assert_eq!(a, b);
+}

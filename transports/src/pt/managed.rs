@@ -32,11 +32,12 @@ const MAX_LINE: usize = 4096;
 pub(crate) enum Side {
     /// Client: SOCKS proxies for these methods.
     Client,
-    /// Server: listens on `bind` for the method and forwards to
-    /// `forward_to`, our own listener.
+    /// Server: listens on `bind` for the method and forwards to our
+    /// Extended ORPort, authenticating with the cookie in `cookie_file`.
     Server {
         bind: SocketAddr,
-        forward_to: SocketAddr,
+        ext_or_port: SocketAddr,
+        cookie_file: PathBuf,
         options: Vec<(String, String)>,
     },
 }
@@ -113,12 +114,17 @@ fn command(spec: &Spec) -> Command {
         }
         Side::Server {
             bind,
-            forward_to,
+            ext_or_port,
+            cookie_file,
             options,
         } => {
             cmd.env("TOR_PT_SERVER_TRANSPORTS", &spec.method)
                 .env("TOR_PT_SERVER_BINDADDR", format!("{}-{bind}", spec.method))
-                .env("TOR_PT_ORPORT", forward_to.to_string());
+                // Only the Extended ORPort: it tells us each client's
+                // address, which a plain ORPort would hide.
+                .env("TOR_PT_ORPORT", "")
+                .env("TOR_PT_EXTENDED_SERVER_PORT", ext_or_port.to_string())
+                .env("TOR_PT_AUTH_COOKIE_FILE", cookie_file);
             if !options.is_empty() {
                 let joined = options
                     .iter()
@@ -158,7 +164,7 @@ pub(crate) async fn launch(spec: &Spec) -> Result<Running, PtError> {
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(drain_stderr(stderr));
     }
-    let mut lines = BufReader::new(stdout).lines();
+    let mut lines = BufReader::new(stdout);
     let report = tokio::time::timeout(LAUNCH_TIMEOUT, read_report(&mut lines, spec)).await;
     let methods = match report {
         Ok(Ok(methods)) => methods,
@@ -176,7 +182,7 @@ pub(crate) async fn launch(spec: &Spec) -> Result<Running, PtError> {
     };
     // Keep reading: a PT blocked on a full stdout pipe stops working.
     tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
+        while let Ok(Some(line)) = next_line(&mut lines).await {
             log_line(&line);
         }
     });
@@ -188,9 +194,39 @@ pub(crate) async fn launch(spec: &Spec) -> Result<Running, PtError> {
 }
 
 async fn drain_stderr(stderr: tokio::process::ChildStderr) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let mut lines = BufReader::new(stderr);
+    while let Ok(Some(line)) = next_line(&mut lines).await {
         tracing::debug!(target: "ferry::pt", line = %truncate(&line), "stderr");
+    }
+}
+
+/// The next line of a PT's output, at most [`MAX_LINE`] bytes kept (the
+/// rest of a longer line is skipped), decoded lossily: a PT that never
+/// prints a newline, or prints bytes that are not UTF-8, costs bounded
+/// memory and does not stop the reading (which would block the PT).
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> std::io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let mut any = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(any.then(|| String::from_utf8_lossy(&line).into_owned()));
+        }
+        any = true;
+        let newline = available.iter().position(|b| *b == b'\n');
+        let chunk = available
+            .get(..newline.unwrap_or(available.len()))
+            .unwrap_or_default();
+        let room = MAX_LINE.saturating_sub(line.len());
+        line.extend_from_slice(chunk.get(..chunk.len().min(room)).unwrap_or_default());
+        let used = newline.map_or(available.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            let text = String::from_utf8_lossy(&line);
+            return Ok(Some(text.trim_end_matches('\r').to_owned()));
+        }
     }
 }
 
@@ -206,14 +242,13 @@ fn log_line(line: &str) {
 }
 
 async fn read_report<R: tokio::io::AsyncBufRead + Unpin>(
-    lines: &mut tokio::io::Lines<R>,
+    lines: &mut R,
     spec: &Spec,
 ) -> Result<Vec<Method>, PtError> {
     let mut methods = Vec::new();
     let client = matches!(spec.side, Side::Client);
     loop {
-        let line = lines
-            .next_line()
+        let line = next_line(lines)
             .await
             .map_err(|e| PtError::Launch(e.to_string()))?
             .ok_or_else(|| PtError::Launch("the PT exited before reporting its methods".into()))?;
@@ -421,6 +456,9 @@ async fn run(
                 let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
                 tracing::warn!(method = %spec.method, %status, "pluggable transport exited");
                 let _ = pid.send(None);
+                // Its port is dead (and may be taken by another program):
+                // dials wait for the next one instead.
+                let _ = methods.send(Vec::new());
                 let _ = events.try_send(PtEvent::Exited { method: spec.method.clone(), status });
             }
         }
@@ -492,6 +530,22 @@ mod tests {
             parse_line("CMETHOD-ERROR obfs4 no such thing").unwrap(),
             Line::MethodError(n, msg) if n == "obfs4" && msg == "no such thing"
         ));
+    }
+
+    #[tokio::test]
+    async fn endless_or_binary_output_costs_bounded_memory() {
+        let mut long = vec![b'x'; 1 << 20];
+        long.extend_from_slice(b"\n\xff\xfe not utf-8\nCMETHODS DONE\n");
+        let mut reader = tokio::io::BufReader::new(long.as_slice());
+        let first = next_line(&mut reader).await.unwrap().unwrap();
+        assert_eq!(first.len(), MAX_LINE);
+        let second = next_line(&mut reader).await.unwrap().unwrap();
+        assert!(second.ends_with("not utf-8"));
+        assert_eq!(
+            next_line(&mut reader).await.unwrap().unwrap(),
+            "CMETHODS DONE"
+        );
+        assert_eq!(next_line(&mut reader).await.unwrap(), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! orphan).
 
 mod bridge;
+pub mod ext_or;
 mod managed;
 pub mod socks5;
 
@@ -228,14 +229,20 @@ impl PtServer {
     }
 }
 
-/// Starts the PT server in front of `forward_to` (the node's loopback TCP
-/// listener) for the node `peer`.
+/// The cookie file the PT server and the node's Extended ORPort share.
+pub fn cookie_file(config: &PtServerConfig) -> PathBuf {
+    config.state_dir.join("extended_orport_auth_cookie")
+}
+
+/// Starts the PT server in front of `ext_or_port` (the node's Extended
+/// ORPort, [`ext_or::ExtOrTransport`], which learns each client's
+/// address) for the node `peer`.
 ///
 /// # Errors
 /// If the configuration is invalid or the PT does not start.
 pub async fn start_server(
     config: &PtServerConfig,
-    forward_to: SocketAddr,
+    ext_or_port: SocketAddr,
     peer: PeerId,
     events: mpsc::Sender<PtEvent>,
 ) -> Result<PtServer, PtError> {
@@ -246,7 +253,8 @@ pub async fn start_server(
         method: config.method.clone(),
         side: managed::Side::Server {
             bind: config.bind,
-            forward_to,
+            ext_or_port,
+            cookie_file: cookie_file(config),
             options: config.options.clone(),
         },
     };
