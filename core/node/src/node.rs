@@ -200,6 +200,9 @@ pub(crate) enum Command {
     },
 }
 
+/// Envelopes imported per engine step (see [`Node::import_bundle`]).
+const IMPORT_CHUNK: usize = 512;
+
 /// Longest label an attached link may carry.
 pub const MAX_LINK_LABEL: usize = 128;
 
@@ -531,7 +534,7 @@ impl Node {
     /// a bundle that fails any check imports nothing. Then each envelope
     /// is checked as if a stranger had sent it (structure, content ID,
     /// expiry, duplicates, quotas) and the valid ones are delivered to us
-    /// or carried on, in one durable commit.
+    /// or carried on, in durable commits of 512.
     ///
     /// # Errors
     /// [`NodeError::Bundle`] naming why the bundle was refused,
@@ -548,10 +551,18 @@ impl Node {
             .map_err(NodeError::Bundle)?;
         let bundle =
             ferry_core::bundle::decode(&bytes, limits).map_err(|e| NodeError::Bundle(e.into()))?;
-        let envelopes: Vec<Vec<u8>> = bundle.envelopes.iter().map(|e| e.to_vec()).collect();
-        let summary = self
-            .call(|reply| Command::ImportEnvelopes { envelopes, reply })
-            .await?;
+        // In chunks, each one durable commit: between them the node keeps
+        // serving its links (a 100 000-envelope bundle is not one long
+        // stall), and a crash mid-import leaves a prefix of individually
+        // valid envelopes, each as good as if a peer had sent it.
+        let mut summary = ImportSummary::default();
+        for chunk in bundle.envelopes.chunks(IMPORT_CHUNK) {
+            let envelopes: Vec<Vec<u8>> = chunk.iter().map(|e| e.to_vec()).collect();
+            let part = self
+                .call(|reply| Command::ImportEnvelopes { envelopes, reply })
+                .await?;
+            summary = summary.add(&part);
+        }
         Ok(ImportReport {
             summary,
             fingerprint: crate::bundles::fingerprint(&bundle.key),

@@ -48,6 +48,23 @@ pub struct ImportSummary {
     pub declined: u64,
 }
 
+impl ImportSummary {
+    /// The sum of two summaries (an import done in parts).
+    #[must_use]
+    pub fn add(&self, other: &Self) -> Self {
+        Self {
+            total: self.total + other.total,
+            imported: self.imported + other.imported,
+            for_us: self.for_us + other.for_us,
+            duplicate: self.duplicate + other.duplicate,
+            expired: self.expired + other.expired,
+            invalid: self.invalid + other.invalid,
+            over_quota: self.over_quota + other.over_quota,
+            declined: self.declined + other.declined,
+        }
+    }
+}
+
 /// The pseudo-peer a bundle's envelopes are charged to while it is
 /// imported (drivers number real peers from 0 upwards).
 const BUNDLE_PEER: PeerId = PeerId(u64::MAX);

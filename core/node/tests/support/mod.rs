@@ -6,6 +6,7 @@
 pub mod attacker;
 pub mod lab;
 pub mod pipe;
+pub mod ways;
 
 use std::{
     collections::HashMap,
