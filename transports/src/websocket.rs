@@ -149,10 +149,12 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// The largest WebSocket frame a listener accepts. Noise frames are at
-/// most 64 KiB plus their length prefix; libp2p's default (256 MiB) let
+/// The largest WebSocket frame a listener accepts. A peer's Noise layer
+/// writes its buffered frames in one go, up to 128 KiB (its codec's high
+/// water mark) plus one 64 KiB frame, and each write is one WebSocket
+/// message: 256 KiB holds that with room. libp2p's default (256 MiB) let
 /// one unauthenticated frame header make the node reserve 256 MiB.
-pub const MAX_FRAME: usize = 128 * 1024;
+pub const MAX_FRAME: usize = 256 * 1024;
 
 /// WebSocket settings: the server identity for `/tls/ws` listeners and
 /// the certificates a dialer trusts beyond the web's roots.

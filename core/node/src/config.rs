@@ -80,6 +80,33 @@ impl TransportKind {
     }
 }
 
+impl std::str::FromStr for TransportKind {
+    type Err = ConfigError;
+
+    /// Parses a name from a configuration file (`tcp`, `quic`, `ws`,
+    /// `wss`, `link`, `relay`, or a pluggable transport's method).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Ok(match name {
+            "tcp" => Self::Tcp,
+            "quic" => Self::Quic,
+            "ws" | "websocket" => Self::WebSocket,
+            "wss" | "tls/ws" => Self::WebSocketTls,
+            "link" => Self::Link,
+            "relay" => Self::Relayed,
+            method
+                if !method.is_empty()
+                    && method.len() <= 64
+                    && method
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                Self::Pluggable(method.to_owned())
+            }
+            other => return Err(ConfigError::UnknownTransport(other.to_owned())),
+        })
+    }
+}
+
 impl fmt::Display for TransportKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -501,9 +528,11 @@ pub enum ConfigError {
         /// What is missing.
         reason: String,
     },
-    /// A TLS certificate or key was refused.
-    #[error("{0}")]
-    WebSocket(String),
+    /// A transport name no transport answers to.
+    #[error(
+        "unknown transport {0:?} (tcp, quic, ws, wss, link, relay, or a PT method such as obfs4)"
+    )]
+    UnknownTransport(String),
     /// A pluggable transport's binary is missing, or its bridge lines or
     /// options are bad.
     #[error("{0}")]
@@ -957,5 +986,60 @@ impl NodeBuilder {
             resync_interval: self.resync_interval,
             redial_interval: self.redial_interval,
         })
+    }
+}
+
+#[cfg(test)]
+mod transport_kind_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn kinds_come_from_names_and_addresses() {
+        for (name, kind) in [
+            ("tcp", TransportKind::Tcp),
+            ("quic", TransportKind::Quic),
+            ("ws", TransportKind::WebSocket),
+            ("wss", TransportKind::WebSocketTls),
+            ("link", TransportKind::Link),
+            ("obfs4", TransportKind::Pluggable("obfs4".into())),
+        ] {
+            assert_eq!(name.parse::<TransportKind>().unwrap(), kind);
+            assert_eq!(kind.name(), name);
+        }
+        assert!(matches!(
+            "ob fs4".parse::<TransportKind>(),
+            Err(ConfigError::UnknownTransport(_))
+        ));
+        for (address, kind) in [
+            ("/ip4/1.2.3.4/tcp/1", TransportKind::Tcp),
+            ("/ip4/1.2.3.4/udp/1/quic-v1", TransportKind::Quic),
+            ("/ip4/1.2.3.4/tcp/1/ws", TransportKind::WebSocket),
+            ("/ip4/1.2.3.4/tcp/1/tls/ws", TransportKind::WebSocketTls),
+            ("/dns4/a.b/tcp/1/wss", TransportKind::WebSocketTls),
+            ("/memory/3", TransportKind::Link),
+            (
+                "/ip4/1.2.3.4/tcp/1/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA/p2p-circuit",
+                TransportKind::Relayed,
+            ),
+        ] {
+            let address: Multiaddr = address.parse().unwrap();
+            assert_eq!(TransportKind::of(&address), Some(kind), "{address}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_need_their_transport() {
+        let ws: Multiaddr = "/ip4/0.0.0.0/tcp/443/tls/ws".parse().unwrap();
+        assert!(matches!(
+            check_listen_address(&ws, None),
+            Err(ConfigError::Listen { .. })
+        ));
+        assert!(matches!(
+            check_listen_address(&ws, Some(&WebSocketConfig::new())),
+            Err(ConfigError::Listen { .. })
+        ));
+        let link: Multiaddr = "/memory/0".parse().unwrap();
+        assert!(check_listen_address(&link, None).is_err());
     }
 }

@@ -22,10 +22,7 @@ use std::{
 
 use ferry_node::{
     Multiaddr, TransportKind,
-    transports::{
-        pt::PtClientConfig,
-        websocket::WebSocketConfig,
-    },
+    transports::{pt::PtClientConfig, websocket::WebSocketConfig},
 };
 use support::{
     pipe,
@@ -85,6 +82,25 @@ async fn one_exchange_over_every_way_out() {
         }
         exchange(&a, &b, format!("hello over {way:?}").as_bytes()).await;
         exchange(&b, &a, b"and back").await;
+        // A burst of large messages: the transport must carry what the
+        // node writes in one go (a WebSocket frame cap below that broke
+        // the connection and left delivery to slow resyncs).
+        let started = tokio::time::Instant::now();
+        let before = b.log.lock().unwrap().received.len();
+        for i in 0..60 {
+            let mut body = format!("burst {i} ").into_bytes();
+            body.resize(20 * 1024, b'#');
+            a.node.send(&b.node.identity(), &body).await.unwrap();
+        }
+        wait_until(30, &format!("a burst over {way:?}"), || {
+            let log = b.log.clone();
+            async move { log.lock().unwrap().received.len() >= before + 60 }
+        })
+        .await;
+        eprintln!(
+            "{way:?}: 60 × 20 KiB in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
         a.node.shutdown().await;
         b.node.shutdown().await;
         tested.push(way);
@@ -314,6 +330,26 @@ async fn the_pluggable_transport_is_restarted_when_it_dies_and_killed_when_the_n
         pt_pids(&binary, &pt_state).is_empty(),
         "no PT left after the node went"
     );
+
+    // An app that drops its node without shutting it down leaves no PT
+    // behind either.
+    let dc = root.path().join("c");
+    let c_state = root.path().join("pt-c");
+    let c = ferry_node::Node::start(
+        builder(&dc)
+            .bridge_server(bridge_server(&binary, &c_state, free_port()))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pt_pids(&binary, &c_state).len(), 1);
+    drop(c);
+    wait_until(10, "the dropped node's PT is gone", || {
+        let (binary, c_state) = (binary.clone(), c_state.clone());
+        async move { pt_pids(&binary, &c_state).is_empty() }
+    })
+    .await;
 }
 
 /// Running PT children of this process whose state lives in `state`

@@ -184,4 +184,3 @@ pub fn bare(dir: &Path) -> NodeBuilder {
         .redial_interval(Duration::from_secs(1))
         .delivery_delays((0, 1), (0, 1))
 }
-
