@@ -204,13 +204,10 @@ pub(crate) fn transport(
     let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
     let handshake = config.limits.handshake_timeout;
     let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
-    let mut stack: Boxed<(libp2p::PeerId, StreamMuxerBox)> = relay_transport
-        .upgrade(Version::V1Lazy)
-        .authenticate(noise.clone())
-        .multiplex(yamux_config())
-        .timeout(handshake)
-        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+    let relayed = relay_transport
+        .map(|stream, _| Box::new(stream) as Stream)
         .boxed();
+    let mut stack = upgraded(relayed, noise.clone(), handshake);
     // Bridges before TCP: a bridge's address is never dialed in the clear.
     if let Some(bridges) = bridges {
         stack = join(stack, upgraded(bridges.boxed(), noise.clone(), handshake));
@@ -301,13 +298,10 @@ fn upgraded_tcp(
     noise: noise::Config,
     handshake: Duration,
 ) -> Boxed<(libp2p::PeerId, StreamMuxerBox)> {
-    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-        .upgrade(Version::V1Lazy)
-        .authenticate(noise)
-        .multiplex(yamux_config())
-        .timeout(handshake)
-        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
-        .boxed()
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .map(|stream, _| Box::new(stream) as Stream)
+        .boxed();
+    upgraded(tcp, noise, handshake)
 }
 
 /// Counts the bytes of every substream of every connection of `stack`.

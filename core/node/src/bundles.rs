@@ -75,9 +75,10 @@ pub(crate) fn write(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
+    // Short enough that the temporary name fits where the final one does.
+    let name: String = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|n| n.to_string_lossy().chars().take(64).collect())
         .unwrap_or_else(|| "bundle".into());
     let suffix: u64 = rand::rng().random();
     let temp = dir.join(format!(".{name}.{suffix:016x}.partial"));

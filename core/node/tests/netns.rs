@@ -104,17 +104,7 @@ async fn lan_node(me: &str, other: &str, address: &str) {
         })
         .await;
     } else {
-        wait_until(30, "the message", || {
-            let log = n.log.clone();
-            async move {
-                log.lock()
-                    .unwrap()
-                    .received
-                    .iter()
-                    .any(|r| r.2 == b"found you")
-            }
-        })
-        .await;
+        wait_for_body(&n, b"found you", 30).await;
         // Stay until A has its receipt.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
@@ -267,17 +257,7 @@ async fn host_a() {
     let (n, _relay) = host("a", "11.0.1.1", true).await;
     put("a.id", &n.node.peer_id().to_string());
     swap_codes(&n, "a", "b").await;
-    wait_until(60, "a message from B", || {
-        let log = n.log.clone();
-        async move {
-            log.lock()
-                .unwrap()
-                .received
-                .iter()
-                .any(|r| r.2 == b"punched through")
-        }
-    })
-    .await;
+    wait_for_body(&n, b"punched through", 60).await;
     while !exists("b.route") {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -14,20 +14,6 @@ use ferry_node::{KdfParams, Multiaddr, Node, PeerId};
 use libp2p::multiaddr::Protocol;
 use support::*;
 
-async fn message_arrives(a: &TestNode, b: &TestNode, body: &[u8]) {
-    let id = a.node.send(&b.node.identity(), body).await.unwrap();
-    wait_until(20, "message arrives", || {
-        let log = b.log.clone();
-        async move { log.lock().unwrap().received.iter().any(|r| r.1 == id) }
-    })
-    .await;
-    wait_until(20, "receipt returns", || {
-        let log = a.log.clone();
-        async move { log.lock().unwrap().delivered.contains(&id) }
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_over_quic_only() {
     let root = tempfile::tempdir().unwrap();
@@ -52,7 +38,7 @@ async fn two_nodes_over_quic_only() {
     connect(&a, &b).await;
     wait_connected(&[&a, &b], 1).await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    message_arrives(&a, &b, b"over quic").await;
+    exchange(&a, &b, b"over quic").await;
     assert!(
         stats(&a).await.bytes_out > 0,
         "bytes are counted on QUIC too"
@@ -102,5 +88,5 @@ async fn a_node_without_an_address_is_reached_through_a_relay_circuit() {
     // B has no address but the circuit: whatever connects A to B runs
     // through the relay.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    message_arrives(&a, &b, b"through the circuit").await;
+    exchange(&a, &b, b"through the circuit").await;
 }

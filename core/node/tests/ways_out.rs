@@ -31,20 +31,6 @@ use support::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn exchange(a: &TestNode, b: &TestNode, body: &[u8]) {
-    let id = a.node.send(&b.node.identity(), body).await.unwrap();
-    wait_until(30, "message arrives", || {
-        let log = b.log.clone();
-        async move { log.lock().unwrap().received.iter().any(|r| r.1 == id) }
-    })
-    .await;
-    wait_until(30, "receipt returns", || {
-        let log = a.log.clone();
-        async move { log.lock().unwrap().delivered.contains(&id) }
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_exchange_over_every_way_out() {
     let mut tested = Vec::new();

@@ -165,7 +165,10 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             let delivered_outputs = after.iter().any(|o| {
                 matches!(
                     o,
-                    Output::Deliver(_) | Output::Event(super::Event::Delivered { .. })
+                    Output::Deliver(_)
+                        | Output::Event(
+                            super::Event::Delivered { .. } | super::Event::ContactRequest { .. }
+                        )
                 )
             });
             if after_counters.invalid > before.invalid {

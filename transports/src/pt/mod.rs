@@ -278,18 +278,26 @@ pub struct PtClientTransport {
 }
 
 impl PtClientTransport {
+    /// The bridge `addr` names: `/ip4|ip6/…/tcp/…`, optionally with its
+    /// `/p2p/…`; an IPv4-mapped IPv6 form counts as the IPv4 address.
     fn bridge_for(&self, addr: &Multiaddr) -> Option<&BridgeLine> {
-        let mut plain = addr.clone();
-        if matches!(plain.iter().last(), Some(Protocol::P2p(_))) {
-            plain.pop();
+        let mut protocols = addr.iter();
+        let ip = match protocols.next()? {
+            Protocol::Ip4(ip) => std::net::IpAddr::V4(ip),
+            Protocol::Ip6(ip) => std::net::IpAddr::V6(ip),
+            _ => return None,
+        };
+        let Protocol::Tcp(port) = protocols.next()? else {
+            return None;
+        };
+        match protocols.next() {
+            None | Some(Protocol::P2p(_)) if protocols.next().is_none() => {}
+            _ => return None,
         }
-        self.bridges.iter().find(|b| {
-            let mut ours = b.multiaddr();
-            if matches!(ours.iter().last(), Some(Protocol::P2p(_))) {
-                ours.pop();
-            }
-            ours == plain
-        })
+        let target = SocketAddr::new(ip.to_canonical(), port);
+        self.bridges
+            .iter()
+            .find(|b| SocketAddr::new(b.address.ip().to_canonical(), b.address.port()) == target)
     }
 }
 
@@ -347,5 +355,43 @@ impl libp2p::Transport for PtClientTransport {
         _cx: &mut Context<'_>,
     ) -> Poll<TransportEvent<Self::ListenerUpgrade, Self::Error>> {
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_bridge_transport_claims_its_bridges_in_every_spelling_and_nothing_else() {
+        let peer = PeerId::random();
+        let line: BridgeLine = format!(
+            "obfs4 198.51.100.7:443 {peer} cert={} iat-mode=0",
+            "A".repeat(70)
+        )
+        .parse()
+        .unwrap();
+        let (_tx, methods) = watch::channel(Vec::new());
+        let transport = PtClientTransport {
+            bridges: vec![line],
+            methods,
+        };
+        for claimed in [
+            "/ip4/198.51.100.7/tcp/443".to_string(),
+            format!("/ip4/198.51.100.7/tcp/443/p2p/{peer}"),
+            "/ip6/::ffff:198.51.100.7/tcp/443".to_string(),
+        ] {
+            let addr: Multiaddr = claimed.parse().unwrap();
+            assert!(transport.bridge_for(&addr).is_some(), "{claimed}");
+        }
+        for other in [
+            "/ip4/198.51.100.7/tcp/444",
+            "/ip4/198.51.100.8/tcp/443",
+            "/ip4/198.51.100.7/udp/443/quic-v1",
+        ] {
+            let addr: Multiaddr = other.parse().unwrap();
+            assert!(transport.bridge_for(&addr).is_none(), "{other}");
+        }
     }
 }

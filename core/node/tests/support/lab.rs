@@ -39,7 +39,10 @@ impl Lab {
     /// iproute2): then the test is skipped, except under `CI=true` where
     /// it fails.
     pub fn new() -> Option<Self> {
-        let probe = format!("ferry-probe-{}", std::process::id());
+        // Tests of one binary run in parallel: one probe name each.
+        static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = format!("ferry-probe-{}-{n}", std::process::id());
         if !ip(&["netns", "add", &probe]) {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),

@@ -208,3 +208,33 @@ pub async fn send_many(
     }
     out
 }
+
+/// `a` sends `body` to `b`; waits until `b` has it and `a` its receipt.
+pub async fn exchange(a: &TestNode, b: &TestNode, body: &[u8]) {
+    let id = a.node.send(&b.node.identity(), body).await.expect("send");
+    wait_until(30, "message arrives", || {
+        let log = b.log.clone();
+        async move { log.lock().expect("log").received.iter().any(|r| r.1 == id) }
+    })
+    .await;
+    wait_until(30, "receipt returns", || {
+        let log = a.log.clone();
+        async move { log.lock().expect("log").delivered.contains(&id) }
+    })
+    .await;
+}
+
+/// Waits until `n` has received a message with exactly `body`.
+pub async fn wait_for_body(n: &TestNode, body: &'static [u8], secs: u64) {
+    wait_until(secs, "the message", || {
+        let log = n.log.clone();
+        async move {
+            log.lock()
+                .expect("log")
+                .received
+                .iter()
+                .any(|r| r.2 == body)
+        }
+    })
+    .await;
+}
