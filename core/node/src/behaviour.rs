@@ -230,7 +230,8 @@ pub(crate) fn transport(
     }
     let mut ext_or_port = None;
     if let Some(server) = &config.pt_server {
-        let (ext_or, port) = ExtOrTransport::new(&pt::cookie_file(server))?;
+        let (ext_or, port) =
+            ExtOrTransport::new(&pt::cookie_file(server), &config.limits.unlimited_sources)?;
         stack = join(stack, upgraded(ext_or.boxed(), noise.clone(), handshake));
         ext_or_port = Some(port);
     }

@@ -14,7 +14,7 @@
 use std::{
     collections::VecDeque,
     io,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::Path,
     pin::Pin,
     sync::{Arc, Mutex},
@@ -57,7 +57,11 @@ const MAX_COMMANDS: usize = 16;
 const MAX_BODY: usize = 1024;
 /// Handshakes in progress at once (they come from our own PT process).
 const MAX_HANDSHAKES: usize = 256;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Our own PT answers in microseconds: a connection that takes longer is
+/// not it, and must not hold a slot long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections accepted per poll, so a flood cannot starve the swarm.
+const ACCEPTS_PER_POLL: usize = 16;
 
 /// The marker address the node listens on to receive a PT server's
 /// clients (never announced: the real socket is on loopback).
@@ -83,6 +87,7 @@ type Handshake = BoxFuture<'static, io::Result<(TcpStream, SocketAddr)>>;
 /// The Extended ORPort as a listening transport.
 pub struct ExtOrTransport {
     cookie: Arc<Zeroizing<[u8; 32]>>,
+    exempt: Arc<Vec<IpAddr>>,
     port: ExtOrPort,
     listener: Option<(ListenerId, TcpListener)>,
     announce: VecDeque<TransportEvent<Ready<io::Result<Stream>>, io::Error>>,
@@ -99,16 +104,18 @@ impl std::fmt::Debug for ExtOrTransport {
 
 impl ExtOrTransport {
     /// A transport whose cookie is written to `cookie_file` (mode 0600),
-    /// and the handle that tells where it listens.
+    /// and the handle that tells where it listens. Clients claiming an
+    /// address in `exempt` (the node's sources exempt from per-source
+    /// limits) are refused.
     ///
     /// # Errors
     /// If the cookie file cannot be written.
-    pub fn new(cookie_file: &Path) -> io::Result<(Self, ExtOrPort)> {
+    pub fn new(cookie_file: &Path, exempt: &[IpAddr]) -> io::Result<(Self, ExtOrPort)> {
         let cookie = Zeroizing::new(rand::rng().random::<[u8; 32]>());
         let mut contents = Zeroizing::new(COOKIE_HEADER.to_vec());
         contents.extend_from_slice(cookie.as_ref());
         if let Some(dir) = cookie_file.parent() {
-            std::fs::create_dir_all(dir)?;
+            super::managed::private_dir(dir)?;
         }
         let _ = std::fs::remove_file(cookie_file);
         let mut options = std::fs::OpenOptions::new();
@@ -120,6 +127,7 @@ impl ExtOrTransport {
         Ok((
             Self {
                 cookie: Arc::new(cookie),
+                exempt: Arc::new(exempt.iter().map(|ip| ip.to_canonical()).collect()),
                 port: port.clone(),
                 listener: None,
                 announce: VecDeque::new(),
@@ -141,7 +149,11 @@ fn hmac(key: &[u8; 32], label: &[u8], client: &[u8; 32], server: &[u8; 32]) -> [
 }
 
 /// The server side of the handshake; returns the client's address.
-async fn handshake(stream: &mut TcpStream, cookie: &[u8; 32]) -> io::Result<SocketAddr> {
+async fn handshake(
+    stream: &mut TcpStream,
+    cookie: &[u8; 32],
+    exempt: &[IpAddr],
+) -> io::Result<SocketAddr> {
     let refuse = |why: &str| io::Error::new(io::ErrorKind::PermissionDenied, why.to_owned());
     stream.write_all(&[SAFE_COOKIE, 0]).await?;
     if stream.read_u8().await? != SAFE_COOKIE {
@@ -173,9 +185,18 @@ async fn handshake(stream: &mut TcpStream, cookie: &[u8; 32]) -> io::Result<Sock
         stream.read_exact(&mut body).await?;
         match command {
             CMD_USERADDR => {
+                // A client address the node exempts from per-source limits
+                // (its own processes, 127.0.0.1 by default) or an
+                // unspecified one is refused, whoever sent it: a PT behind
+                // a reverse proxy, or one that trusts what a proxy claims,
+                // must not make every client exempt.
                 user = std::str::from_utf8(&body)
                     .ok()
-                    .and_then(|s| s.parse::<SocketAddr>().ok());
+                    .and_then(|s| s.parse::<SocketAddr>().ok())
+                    .filter(|a| {
+                        let ip = a.ip().to_canonical();
+                        !ip.is_unspecified() && !exempt.contains(&ip)
+                    });
             }
             CMD_DONE => {
                 return match user {
@@ -238,6 +259,11 @@ impl libp2p::Transport for ExtOrTransport {
     fn remove_listener(&mut self, id: ListenerId) -> bool {
         if self.listener.as_ref().is_some_and(|(l, _)| *l == id) {
             self.listener = None;
+            self.handshakes = FuturesUnordered::new();
+            self.announce.push_back(TransportEvent::ListenerClosed {
+                listener_id: id,
+                reason: Ok(()),
+            });
             return true;
         }
         false
@@ -263,26 +289,7 @@ impl libp2p::Transport for ExtOrTransport {
             return Poll::Pending;
         };
         let listener_id = *listener_id;
-        while let Poll::Ready(accepted) = listener.poll_accept(cx) {
-            let Ok((mut stream, _)) = accepted else {
-                continue;
-            };
-            if this.handshakes.len() >= MAX_HANDSHAKES {
-                tracing::debug!("extended ORPort busy: connection dropped");
-                continue;
-            }
-            let cookie = this.cookie.clone();
-            this.handshakes.push(
-                async move {
-                    let address =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, &cookie))
-                            .await
-                            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake"))??;
-                    Ok((stream, address))
-                }
-                .boxed(),
-            );
-        }
+        // Finished handshakes first: they free slots for new ones.
         while let Poll::Ready(Some(done)) = this.handshakes.poll_next_unpin(cx) {
             match done {
                 Ok((stream, user)) => {
@@ -297,6 +304,46 @@ impl libp2p::Transport for ExtOrTransport {
                 }
                 Err(e) => tracing::debug!(error = %e, "extended ORPort handshake failed"),
             }
+        }
+        // New connections only while there is room: when full, they wait
+        // in the kernel's backlog rather than being dropped, so a local
+        // flood delays the PT's connections instead of refusing them.
+        let mut accepted_now = 0;
+        while this.handshakes.len() < MAX_HANDSHAKES {
+            if accepted_now == ACCEPTS_PER_POLL {
+                cx.waker().wake_by_ref();
+                break;
+            }
+            let Poll::Ready(accepted) = listener.poll_accept(cx) else {
+                break;
+            };
+            accepted_now += 1;
+            let mut stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, typically: try again on the
+                    // next poll rather than spin here.
+                    tracing::debug!(error = %e, "extended ORPort accept failed");
+                    break;
+                }
+            };
+            let (cookie, exempt) = (this.cookie.clone(), this.exempt.clone());
+            this.handshakes.push(
+                async move {
+                    let address = tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        handshake(&mut stream, &cookie, &exempt),
+                    )
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake"))??;
+                    Ok((stream, address))
+                }
+                .boxed(),
+            );
+        }
+        if accepted_now > 0 {
+            // The new handshakes have not been polled yet.
+            cx.waker().wake_by_ref();
         }
         Poll::Pending
     }
@@ -363,10 +410,11 @@ mod tests {
     #[tokio::test]
     async fn the_client_address_comes_through_with_the_right_cookie_only() {
         let cookie = [3u8; 32];
+        let exempt: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
         let (mut pt, mut us) = pair().await;
         let (reply, address) = tokio::join!(
             pt_side(&mut pt, &cookie, Some("203.0.113.7:51000")),
-            handshake(&mut us, &cookie)
+            handshake(&mut us, &cookie, &exempt)
         );
         assert_eq!(reply.unwrap(), REPLY_OKAY);
         assert_eq!(address.unwrap(), "203.0.113.7:51000".parse().unwrap());
@@ -374,14 +422,16 @@ mod tests {
         let (mut pt, mut us) = pair().await;
         let (reply, address) = tokio::join!(
             pt_side(&mut pt, &[4u8; 32], Some("203.0.113.7:51000")),
-            handshake(&mut us, &cookie)
+            handshake(&mut us, &cookie, &exempt)
         );
         assert_eq!(reply.unwrap(), 0, "a wrong cookie fails authentication");
         assert!(address.is_err());
 
         let (mut pt, mut us) = pair().await;
-        let (reply, address) =
-            tokio::join!(pt_side(&mut pt, &cookie, None), handshake(&mut us, &cookie));
+        let (reply, address) = tokio::join!(
+            pt_side(&mut pt, &cookie, None),
+            handshake(&mut us, &cookie, &exempt)
+        );
         assert_eq!(reply.unwrap(), REPLY_DENY, "no client address, no entry");
         assert!(address.is_err());
     }

@@ -96,6 +96,16 @@ pub fn check_binary(binary: &Path) -> Result<(), PtError> {
     Ok(())
 }
 
+/// Creates `dir` (and its parents) readable by this user only: the PT
+/// keeps its private keys there, and the node its Extended ORPort cookie.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 fn command(spec: &Spec) -> Command {
     let mut cmd = Command::new(&spec.binary);
     // Only what the spec defines, plus PATH: nothing of ours (proxies,
@@ -151,8 +161,7 @@ pub(crate) struct Running {
 
 /// Starts the PT and reads its report.
 pub(crate) async fn launch(spec: &Spec) -> Result<Running, PtError> {
-    std::fs::create_dir_all(&spec.state_dir)
-        .map_err(|e| PtError::Launch(format!("state directory: {e}")))?;
+    private_dir(&spec.state_dir).map_err(|e| PtError::Launch(format!("state directory: {e}")))?;
     let mut child = command(spec)
         .spawn()
         .map_err(|e| PtError::Launch(format!("{}: {e}", spec.binary.display())))?;

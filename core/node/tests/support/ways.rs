@@ -121,8 +121,16 @@ pub async fn linked(root: &Path, way: Way) -> Option<(TestNode, TestNode)> {
         }
         Way::Obfs4 => {
             let binary = obfs4proxy()?;
+            // The bridge's client comes from 127.0.0.1 here, which a node
+            // exempts from per-source limits by default, and the Extended
+            // ORPort refuses clients claiming an exempt address.
             let b = start(
-                builder(&db).bridge_server(bridge_server(&binary, &root.join("pt-b"), free_port())),
+                builder(&db)
+                    .limits(ferry_node::Limits {
+                        unlimited_sources: Vec::new(),
+                        ..ferry_node::Limits::client()
+                    })
+                    .bridge_server(bridge_server(&binary, &root.join("pt-b"), free_port())),
                 &db,
             )
             .await;
