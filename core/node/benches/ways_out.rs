@@ -25,9 +25,8 @@ use ferry_node::ExportFilter;
 use support::{ways::Way, *};
 
 const LATENCY_SAMPLES: usize = 200;
-/// Messages in the bulk run. 10 000 took over ten minutes on QUIC alone
-/// (the node paces bulk delivery, see BENCHMARKS.md), so the transfer runs
-/// 2 000 and the bundle 10 000.
+/// Messages in the bulk run (10 000 were tried first: BENCHMARKS.md says
+/// why the reported runs use 2 000).
 const BULK: usize = 2_000;
 const BUNDLE: usize = 10_000;
 const BULK_DEADLINE: Duration = Duration::from_secs(300);

@@ -23,8 +23,13 @@ use ferry_transports::{pipe::PipeTransport, pt};
 use futures::StreamExt as _;
 use hkdf::Hkdf;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, gossipsub, identity::Keypair, mdns, relay, request_response,
-    swarm::SwarmEvent,
+    Multiaddr, PeerId, Swarm, gossipsub,
+    identity::Keypair,
+    mdns, relay, request_response,
+    swarm::{
+        SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
 };
 use rand::{SeedableRng as _, rngs::StdRng};
 use sha2::Sha256;
@@ -212,6 +217,9 @@ pub(crate) struct Driver {
     advertise_local_addresses: bool,
     /// mDNS answers not dialled for their address.
     mdns_refused: u64,
+    /// LAN peers to dial if they have not dialed us first (see
+    /// `dial_lan_peers_due`), bounded by [`MAX_MDNS_LATER`].
+    mdns_later: Vec<(PeerId, Multiaddr, tokio::time::Instant)>,
     /// Attached links and pluggable-transport processes.
     ways: WaysOut,
 }
@@ -371,6 +379,7 @@ impl Driver {
             mdns_auto_dial: config.mdns_auto_dial,
             advertise_local_addresses: config.advertise_local_addresses,
             mdns_refused: 0,
+            mdns_later: Vec::new(),
             ways: WaysOut::new(links, pt_events_rx, supervisors),
         };
         if let Some(pt) = &config.pt_client {
@@ -667,6 +676,7 @@ impl Driver {
     /// Once a second: collapsed refusal reports, owed redeliveries and
     /// publish flushes.
     fn housekeeping(&mut self) {
+        self.dial_lan_peers_due();
         let refusals: Vec<_> = self.refusals.drain().collect();
         for ((peer, reason), envelopes) in refusals {
             self.emit(NodeEvent::QuotaRejected {
@@ -1071,7 +1081,19 @@ impl Driver {
                     // Dialling a stranger tells it we run Ferry: only on
                     // request, or to peers the user trusts.
                     if self.mdns_auto_dial || self.trusted.contains(&peer) {
-                        let _ = self.swarm.dial(address);
+                        // Both ends hear each other's announcement at once.
+                        // If both dialed, from their listening ports the
+                        // two SYNs would make one TCP connection on which
+                        // both run Noise's initiator (both fail), and on
+                        // fresh ports two connections whose first messages
+                        // were lost. So the smaller ID dials now and the
+                        // other only if no connection came within 3 s.
+                        if self.swarm.local_peer_id().to_bytes() < peer.to_bytes() {
+                            self.dial_lan_peer(peer, address);
+                        } else if self.mdns_later.len() < MAX_MDNS_LATER {
+                            let due = tokio::time::Instant::now() + Duration::from_secs(3);
+                            self.mdns_later.push((peer, address, due));
+                        }
                     } else {
                         self.emit(NodeEvent::PeerDiscovered { peer, address });
                     }
@@ -1080,6 +1102,31 @@ impl Driver {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Dials a peer mDNS found (from a fresh port, see the caller).
+    fn dial_lan_peer(&mut self, peer: PeerId, address: Multiaddr) {
+        let _ = self.swarm.dial(
+            DialOpts::peer_id(peer)
+                .addresses(vec![address])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .allocate_new_port()
+                .build(),
+        );
+    }
+
+    /// Dials the LAN peers that had to wait and are still not connected.
+    fn dial_lan_peers_due(&mut self) {
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.mdns_later)
+            .into_iter()
+            .partition(|(_, _, at)| *at <= now);
+        self.mdns_later = later;
+        for (peer, address, _) in due {
+            if !self.swarm.is_connected(&peer) {
+                self.dial_lan_peer(peer, address);
+            }
+        }
     }
 
     fn on_gossip(
@@ -1544,6 +1591,9 @@ impl Driver {
         }
     }
 }
+
+/// LAN peers waiting for their deferred mDNS dial, at most.
+const MAX_MDNS_LATER: usize = 64;
 
 /// The quota account every imported bundle is charged to: one carrier's
 /// stick cannot take more of the store than one stranger.

@@ -52,7 +52,12 @@ async fn swap_codes(me: &TestNode, mine: &str, theirs: &str) -> ferry_node::Iden
         &me.node.contact_code().await.unwrap(),
     );
     let code = get(&format!("{theirs}.code"), 30).await;
-    me.node.add_contact(&code).await.unwrap()
+    let them = me.node.add_contact(&code).await.unwrap();
+    // Messages from someone not (yet) a contact are not opened: both must
+    // have added the other before either sends.
+    put(&format!("{mine}.added"), "1");
+    get(&format!("{theirs}.added"), 30).await;
+    them
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -505,3 +505,48 @@ async fn a_websocket_frame_header_cannot_make_the_node_reserve_its_length() {
     );
     assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
 }
+
+#[test]
+fn transport_misconfigurations_are_refused_at_build_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = ferry_node::Node::builder()
+        .storage(dir.path(), "p")
+        .bridges(PtClientConfig {
+            binary: "/nonexistent/obfs4proxy".into(),
+            state_dir: dir.path().join("pt"),
+            bridges: vec![],
+        })
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&missing, ferry_node::ConfigError::PluggableTransport(m) if m.contains("/nonexistent/obfs4proxy")),
+        "{missing}"
+    );
+    let no_bridge = ferry_node::Node::builder()
+        .storage(dir.path(), "p")
+        .bridges(PtClientConfig {
+            binary: "sh".into(),
+            state_dir: dir.path().join("pt"),
+            bridges: vec![],
+        })
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&no_bridge, ferry_node::ConfigError::PluggableTransport(m) if m.contains("no bridge line")),
+        "{no_bridge}"
+    );
+    // A bridge line with a mistyped certificate never becomes a config.
+    let bad = "obfs4 203.0.113.5:443 cert=tooshort iat-mode=0"
+        .parse::<ferry_node::transports::pt::BridgeLine>()
+        .unwrap_err();
+    assert!(bad.to_string().contains("cert="), "{bad}");
+    let ws_without_websocket = ferry_node::Node::builder()
+        .storage(dir.path(), "p")
+        .listen_on("/ip4/0.0.0.0/tcp/443/tls/ws".parse().unwrap())
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        ws_without_websocket,
+        ferry_node::ConfigError::Listen { .. }
+    ));
+}
