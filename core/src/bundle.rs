@@ -144,6 +144,16 @@ pub fn encode<R: CryptoRng + ?Sized>(
     Ok(out)
 }
 
+/// The one-time key named in a bundle's header, without any check of the
+/// rest (for the exporter's report; importers use [`decode`]).
+pub fn signer_key(bytes: &[u8]) -> Option<[u8; 32]> {
+    let rest = bytes.strip_prefix(MAGIC.as_slice())?;
+    let (len, rest) = rest.split_first_chunk::<4>()?;
+    let header = rest.get(..u32::from_be_bytes(*len) as usize)?;
+    let header = proto::decode::<BundleHeader>(header).ok()?;
+    header.signer_key.as_slice().try_into().ok()
+}
+
 /// Checks everything about `bytes` that concerns the bundle as a whole
 /// (magic, header, limits, every record's length, digest, signature)
 /// and returns its envelopes, unchecked as envelopes.

@@ -31,6 +31,7 @@ fn a_bundle_round_trips() {
     let bytes = bundle();
     let decoded = decode(&bytes, BundleLimits::default()).unwrap();
     assert_eq!(decoded.created_at, 1_700_000_000);
+    assert_eq!(signer_key(&bytes), Some(decoded.key));
     let got: Vec<Vec<u8>> = decoded.envelopes.iter().map(|e| e.to_vec()).collect();
     assert_eq!(got, sample());
     // A fresh key each time: two bundles of the same envelopes differ.
