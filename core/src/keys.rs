@@ -54,9 +54,25 @@ impl IdentityKey {
 }
 
 impl fmt::Debug for IdentityKey {
+    /// A label that tells keys apart within this process and links to
+    /// nothing outside it: a keyed hash under a key drawn at random once
+    /// per process, so two runs' logs (or a leaked log and a seized
+    /// contact list) cannot be matched by it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("IdentityKey(..)")
+        write!(f, "IdentityKey(~{})", debug_label(&self.to_bytes()))
     }
+}
+
+/// Eight hex digits of a keyed hash of `bytes` under a per-process random
+/// key (std's randomly seeded SipHash; see `IdentityKey`'s `Debug`).
+fn debug_label(bytes: &[u8]) -> String {
+    use std::hash::BuildHasher as _;
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let hash = KEY
+        .get_or_init(std::collections::hash_map::RandomState::new)
+        .hash_one(bytes);
+    format!("{:08x}", hash >> 32)
 }
 
 /// A 32-byte Curve25519 / X25519 public key (Olm identity, prekeys, request key).

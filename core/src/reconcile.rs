@@ -63,6 +63,19 @@ pub struct RoundOutcome {
     pub have: Vec<ContentId>,
     /// IDs the peer has and we lack (initiator only).
     pub need: Vec<ContentId>,
+    /// Ranges of our set (indices into [`IdSet::ids`], end exclusive) whose
+    /// fingerprint the peer's message matched: the peer holds all of them.
+    pub matched: Vec<(usize, usize)>,
+    /// IDs that both our set and an ID list in the peer's message hold.
+    pub common: Vec<ContentId>,
+}
+
+impl RoundOutcome {
+    /// Whether the peer's message showed it holds `id`, the ID at index
+    /// `index` of our set.
+    pub fn peer_holds(&self, id: &ContentId, index: usize) -> bool {
+        self.matched.iter().any(|&(s, e)| (s..e).contains(&index)) || self.common.contains(id)
+    }
 }
 
 /// A sorted, deduplicated set of IDs with prefix sums for O(1) fingerprints.
@@ -259,6 +272,9 @@ impl IdSet {
                 Some(Payload::Fingerprint(theirs)) => {
                     let ours = self.fingerprint(start, end);
                     if ours.digest == theirs.digest && ours.count == theirs.count {
+                        if end > start {
+                            outcome.matched.push((start, end));
+                        }
                         push_skip(&mut out, upper);
                     } else {
                         self.describe(start, end, upper, &mut out);
@@ -270,6 +286,14 @@ impl IdSet {
                         .filter_map(|c| ContentId::try_from(c).ok())
                         .collect();
                     let ours = self.slice(start, end);
+                    // Theirs into ours (sorted): O(m log n) whatever the
+                    // peer sends.
+                    outcome.common.extend(
+                        theirs
+                            .iter()
+                            .filter(|id| ours.binary_search(id).is_ok())
+                            .copied(),
+                    );
                     match role {
                         Role::Initiator => {
                             diff(ours, &theirs, &mut outcome.have, &mut outcome.need);

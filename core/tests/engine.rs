@@ -160,7 +160,7 @@ impl Net {
             .unwrap();
     }
 
-    fn send(&mut self, from: usize, to: usize, body: &[u8]) -> [u8; 16] {
+    fn send(&mut self, from: usize, to: usize, body: &[u8]) -> ferry_core::engine::MessageId {
         let to = self.id(to);
         let now = self.now;
         let id = self.nodes[from].engine.send(&to, body, now).unwrap();
@@ -266,7 +266,7 @@ impl Net {
             .collect()
     }
 
-    fn receipts(&self, node: usize) -> Vec<[u8; 16]> {
+    fn receipts(&self, node: usize) -> Vec<ferry_core::engine::MessageId> {
         self.nodes[node]
             .events
             .iter()
@@ -787,4 +787,157 @@ fn resync_waits_for_the_running_round() {
     let b = &mut net.nodes[1].engine;
     b.handle(Input::Resync { peer: PeerId(0) }, now).unwrap();
     assert_eq!(frames(b), 0);
+}
+
+/// The stored status of node `node`'s message `id`.
+fn status(
+    net: &Net,
+    node: usize,
+    id: &ferry_core::engine::MessageId,
+) -> Option<ferry_core::engine::MessageStatus> {
+    net.nodes[node]
+        .engine
+        .message_status(id)
+        .unwrap()
+        .map(|r| r.status)
+}
+
+/// A sent message is Queued, becomes Carried when a reconciliation round
+/// shows the relay holds it, whichever side of the link starts rounds,
+/// then Delivered; nothing moves it back.
+#[test]
+fn message_status_follows_the_message_on_both_sides_of_a_round() {
+    use ferry_core::engine::MessageStatus;
+    for sender_starts_rounds in [true, false] {
+        let (s, b, r) = (0, 1, 2);
+        let mut net = Net::new(3, EngineConfig::default());
+        net.introduce(s, b);
+        if sender_starts_rounds {
+            net.connect(s, r);
+        } else {
+            net.connect(r, s);
+        }
+        // Gossip hands it to R, but gossip says nothing back.
+        let id = net.send(s, b, b"hello");
+        assert_eq!(status(&net, s, &id), Some(MessageStatus::Queued));
+        // A round (started by whichever side starts them) shows R holds it.
+        let (starter, other) = if sender_starts_rounds { (s, r) } else { (r, s) };
+        let now = net.now;
+        net.nodes[starter]
+            .engine
+            .handle(
+                Input::Resync {
+                    peer: PeerId(other as u64),
+                },
+                now,
+            )
+            .unwrap();
+        net.pump();
+        assert_eq!(
+            status(&net, s, &id),
+            Some(MessageStatus::Carried),
+            "sender starts rounds: {sender_starts_rounds}"
+        );
+        assert!(
+            net.nodes[s]
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Carried { message_id } if *message_id == id))
+        );
+        // R meets B, B's receipt comes back through R.
+        net.connect(r, b);
+        let (_, receipts) = EngineConfig::default().receipt_delay_secs;
+        for _ in 0..3 {
+            net.advance(receipts);
+        }
+        assert_eq!(net.receipts(s), vec![id]);
+        assert_eq!(status(&net, s, &id), Some(MessageStatus::Delivered));
+        // A later round cannot move a delivered message back.
+        let now = net.now;
+        net.nodes[starter]
+            .engine
+            .handle(
+                Input::Resync {
+                    peer: PeerId(other as u64),
+                },
+                now,
+            )
+            .unwrap();
+        net.pump();
+        assert_eq!(status(&net, s, &id), Some(MessageStatus::Delivered));
+    }
+}
+
+/// A message that never reaches anyone is Queued, then Expired; one whose
+/// envelope the relay never got is not Carried.
+#[test]
+fn message_status_expires_and_is_not_carried_by_a_peer_that_lacks_it() {
+    use ferry_core::engine::MessageStatus;
+    let (s, b, r) = (0, 1, 2);
+    let mut net = Net::new(3, EngineConfig::default());
+    net.introduce(s, b);
+    let id = net.send(s, b, b"alone");
+    // R connects as the round starter and holds something else entirely.
+    net.introduce(r, b);
+    net.send(r, b, b"other");
+    net.links.insert((s, r));
+    let now = net.now;
+    // No gossip: only the round. The sender answers; R's set lacks ours.
+    net.nodes[r]
+        .engine
+        .handle(
+            Input::PeerUp {
+                peer: PeerId(s as u64),
+                trusted: false,
+                initiator: true,
+                source: SourceId(s as u64),
+            },
+            now,
+        )
+        .unwrap();
+    net.nodes[s]
+        .engine
+        .handle(
+            Input::PeerUp {
+                peer: PeerId(r as u64),
+                trusted: false,
+                initiator: false,
+                source: SourceId(r as u64),
+            },
+            now,
+        )
+        .unwrap();
+    // The first frame of R's round alone: our envelope is not in its set.
+    let frame = loop {
+        match net.nodes[r].engine.poll_output() {
+            Some(Output::SendFrame { bytes, .. }) => break bytes,
+            Some(_) => continue,
+            None => panic!("no reconciliation frame"),
+        }
+    };
+    net.nodes[s]
+        .engine
+        .handle(
+            Input::Frame {
+                from: PeerId(r as u64),
+                bytes: &frame,
+            },
+            now,
+        )
+        .unwrap();
+    assert_eq!(status(&net, s, &id), Some(MessageStatus::Queued));
+    net.links.remove(&(s, r));
+    net.nodes[s]
+        .engine
+        .handle(
+            Input::PeerDown {
+                peer: PeerId(r as u64),
+            },
+            now,
+        )
+        .unwrap();
+    while net.nodes[s].engine.poll_output().is_some() {}
+    let ttl = EngineConfig::default().message_ttl_secs;
+    net.advance(ttl + 3600);
+    assert_eq!(status(&net, s, &id), Some(MessageStatus::Expired));
 }

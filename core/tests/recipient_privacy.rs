@@ -43,7 +43,7 @@ struct Net {
     seen_by_r: Record,
     /// Every sync frame between any two nodes: (from, to, frame).
     frames: Vec<(usize, usize, v1::SyncFrame)>,
-    receipts: Vec<[u8; 16]>,
+    receipts: Vec<ferry_core::engine::MessageId>,
     /// The last envelope gossiped to S, and the one that carried S's
     /// receipt (S's `Delivered` event follows the envelope that caused it).
     last_to_s: Option<[u8; 32]>,
@@ -256,7 +256,7 @@ impl Net {
 
 /// S sends V one message through R while Y and Z listen; Z then leaves with
 /// its copy. Returns the net and the message's content ID.
-fn deliver_one() -> (Net, [u8; 32], [u8; 16]) {
+fn deliver_one() -> (Net, [u8; 32], ferry_core::engine::MessageId) {
     let mut net = Net::new(5);
     net.introduce(S, V);
     for x in [S, V, Y, Z] {

@@ -147,7 +147,7 @@ pub(crate) struct World {
     generation: u64,
     rng: StdRng,
     /// message ID → index into `messages`.
-    by_message_id: HashMap<[u8; 16], usize>,
+    by_message_id: HashMap<ferry_core::engine::MessageId, usize>,
     pub(crate) metrics: Metrics,
 }
 

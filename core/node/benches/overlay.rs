@@ -138,7 +138,7 @@ async fn run_ferry(n: usize) {
     let base = rss_bytes();
     let root = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
-    let received: Arc<Mutex<HashMap<[u8; 16], Instant>>> = Arc::default();
+    let received: Arc<Mutex<HashMap<ferry_node::MessageId, Instant>>> = Arc::default();
     for i in 0..n {
         let config = Node::builder()
             .storage(root.path().join(format!("n{i}")), "bench")

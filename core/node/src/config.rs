@@ -389,6 +389,7 @@ pub struct NodeConfig {
     pub(crate) gossip: GossipParams,
     pub(crate) limits: Limits,
     pub(crate) event_queue: usize,
+    pub(crate) keep_history: bool,
     pub(crate) display_name: Option<String>,
     pub(crate) resync_interval: Duration,
     pub(crate) redial_interval: Duration,
@@ -577,6 +578,7 @@ pub struct NodeBuilder {
     gossip: Option<GossipParams>,
     limits: Option<Limits>,
     event_queue: usize,
+    keep_history: bool,
     display_name: Option<String>,
     resync_interval: Duration,
     redial_interval: Duration,
@@ -621,6 +623,7 @@ impl Default for NodeBuilder {
             gossip: None,
             limits: None,
             event_queue: 1024,
+            keep_history: true,
             display_name: None,
             resync_interval: Duration::from_secs(60),
             redial_interval: Duration::from_secs(10),
@@ -805,8 +808,19 @@ impl NodeBuilder {
         self
     }
 
-    /// Capacity of the event queue (default 1024); when the app falls
-    /// behind, events are dropped and counted in [`crate::NodeEvent::Lagged`].
+    /// Whether the node keeps the conversation history (default: on): every
+    /// message sent and received, encrypted at rest in the store, read
+    /// back with [`crate::Node::messages`]. Turn it off only if the app
+    /// keeps its own (then bodies live only in the app's database and
+    /// [`crate::Node::message_status`] still works).
+    pub fn keep_history(mut self, keep: bool) -> Self {
+        self.keep_history = keep;
+        self
+    }
+
+    /// Capacity of the event queue (default 1024, at least 16); when the app
+    /// falls behind, events are dropped and counted in
+    /// [`crate::NodeEvent::Lagged`].
     pub fn event_queue(mut self, capacity: usize) -> Self {
         self.event_queue = capacity;
         self
@@ -982,6 +996,7 @@ impl NodeBuilder {
             gossip: g,
             limits,
             event_queue: self.event_queue,
+            keep_history: self.keep_history,
             display_name: self.display_name,
             resync_interval: self.resync_interval,
             redial_interval: self.redial_interval,

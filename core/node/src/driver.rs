@@ -13,8 +13,8 @@ use std::{
 };
 
 use ferry_core::{
-    crypto::{Pairing, PairingOutcome, PairingRole, Trust},
-    engine::{self, Engine, Event, Input, Output, Verdict},
+    crypto::{Pairing, PairingOutcome, PairingRole, Trust, tags::ContentId},
+    engine::{self, Engine, Event, FailReason, Input, MessageStatus, Output, StoreOp, Verdict},
     identity::Identity,
     keys::IdentityKey,
 };
@@ -49,7 +49,7 @@ use crate::{
     ways_out::WaysOut,
 };
 
-type FerryEngine = Engine<SledStore, StdRng>;
+pub(crate) type FerryEngine = Engine<SledStore, StdRng>;
 
 /// Envelopes waiting for a gossip peer (published while nobody was
 /// subscribed); beyond this, reconciliation on the next link carries them.
@@ -209,6 +209,10 @@ pub(crate) struct Driver {
     redial_interval: Duration,
     /// The engine's default message lifetime.
     engine_ttl: u64,
+    /// Whether sent and received messages go into the history.
+    keep_history: bool,
+    /// Dials waiting for their connection to come up or fail.
+    pending_dials: HashMap<libp2p::swarm::ConnectionId, crate::node::Reply<PeerId>>,
     /// Whether this node is a relay.
     relay: bool,
     /// Whether peers mDNS finds are dialled.
@@ -375,6 +379,8 @@ impl Driver {
             resync_interval: config.resync_interval,
             redial_interval: config.redial_interval,
             engine_ttl: config.engine.message_ttl_secs,
+            keep_history: config.keep_history,
+            pending_dials: HashMap::new(),
             relay: config.role == crate::config::Role::Relay,
             mdns_auto_dial: config.mdns_auto_dial,
             advertise_local_addresses: config.advertise_local_addresses,
@@ -520,6 +526,21 @@ impl Driver {
                         self.shutdown();
                         self.ways.shutdown().await;
                         let _ = reply.send(());
+                        return;
+                    }
+                    Some(Command::Wipe { reply }) => {
+                        self.shutdown();
+                        self.ways.shutdown().await;
+                        let engine = self.engine;
+                        drop(self.swarm);
+                        // The keys go first (see `ferry_store::WipeStep`).
+                        let result = tokio::task::spawn_blocking(move || {
+                            engine.into_store().wipe()
+                        })
+                        .await
+                        .map_err(|e| NodeError::Network(e.to_string()))
+                        .and_then(|r| r.map_err(NodeError::from));
+                        let _ = reply.send(result);
                         return;
                     }
                     Some(command) => self.on_command(command),
@@ -706,7 +727,7 @@ impl Driver {
 
     /// Carries out every queued engine output; `from` is the peer whose
     /// input caused them, if any.
-    fn drain_outputs(&mut self, from: Option<PeerId>) {
+    pub(crate) fn drain_outputs(&mut self, from: Option<PeerId>) {
         while let Some(output) = self.engine.poll_output() {
             match output {
                 Output::Publish { content_id, bytes } => {
@@ -730,7 +751,21 @@ impl Driver {
                     }
                 }
                 Output::Deliver(d) => {
-                    debug!(message = %short(&d.message_id), "message delivered to app");
+                    debug!(message = %short(d.message_id.as_bytes()), "message delivered to app");
+                    if self.keep_history {
+                        // Before the app hears of it: a crash in between
+                        // hands the message out again from the inbox, and
+                        // the history ignores the second copy.
+                        let op = StoreOp::PutHistory {
+                            contact: d.from.to_bytes(),
+                            message_id: d.message_id,
+                            outgoing: false,
+                            record: crate::app_data::encode_record(d.sent_at, unix_now(), &d.body),
+                        };
+                        if let Err(error) = self.engine.commit_history(vec![op]) {
+                            warn!(%error, "could not keep a received message in the history");
+                        }
+                    }
                     let redelivery = d.redelivery;
                     let event = NodeEvent::Message(ReceivedMessage {
                         from: d.from,
@@ -750,10 +785,28 @@ impl Driver {
                 Output::Event(event) => {
                     let event = match event {
                         Event::Delivered { message_id } => {
-                            debug!(message = %short(&message_id), "receipt");
-                            NodeEvent::Delivered { message_id }
+                            debug!(message = %short(message_id.as_bytes()), "receipt");
+                            NodeEvent::MessageStatus {
+                                message_id,
+                                status: MessageStatus::Delivered,
+                            }
                         }
-                        Event::Expired { message_id } => NodeEvent::Expired { message_id },
+                        Event::Expired { message_id } => NodeEvent::MessageStatus {
+                            message_id,
+                            status: MessageStatus::Expired,
+                        },
+                        Event::Sent { message_id } => NodeEvent::MessageStatus {
+                            message_id,
+                            status: MessageStatus::Sent,
+                        },
+                        Event::Carried { message_id } => NodeEvent::MessageStatus {
+                            message_id,
+                            status: MessageStatus::Carried,
+                        },
+                        Event::Failed { message_id, reason } => NodeEvent::MessageStatus {
+                            message_id,
+                            status: MessageStatus::Failed(reason),
+                        },
                         Event::ContactRequest {
                             card,
                             introduction,
@@ -765,7 +818,10 @@ impl Driver {
                             existing,
                             keys_changed,
                         },
-                        Event::Unreadable { message_id } => NodeEvent::Unreadable { message_id },
+                        Event::Unreadable { message_id } => NodeEvent::MessageStatus {
+                            message_id,
+                            status: MessageStatus::Failed(FailReason::Unreadable),
+                        },
                         Event::KeyChanged {
                             contact,
                             was_verified,
@@ -809,6 +865,11 @@ impl Driver {
             Ok(_) => {
                 self.counts.gossip_published += 1;
                 trace!("published");
+                if let Ok(id) = ContentId::try_from(id.as_slice())
+                    && let Err(error) = self.engine.mark_sent(&id, unix_now())
+                {
+                    warn!(%error, "could not record a message as sent");
+                }
             }
             // Gossip already has it (it came in by gossip, or went out
             // before): nothing is lost.
@@ -891,7 +952,12 @@ impl Driver {
                 connection_id,
                 endpoint,
                 ..
-            } => self.ways.established(*connection_id, *peer_id, endpoint),
+            } => {
+                if let Some(reply) = self.pending_dials.remove(connection_id) {
+                    let _ = reply.send(Ok(*peer_id));
+                }
+                self.ways.established(*connection_id, *peer_id, endpoint)
+            }
             SwarmEvent::ConnectionClosed { connection_id, .. } => self.ways.closed(*connection_id),
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
@@ -957,8 +1023,15 @@ impl Driver {
                 self.emit(NodeEvent::PeerDown { peer: peer_id });
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event)?,
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                error,
+                connection_id,
+            } => {
                 debug!(peer = ?peer_id.as_ref().map(short_peer), %error, "dial failed");
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(NodeError::Dial(error.to_string())));
+                }
             }
             _ => {}
         }
@@ -1376,12 +1449,20 @@ impl Driver {
                 reply,
             } => {
                 let ttl = options.ttl_secs.unwrap_or(self.engine_ttl);
+                let now = unix_now();
+                let keep = self.keep_history;
                 let result = self
                     .engine
-                    .send_with_ttl(&to, &body, ttl, unix_now())
+                    .send_recorded(&to, &body, ttl, now, |id| {
+                        if keep {
+                            vec![crate::app_data::sent_record(&to, id, now, &body)]
+                        } else {
+                            Vec::new()
+                        }
+                    })
                     .map_err(NodeError::from);
                 if let Ok(id) = &result {
-                    debug!(message = %short(id), "accepted for sending");
+                    debug!(message = %short(id.as_bytes()), "accepted for sending");
                 }
                 let _ = reply.send(result);
             }
@@ -1398,7 +1479,7 @@ impl Driver {
             } => {
                 let result = self
                     .issue_card(one_time_keys)
-                    .and_then(|card| card.to_code().map_err(|_| NodeError::InvalidCode));
+                    .and_then(|card| card.to_code().map_err(NodeError::from));
                 let _ = reply.send(result);
             }
             Command::ContactRequest {
@@ -1422,6 +1503,7 @@ impl Driver {
                         keyring.contact(key).map(|(card, trust)| ContactInfo {
                             identity: *key,
                             display_name: card.display_name().map(str::to_owned),
+                            nickname: keyring.nickname(key).map(str::to_owned),
                             verified: trust == Trust::Verified,
                         })
                     })
@@ -1436,12 +1518,19 @@ impl Driver {
                 );
             }
             Command::Dial { address, reply } => {
-                let _ = reply.send(
-                    self.swarm
-                        .dial(address)
-                        .map_err(|e| NodeError::Dial(e.to_string())),
-                );
+                let opts = libp2p::swarm::dial_opts::DialOpts::from(address);
+                let connection = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        // Answered when the connection is up or failed.
+                        self.pending_dials.insert(connection, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NodeError::Dial(e.to_string())));
+                    }
+                }
             }
+            Command::App(command) => self.on_app_command(command)?,
             Command::Disconnect { peer, reply } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
                 let _ = reply.send(Ok(()));
@@ -1527,11 +1616,24 @@ impl Driver {
                 let _ = reply.send(Ok(self.ways.attach(stream, label)));
             }
             Command::ExportEnvelopes { filter, reply } => {
-                let _ = reply.send(
-                    self.engine
-                        .export_envelopes(&filter, unix_now())
-                        .map_err(Into::into),
-                );
+                let result = self
+                    .engine
+                    .export_envelopes(&filter, unix_now())
+                    .map(|envelopes| {
+                        // Our own messages among them become `Sent` once the
+                        // file is written (see `Node::export_bundle`).
+                        let own = envelopes
+                            .iter()
+                            .filter_map(|bytes| {
+                                ferry_proto::decode::<ferry_proto::v1::Envelope>(bytes).ok()
+                            })
+                            .map(|e| ferry_core::crypto::tags::content_id_of(&e))
+                            .filter(|id| self.engine.own_message(id).is_some())
+                            .collect();
+                        (envelopes, own)
+                    })
+                    .map_err(Into::into);
+                let _ = reply.send(result);
             }
             Command::ImportEnvelopes { envelopes, reply } => {
                 let refs: Vec<&[u8]> = envelopes.iter().map(Vec::as_slice).collect();
@@ -1551,8 +1653,19 @@ impl Driver {
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
+            Command::Wipe { reply } => {
+                let _ = reply.send(Err(NodeError::Closed));
+            }
         }
         Ok(())
+    }
+
+    pub(crate) fn engine(&self) -> &FerryEngine {
+        &self.engine
+    }
+
+    pub(crate) fn engine_mut(&mut self) -> &mut FerryEngine {
+        &mut self.engine
     }
 
     fn stats(&self) -> NodeStats {
@@ -1567,6 +1680,7 @@ impl Driver {
             frames_sent: self.counts.frames_sent,
             connected_peers: self.swarm.connected_peers().count(),
             held_envelopes: self.engine.held_count(),
+            held_own: self.engine.held_own_count(),
             held_bytes: self.engine.held_bytes(),
             outbox: self.engine.outbox_len(),
             events_dropped: self.counts.events_dropped,

@@ -18,9 +18,24 @@ pub enum NodeError {
     /// A message could not be sealed or stored; nothing was sent.
     #[error(transparent)]
     Send(#[from] ferry_core::engine::SendError),
-    /// A contact code is malformed or its card badly signed.
-    #[error("invalid contact code")]
-    InvalidCode,
+    /// A contact code was refused; the reason says whether it is a typo
+    /// (checksum), not a Ferry code (prefix), too long, or a card that is
+    /// malformed or forged (signature).
+    #[error("invalid contact code: {0}")]
+    InvalidCode(#[from] ferry_core::contact::CodeError),
+    /// The identity is this node's own: it cannot be a contact or a
+    /// recipient.
+    #[error("that is this node's own identity")]
+    OwnIdentity,
+    /// A message body is over [`crate::MAX_MESSAGE_BODY`]; nothing was
+    /// stored.
+    #[error("message body of {len} bytes is over the limit of {max}")]
+    TooLarge {
+        /// The body's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A card could not be issued.
     #[error("cannot issue a card: {0}")]
     Card(#[from] ferry_core::identity::IssueCardError),

@@ -48,15 +48,16 @@ pub enum NodeEvent {
     },
     /// A message arrived.
     Message(ReceivedMessage),
-    /// A message we sent reached its recipient (end-to-end receipt).
-    Delivered {
+    /// A message we sent moved on: `Sent`, `Carried`, `Delivered` (the
+    /// recipient's node stored it; not that a person read it), `Expired`,
+    /// or `Failed` with the reason. The same status is stored
+    /// ([`crate::Node::message_status`]). Statuses only move forward; an
+    /// event lost to [`NodeEvent::Lagged`] can be read back from the store.
+    MessageStatus {
         /// Our message ID.
         message_id: MessageId,
-    },
-    /// A message we sent expired without a receipt.
-    Expired {
-        /// Our message ID.
-        message_id: MessageId,
+        /// Where it is now.
+        status: ferry_core::engine::MessageStatus,
     },
     /// Someone who holds our card asks to become a contact; accept with
     /// [`crate::Node::add_contact_card`].
@@ -70,12 +71,6 @@ pub enum NodeEvent {
         /// Whether we know this identity with other encryption keys
         /// (accepting would be a key change).
         keys_changed: bool,
-    },
-    /// A message we sent is presumed unreadable (its session was dropped
-    /// before a receipt came): send it again if it matters.
-    Unreadable {
-        /// Our message ID.
-        message_id: MessageId,
     },
     /// A contact's keys changed: they are no longer verified.
     KeyChanged {

@@ -16,6 +16,7 @@
 //!
 //! See ARCHITECTURE.md for the design and its trade-offs.
 
+mod app_data;
 mod behaviour;
 mod bundles;
 mod codec;
@@ -35,6 +36,7 @@ mod relay_limits;
 mod source;
 mod ways_out;
 
+pub use app_data::{MAX_PAGE, StoredMessage};
 pub use bundles::{BundleFileError, ExportReport, ImportReport};
 pub use config::{
     ConfigError, GossipParams, Limits, NetworkKey, NodeBuilder, NodeConfig, Role, TransportFactory,
@@ -46,21 +48,29 @@ pub use events::{EventStream, NodeEvent, ReceivedMessage};
 /// pluggable transports and bridge lines, attached links.
 pub use ferry_transports as transports;
 pub use gate::GateRefusals;
-pub use node::{ContactInfo, MAX_LINK_LABEL, Node, NodeStats, SendOptions};
+pub use node::{
+    ContactInfo, DIAL_TIMEOUT, MAX_LINK_LABEL, MAX_MESSAGE_BODY, MAX_NICKNAME, Node, NodeStats,
+    SendOptions,
+};
 pub use pairing_gate::{PairingRefusal, PairingRefusals};
 pub use ways_out::{PeerInfo, Route};
 
-/// Re-exports apps need alongside the node.
+/// Re-exports apps need alongside the node, including every error type a
+/// [`NodeError`] wraps, so causes can be matched with this crate alone.
 pub use ferry_core::{
     bundle::{BundleError, BundleLimits},
-    contact::ContactCard,
-    crypto::{ContactUpdate, ShortAuthString, Trust},
+    contact::{CardError, CodeError, ContactCard},
+    crypto::{ContactUpdate, PairingError, SealError, ShortAuthString, Trust},
     engine::{
-        EngineConfig, ExportFilter, ImportSummary, MessageId, Quotas, RejectReason, Strategy,
+        EngineConfig, EngineError, ExportFilter, FailReason, ImportSummary, InvalidMessageId,
+        MessageId, MessageStatus, Quotas, RejectReason, SendError, Strategy,
     },
+    identity::IssueCardError,
     keys::IdentityKey,
+    safety::SafetyNumber,
 };
-pub use ferry_store::KdfParams;
+pub use ferry_store::{KdfParams, LOCK_WAIT, StoreError};
+pub use ferry_transports::pt::PtError;
 pub use libp2p::{Multiaddr, PeerId};
 
 #[doc(hidden)]

@@ -13,9 +13,14 @@ use ferry_core::{
 use ferry_transports::{pipe::LinkId, pt::BridgeLine};
 
 use crate::{
+    app_data::{AppCommand, StoredMessage},
     bundles::{ExportReport, ImportReport},
     ways_out::PeerInfo,
 };
+use ferry_core::engine::MessageStatus;
+
+/// The longest nickname [`Node::rename_contact`] accepts, in bytes.
+pub const MAX_NICKNAME: usize = 64;
 use libp2p::{Multiaddr, PeerId};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -34,11 +39,30 @@ use crate::{
 pub struct ContactInfo {
     /// Their identity key.
     pub identity: IdentityKey,
-    /// The display name on their card, if any.
+    /// The display name on their card, if any (chosen by them).
     pub display_name: Option<String>,
+    /// The user's own name for them ([`Node::rename_contact`]), if any.
+    pub nickname: Option<String>,
     /// Whether the user verified them (pairing or safety number).
     pub verified: bool,
 }
+
+impl ContactInfo {
+    /// The name to show: the user's nickname, else the card's display
+    /// name, else `None` (show the safety number or a short key).
+    pub fn name(&self) -> Option<&str> {
+        self.nickname.as_deref().or(self.display_name.as_deref())
+    }
+}
+
+/// The largest message body [`Node::send`] accepts, in bytes. A body is
+/// sealed into one envelope padded to at most 64 KiB; the rest of the
+/// envelope is the encryption's and the wire format's overhead (largest
+/// for a contact's first message, which starts a session).
+pub const MAX_MESSAGE_BODY: usize = 65_000;
+
+/// How long [`Node::dial`] waits for the connection before giving up.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Counters for observability and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,8 +85,12 @@ pub struct NodeStats {
     pub frames_sent: u64,
     /// Peers with a live connection.
     pub connected_peers: usize,
-    /// Envelopes in custody.
+    /// Envelopes in custody, ours included.
     pub held_envelopes: usize,
+    /// Our own envelopes among them (messages waiting for a receipt, our
+    /// receipts, contact requests). `held_envelopes - held_own` is what this
+    /// node carries for others: on a relay, whether it holds your message.
+    pub held_own: usize,
     /// Bytes of envelopes in custody.
     pub held_bytes: u64,
     /// Our messages waiting for a receipt.
@@ -144,6 +172,10 @@ pub(crate) enum Command {
     },
     Dial {
         address: Multiaddr,
+        reply: Reply<PeerId>,
+    },
+    App(crate::app_data::AppCommand),
+    Wipe {
         reply: Reply<()>,
     },
     Disconnect {
@@ -189,7 +221,7 @@ pub(crate) enum Command {
     },
     ExportEnvelopes {
         filter: ExportFilter,
-        reply: Reply<Vec<Vec<u8>>>,
+        reply: Reply<(Vec<Vec<u8>>, Vec<ferry_core::crypto::tags::ContentId>)>,
     },
     ImportEnvelopes {
         envelopes: Vec<Vec<u8>>,
@@ -211,7 +243,7 @@ pub const MAX_LINK_LABEL: usize = 128;
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use ferry_node::{Node, NodeEvent};
+/// use ferry_node::{MessageStatus, Node, NodeEvent};
 ///
 /// let config = Node::builder()
 ///     .storage("/tmp/ferry-alice", "passphrase")
@@ -224,7 +256,8 @@ pub const MAX_LINK_LABEL: usize = 128;
 /// let mut events = node.events().ok_or("events taken")?;
 /// while let Some(event) = events.next().await {
 ///     match event {
-///         NodeEvent::Delivered { message_id } if message_id == id => break,
+///         NodeEvent::MessageStatus { message_id, status: MessageStatus::Delivered }
+///             if message_id == id => break,
 ///         NodeEvent::Message(m) => { node.ack(m.message_id).await?; }
 ///         _ => {}
 ///     }
@@ -321,10 +354,15 @@ impl Node {
     /// is compared or the contact is paired).
     ///
     /// # Errors
-    /// [`NodeError::InvalidCode`] for a malformed or badly signed code.
+    /// [`NodeError::InvalidCode`] saying what is wrong with the code (a
+    /// typo, not a Ferry code, a forged card), [`NodeError::OwnIdentity`]
+    /// for our own code.
     pub async fn add_contact(&self, code: &str) -> Result<IdentityKey, NodeError> {
-        let card = ContactCard::from_code(code).map_err(|_| NodeError::InvalidCode)?;
+        let card = ContactCard::from_code(code)?;
         let key = *card.identity_key();
+        if key == self.identity {
+            return Err(NodeError::OwnIdentity);
+        }
         // A key change also arrives as `NodeEvent::KeyChanged`.
         let _update = self.add_contact_card(card, Trust::Unverified).await?;
         Ok(key)
@@ -339,6 +377,9 @@ impl Node {
         card: ContactCard,
         trust: Trust,
     ) -> Result<ContactUpdate, NodeError> {
+        if *card.identity_key() == self.identity {
+            return Err(NodeError::OwnIdentity);
+        }
         self.call(|reply| Command::AddContact {
             card: Box::new(card),
             trust,
@@ -353,6 +394,166 @@ impl Node {
     /// [`NodeError::Closed`].
     pub async fn contacts(&self) -> Result<Vec<ContactInfo>, NodeError> {
         self.call(|reply| Command::Contacts { reply }).await
+    }
+
+    /// Removes a contact: its keys and sessions are forgotten (messages from
+    /// it can no longer be opened). Our messages to it that are still
+    /// travelling cannot be recalled; they become
+    /// `Failed(ContactRemoved)`. The conversation stays in the history
+    /// until [`Node::delete_conversation`]. Returns `false` if it was not a
+    /// contact.
+    ///
+    /// # Errors
+    /// [`NodeError::Engine`] if saving fails, [`NodeError::Closed`].
+    pub async fn remove_contact(&self, contact: &IdentityKey) -> Result<bool, NodeError> {
+        let contact = *contact;
+        self.call(|reply| Command::App(AppCommand::RemoveContact { contact, reply }))
+            .await
+    }
+
+    /// Sets the user's own name for a contact (`None` clears it); it is
+    /// kept encrypted in the store and never sent. Returns `false` for an
+    /// unknown contact.
+    ///
+    /// # Errors
+    /// [`NodeError::InvalidArgument`] for a name over 64 bytes or with
+    /// control characters, [`NodeError::Engine`] if saving fails.
+    pub async fn rename_contact(
+        &self,
+        contact: &IdentityKey,
+        nickname: Option<&str>,
+    ) -> Result<bool, NodeError> {
+        if let Some(name) = nickname
+            && (name.len() > MAX_NICKNAME || name.chars().any(char::is_control))
+        {
+            return Err(NodeError::InvalidArgument(
+                "a nickname has at most 64 bytes and no control characters",
+            ));
+        }
+        let contact = *contact;
+        let nickname = nickname.filter(|n| !n.is_empty()).map(str::to_owned);
+        self.call(|reply| {
+            Command::App(AppCommand::Rename {
+                contact,
+                nickname,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Marks a contact verified, after the user compared the safety number
+    /// ([`Node::safety_number`]) with theirs in person or over a channel
+    /// they trust. A later key change drops it again (with
+    /// [`crate::NodeEvent::KeyChanged`]). Returns `false` for an unknown
+    /// contact.
+    ///
+    /// # Errors
+    /// [`NodeError::Engine`] if saving fails, [`NodeError::Closed`].
+    pub async fn mark_verified(&self, contact: &IdentityKey) -> Result<bool, NodeError> {
+        let contact = *contact;
+        self.call(|reply| Command::App(AppCommand::MarkVerified { contact, reply }))
+            .await
+    }
+
+    /// A page of the conversation with `contact`, newest first: up to
+    /// `limit` messages (at most 1000) stored before `before` (a
+    /// [`StoredMessage::seq`]; `None` for the newest). Sent messages carry
+    /// their status. Nothing is read from the network.
+    ///
+    /// The history holds what this node sent and received since it was
+    /// created with [`crate::NodeBuilder::keep_history`] on (the
+    /// default), encrypted at rest like everything in the store.
+    ///
+    /// # Errors
+    /// [`NodeError::Store`] if a record does not decrypt,
+    /// [`NodeError::Closed`].
+    pub async fn messages(
+        &self,
+        contact: &IdentityKey,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, NodeError> {
+        let contact = *contact;
+        self.call(|reply| {
+            Command::App(AppCommand::Messages {
+                contact,
+                before,
+                limit,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Deletes one message from the history (sent or received; a sent
+    /// message's status goes with it). A sent message still travelling is
+    /// not recalled. Returns `false` if it was not in the history.
+    ///
+    /// # Errors
+    /// [`NodeError::Store`], [`NodeError::Closed`].
+    pub async fn delete_message(&self, message_id: MessageId) -> Result<bool, NodeError> {
+        self.call(|reply| Command::App(AppCommand::DeleteMessage { message_id, reply }))
+            .await
+    }
+
+    /// Deletes the whole conversation with `contact` from the history;
+    /// returns how many messages went.
+    ///
+    /// # Errors
+    /// [`NodeError::Store`], [`NodeError::Closed`].
+    pub async fn delete_conversation(&self, contact: &IdentityKey) -> Result<usize, NodeError> {
+        let contact = *contact;
+        self.call(|reply| Command::App(AppCommand::DeleteConversation { contact, reply }))
+            .await
+    }
+
+    /// The status of a message we sent and when it was reached (our
+    /// clock, seconds); `None` for an ID this node did not send (or whose
+    /// history entry was deleted). Survives restarts.
+    ///
+    /// # Errors
+    /// [`NodeError::Engine`], [`NodeError::Closed`].
+    pub async fn message_status(
+        &self,
+        message_id: MessageId,
+    ) -> Result<Option<(MessageStatus, u64)>, NodeError> {
+        self.call(|reply| Command::App(AppCommand::Status { message_id, reply }))
+            .await
+    }
+
+    /// Destroys this node's keys and store, then stops it: the key file is
+    /// overwritten in place and synced first (from then on the passphrase
+    /// opens nothing), then removed, then the store's directory. Events
+    /// stop; every later call returns [`NodeError::Closed`]. For a panic
+    /// button that needs no passphrase (or a locked phone), see
+    /// [`Node::wipe_store`].
+    ///
+    /// # Errors
+    /// [`NodeError::Store`] if the file system refused a step (then call
+    /// [`Node::wipe_store`] on the directory to finish),
+    /// [`NodeError::Closed`] if the node had already stopped.
+    pub async fn wipe(&self) -> Result<(), NodeError> {
+        let result = self.call(|reply| Command::Wipe { reply }).await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        result
+    }
+
+    /// Destroys the store in `dir` without its passphrase: the panic
+    /// button. Works on a store no one has open, and on one a running node
+    /// holds (that node keeps its keys in memory until it stops, but
+    /// nothing on disk opens from the first step on). Blocking: call it
+    /// from a plain thread, or `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`NodeError::Store`]: `NotAStore` if `dir` holds no Ferry store
+    /// (nothing is touched), or a file-system refusal.
+    pub fn wipe_store(dir: impl AsRef<std::path::Path>) -> Result<(), NodeError> {
+        ferry_store::Wipe::of_closed(dir.as_ref())?.finish()?;
+        Ok(())
     }
 
     /// The safety number to compare with `contact` out of band.
@@ -378,12 +579,16 @@ impl Node {
         .await
     }
 
-    /// Sends `body` to a contact. Returns once the message is durably in
-    /// the outbox (it survives a crash); it then travels until a
-    /// [`crate::NodeEvent::Delivered`] receipt or expiry.
+    /// Sends `body` (at most [`MAX_MESSAGE_BODY`] bytes) to a contact.
+    /// Returns once the message is durably in the outbox and the history
+    /// (it survives a crash): its status is then `Queued`, and
+    /// [`crate::NodeEvent::MessageStatus`] reports each step after
+    /// (`Sent`, `Carried`, `Delivered`, or `Expired` / `Failed`).
     ///
     /// # Errors
-    /// [`NodeError`]; on error nothing was stored or sent.
+    /// [`NodeError::TooLarge`], [`NodeError::OwnIdentity`],
+    /// [`NodeError::Send`] with [`crate::SealError::UnknownContact`] for a
+    /// key that is not a contact; on error nothing was stored or sent.
     pub async fn send(&self, to: &IdentityKey, body: &[u8]) -> Result<MessageId, NodeError> {
         self.send_with(to, body, SendOptions::default()).await
     }
@@ -398,6 +603,15 @@ impl Node {
         body: &[u8],
         options: SendOptions,
     ) -> Result<MessageId, NodeError> {
+        if *to == self.identity {
+            return Err(NodeError::OwnIdentity);
+        }
+        if body.len() > MAX_MESSAGE_BODY {
+            return Err(NodeError::TooLarge {
+                len: body.len(),
+                max: MAX_MESSAGE_BODY,
+            });
+        }
         self.call(|reply| Command::Send {
             to: *to,
             body: body.to_vec(),
@@ -416,12 +630,26 @@ impl Node {
         self.call(|reply| Command::Ack { message_id, reply }).await
     }
 
-    /// Dials a peer.
+    /// Connects to a peer at `address` (with or without `/p2p/<peer id>`)
+    /// and returns its peer ID once the connection is up (encrypted and
+    /// authenticated). This is how two nodes connect directly: one gives
+    /// the other an address from its [`Node::listen_addrs`].
     ///
     /// # Errors
-    /// [`NodeError::Dial`] if the address cannot be dialled.
-    pub async fn dial(&self, address: Multiaddr) -> Result<(), NodeError> {
-        self.call(|reply| Command::Dial { address, reply }).await
+    /// [`NodeError::Dial`] if the connection failed (refused, unreachable,
+    /// no transport for the address — e.g. QUIC while QUIC is off —, a
+    /// different peer ID answered) or did not come up within
+    /// [`DIAL_TIMEOUT`].
+    pub async fn dial(&self, address: Multiaddr) -> Result<PeerId, NodeError> {
+        match tokio::time::timeout(
+            DIAL_TIMEOUT,
+            self.call(|reply| Command::Dial { address, reply }),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(NodeError::Dial("timed out".into())),
+        }
     }
 
     /// Closes every connection to a peer.
@@ -518,15 +746,24 @@ impl Node {
         path: impl AsRef<std::path::Path>,
         filter: ExportFilter,
     ) -> Result<ExportReport, NodeError> {
-        let envelopes = self
+        let (envelopes, own) = self
             .call(|reply| Command::ExportEnvelopes { filter, reply })
             .await?;
         let path = path.as_ref().to_path_buf();
         let now = crate::driver::unix_now();
-        tokio::task::spawn_blocking(move || crate::bundles::write(&path, &envelopes, now))
-            .await
-            .map_err(|e| NodeError::Network(e.to_string()))?
-            .map_err(NodeError::Bundle)
+        let report =
+            tokio::task::spawn_blocking(move || crate::bundles::write(&path, &envelopes, now))
+                .await
+                .map_err(|e| NodeError::Network(e.to_string()))?
+                .map_err(NodeError::Bundle)?;
+        // Written: our messages in it have left this device.
+        if !own.is_empty() {
+            self.commands
+                .send(Command::App(AppCommand::MarkSent { ids: own }))
+                .await
+                .map_err(|_| NodeError::Closed)?;
+        }
+        Ok(report)
     }
 
     /// Imports a sneakernet bundle: the whole file is checked first

@@ -264,7 +264,7 @@ async fn api_refuses_bad_input() {
     let a = spawn(root.path(), "a").await;
     assert!(matches!(
         a.node.add_contact("ferry1notacode").await,
-        Err(NodeError::InvalidCode)
+        Err(NodeError::InvalidCode(ferry_node::CodeError::Checksum))
     ));
     // Sending to a stranger fails and stores nothing.
     let stranger = spawn(root.path(), "s").await;

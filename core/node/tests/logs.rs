@@ -102,7 +102,7 @@ async fn trace_logs_hold_no_secrets() {
     }
     for (i, id) in ids.iter().enumerate() {
         // Logs carry 4-byte prefixes only.
-        forbidden.push((format!("full message id {i}"), hex(id)));
+        forbidden.push((format!("full message id {i}"), hex(id.as_bytes())));
     }
     for (what, needle) in &forbidden {
         assert!(

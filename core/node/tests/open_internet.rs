@@ -356,7 +356,11 @@ async fn churn_cannot_push_a_receipt_out_of_the_queue() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let mut delivered = false;
     while let Some(event) = events.try_next() {
-        if let NodeEvent::Delivered { message_id } = event {
+        if let NodeEvent::MessageStatus {
+            message_id,
+            status: ferry_node::MessageStatus::Delivered,
+        } = event
+        {
             delivered |= message_id == id;
         }
     }
@@ -824,17 +828,34 @@ async fn pending_dials_are_bounded() {
     // never speaks.
     let tarpit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = tarpit.local_addr().unwrap().port();
-    let mut refused = 0;
-    for _ in 0..max + 10 {
+    // All at once: `dial` answers when a connection is up or failed, so
+    // the dials beyond the limit are the ones refused at once (the others
+    // fail later, when the tarpit's handshake times out).
+    let dials = (0..max + 10).map(|_| {
         let peer = PeerId::random();
         let address: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}")
             .parse()
             .unwrap();
-        if node.node.dial(address).await.is_err() {
-            refused += 1;
+        let node = node.node.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let result = node.dial(address).await;
+            (result.is_err(), started.elapsed())
         }
-    }
-    assert_eq!(refused, 10, "dials beyond {max} pending are refused");
+    });
+    let outcomes = futures::future::join_all(dials).await;
+    let refused = outcomes
+        .iter()
+        .filter(|(failed, took)| *failed && *took < Duration::from_millis(500))
+        .count();
+    assert_eq!(
+        refused, 10,
+        "dials beyond {max} pending are refused at once"
+    );
+    assert!(
+        outcomes.iter().all(|(failed, _)| *failed),
+        "a tarpit never completes a handshake: every dial reports failure"
+    );
     drop(tarpit);
 }
 

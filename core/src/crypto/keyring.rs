@@ -275,6 +275,8 @@ pub(crate) struct Contact {
     /// one-time keys are ours alone. A card from a code or a request may
     /// have reached others too: its one-time keys are not used.
     pub(crate) private_card: bool,
+    /// The user's own name for the contact.
+    pub(crate) nickname: Option<String>,
 }
 
 impl Contact {
@@ -289,6 +291,7 @@ impl Contact {
             fallback_override: None,
             keys_outstanding: 0,
             private_card: false,
+            nickname: None,
         }
     }
 
@@ -489,6 +492,34 @@ impl Keyring {
             existing.trust = Trust::Verified;
         }
         Ok(ContactUpdate::Refreshed)
+    }
+
+    /// The user's own name for a contact, if set.
+    pub fn nickname(&self, key: &IdentityKey) -> Option<&str> {
+        self.contacts.get(key).and_then(|c| c.nickname.as_deref())
+    }
+
+    /// Sets (or clears, with `None`) the user's own name for a contact.
+    /// Returns `false` if the contact is unknown.
+    pub fn set_nickname(&mut self, key: &IdentityKey, nickname: Option<String>) -> bool {
+        self.contacts
+            .get_mut(key)
+            .map(|c| c.nickname = nickname)
+            .is_some()
+    }
+
+    /// Forgets a contact: its card, sessions and tags. Messages from it
+    /// can no longer be opened; receipts for ours can no longer be
+    /// matched. Returns `false` if it was not a contact.
+    pub fn remove_contact(&mut self, key: &IdentityKey) -> bool {
+        if self.contacts.remove(key).is_none() {
+            return false;
+        }
+        for table in self.tag_cache.values_mut() {
+            table.retain(|_, owner| !matches!(owner, TagOwner::Contact(k) if k == key));
+        }
+        self.top_ups_due.retain(|(k, _)| k != key);
+        true
     }
 
     /// Marks a contact verified after the user compared safety numbers.

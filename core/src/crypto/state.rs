@@ -66,6 +66,9 @@ struct ContactState {
     private_card: bool,
     #[prost(uint32, tag = "8")]
     keys_outstanding: u32,
+    /// The user's own name for the contact (empty: none).
+    #[prost(string, tag = "9")]
+    nickname: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -133,6 +136,7 @@ impl Keyring {
                     .map(|k| k.as_bytes().to_vec())
                     .unwrap_or_default(),
                 private_card: c.private_card,
+                nickname: c.nickname.clone().unwrap_or_default(),
                 keys_outstanding: c.keys_outstanding,
             })
             .collect();
@@ -237,6 +241,7 @@ impl Keyring {
                 .map_err(bad)?;
             contact.fallback_override = key32(&c.fallback_override).ok();
             contact.private_card = c.private_card;
+            contact.nickname = Some(c.nickname.clone()).filter(|n| !n.is_empty());
             contact.keys_outstanding = c.keys_outstanding.min(MAX_TOPPED_UP_PER_CONTACT);
             keyring
                 .contacts

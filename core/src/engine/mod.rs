@@ -43,6 +43,7 @@
 
 mod bundles;
 mod outbox;
+mod status;
 mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -53,6 +54,7 @@ use thiserror::Error;
 
 pub use self::bundles::{ExportFilter, ImportSummary};
 use self::outbox::OutboxRecord;
+pub use self::status::{FailReason, InvalidMessageId, MessageId, MessageStatus, StatusRecord};
 pub use self::store::{Custody, Loaded, MemoryStore, Store, StoreOp, apply};
 use crate::{
     contact::ContactCard,
@@ -114,9 +116,6 @@ pub struct PeerId(pub u64);
 /// peer that reconnects under a fresh PeerId does not get a fresh quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct SourceId(pub u64);
-
-/// A message ID: 16 random bytes chosen by the sender.
-pub type MessageId = [u8; 16];
 
 /// How new messages are routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,7 +246,7 @@ impl Delivery {
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(56 + self.body.len());
         out.extend_from_slice(&self.from.to_bytes());
-        out.extend_from_slice(&self.message_id);
+        out.extend_from_slice(&self.message_id.0);
         out.extend_from_slice(&self.sent_at.to_be_bytes());
         out.extend_from_slice(&self.body);
         out
@@ -259,7 +258,7 @@ impl Delivery {
         let (sent_at, body) = rest.split_first_chunk::<8>()?;
         Some(Self {
             from: IdentityKey::from_bytes(from).ok()?,
-            message_id: *message_id,
+            message_id: MessageId(*message_id),
             sent_at: u64::from_be_bytes(*sent_at),
             body: body.to_vec(),
             redelivery: true,
@@ -287,6 +286,24 @@ pub enum Event {
     Expired {
         /// Our message ID.
         message_id: MessageId,
+    },
+    /// A message we sent left this device (see [`MessageStatus::Sent`]).
+    Sent {
+        /// Our message ID.
+        message_id: MessageId,
+    },
+    /// A peer holds a message we sent (see [`MessageStatus::Carried`]).
+    Carried {
+        /// Our message ID.
+        message_id: MessageId,
+    },
+    /// A message we sent failed for a reason other than
+    /// [`Event::Unreadable`] (which keeps its own event).
+    Failed {
+        /// Our message ID.
+        message_id: MessageId,
+        /// Why.
+        reason: FailReason,
     },
     /// Someone who has our card asks to become a contact.
     ContactRequest {
@@ -461,6 +478,9 @@ struct PeerState {
     /// When our current reconciliation round started (initiator only;
     /// `None` once it completed).
     round_started: Option<u64>,
+    /// The set our current round started from (initiator only): what the
+    /// peer does not list as missing from it, it holds.
+    round_set: Option<std::sync::Arc<IdSet>>,
     /// Reconciliation in progress (we are the initiator): what we learned.
     have: Vec<ContentId>,
     need: Vec<ContentId>,
@@ -569,6 +589,9 @@ pub struct Engine<S: Store, R: CryptoRng> {
     /// The receipt still open for more entries, per contact.
     receipt_batches: HashMap<IdentityKey, ReceiptBatch>,
     counters: Counters,
+    /// The latest time the driver passed in (for status records made
+    /// by calls that take no time).
+    last_now: u64,
 }
 
 impl<S: Store, R: CryptoRng> std::fmt::Debug for Engine<S, R> {
@@ -661,6 +684,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             unreleased_seq: 0,
             receipt_batches: HashMap::new(),
             counters: Counters::default(),
+            last_now: now,
         };
         for (id, (custody, bytes)) in loaded.envelopes {
             let envelope =
@@ -704,6 +728,16 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     /// Number of envelopes in custody (own and others').
     pub fn held_count(&self) -> usize {
         self.held.len()
+    }
+
+    /// Number of our own envelopes in custody: messages waiting for their
+    /// receipt, receipts and contact requests we sent. `held_count()`
+    /// minus this is what we carry for others.
+    pub fn held_own_count(&self) -> usize {
+        self.held
+            .values()
+            .filter(|h| h.custody == Custody::Own)
+            .count()
     }
 
     /// Bytes of envelopes in custody.
@@ -764,7 +798,10 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
 
     /// IDs of our messages still waiting for a receipt.
     pub fn outbox_message_ids(&self) -> Vec<MessageId> {
-        self.outbox.values().map(|r| r.message_id).collect()
+        self.outbox
+            .values()
+            .map(|r| MessageId(r.message_id))
+            .collect()
     }
 
     /// Number of our messages still waiting for a receipt.
@@ -800,6 +837,95 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         self.store.commit(vec![op]).map_err(store_err)
     }
 
+    /// Commits conversation-history operations ([`StoreOp::PutHistory`],
+    /// [`StoreOp::RemoveHistory`]) durably; other operations are ignored
+    /// (they are the engine's own to make).
+    ///
+    /// # Errors
+    /// [`EngineError::Store`]; then nothing was written.
+    pub fn commit_history(&mut self, ops: Vec<StoreOp>) -> Result<(), EngineError> {
+        let ops: Vec<StoreOp> = ops
+            .into_iter()
+            .filter(|op| {
+                matches!(
+                    op,
+                    StoreOp::PutHistory { .. } | StoreOp::RemoveHistory { .. }
+                )
+            })
+            .collect();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.store.commit(ops).map_err(store_err)
+    }
+
+    /// Marks a contact verified (the user compared safety numbers) and
+    /// saves it. Returns `false` for an unknown contact.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    pub fn mark_verified(&mut self, contact: &IdentityKey) -> Result<bool, EngineError> {
+        if !self.keyring.mark_verified(contact) {
+            return Ok(false);
+        }
+        self.save_keyring()?;
+        Ok(true)
+    }
+
+    /// Sets or clears the user's own name for a contact and saves it.
+    /// Returns `false` for an unknown contact.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    pub fn set_nickname(
+        &mut self,
+        contact: &IdentityKey,
+        nickname: Option<String>,
+    ) -> Result<bool, EngineError> {
+        if !self.keyring.set_nickname(contact, nickname) {
+            return Ok(false);
+        }
+        self.save_keyring()?;
+        Ok(true)
+    }
+
+    /// Removes a contact (see [`Keyring::remove_contact`]). Our messages
+    /// to it still travel until they expire (they cannot be recalled), but
+    /// their receipts can no longer be matched: they become
+    /// `Failed(ContactRemoved)` now. Returns `false` for an unknown contact.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    pub fn remove_contact(&mut self, contact: &IdentityKey) -> Result<bool, EngineError> {
+        if !self.keyring.remove_contact(contact) {
+            return Ok(false);
+        }
+        let to = contact.to_bytes();
+        let at = self.last_now;
+        let mut ops = vec![self.keyring_op()];
+        let mut events = Vec::new();
+        for record in self.outbox.values().filter(|r| r.to == to) {
+            let message_id = MessageId(record.message_id);
+            let status = MessageStatus::Failed(FailReason::ContactRemoved);
+            ops.push(StoreOp::PutStatus {
+                message_id,
+                record: StatusRecord { status, at },
+            });
+            events.push(Output::Event(Event::Failed {
+                message_id,
+                reason: FailReason::ContactRemoved,
+            }));
+        }
+        self.store.commit(ops).map_err(store_err)?;
+        self.outputs.extend(events);
+        Ok(true)
+    }
+
+    /// Gives up the engine and returns its store (to wipe it, or close it).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
     /// Adds or updates a contact; a key change is also raised as
     /// [`Event::KeyChanged`].
     ///
@@ -812,8 +938,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     ) -> Result<ContactUpdate, SendError> {
         let contact = *card.identity_key();
         let update = self.keyring.add_contact(card, trust)?;
-        self.save_keyring()?;
-        let unreadable = self.unreadable_events();
+        let mut ops = vec![self.keyring_op()];
+        let unreadable = self.unreadable_events(&mut ops);
+        self.store.commit(ops).map_err(store_err)?;
         self.outputs.extend(unreadable);
         if let ContactUpdate::KeysChanged { was_verified } = update {
             self.outputs.push_back(Output::Event(Event::KeyChanged {
@@ -859,6 +986,24 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         ttl_secs: u64,
         now: u64,
     ) -> Result<MessageId, SendError> {
+        self.send_recorded(to, body, ttl_secs, now, |_| Vec::new())
+    }
+
+    /// As [`Engine::send_with_ttl`], with `extra(message_id)`'s operations
+    /// (a history record) in the same atomic commit as the outbox entry:
+    /// the message is in both or in neither.
+    ///
+    /// # Errors
+    /// [`SendError`]; on error nothing was stored or sent.
+    pub fn send_recorded(
+        &mut self,
+        to: &IdentityKey,
+        body: &[u8],
+        ttl_secs: u64,
+        now: u64,
+        extra: impl FnOnce(MessageId) -> Vec<StoreOp>,
+    ) -> Result<MessageId, SendError> {
+        self.last_now = self.last_now.max(now);
         let mut message_id = [0u8; 16];
         self.rng.fill_bytes(&mut message_id);
         let mut secret = [0u8; 16];
@@ -887,20 +1032,28 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         };
         let bytes = proto::encode(&envelope);
         let keyring = self.keyring_op();
-        self.store
-            .commit(vec![
-                StoreOp::PutEnvelope {
-                    id,
-                    custody: Custody::Own,
-                    bytes: bytes.clone(),
+        let mut ops = vec![
+            StoreOp::PutEnvelope {
+                id,
+                custody: Custody::Own,
+                bytes: bytes.clone(),
+            },
+            StoreOp::PutOutbox {
+                id,
+                record: record.encode(),
+            },
+            keyring,
+            StoreOp::PutStatus {
+                message_id: MessageId(message_id),
+                record: StatusRecord {
+                    status: MessageStatus::Queued,
+                    at: now,
                 },
-                StoreOp::PutOutbox {
-                    id,
-                    record: record.encode(),
-                },
-                keyring,
-            ])
-            .map_err(store_err)?;
+            },
+        ];
+        ops.extend(extra(MessageId(message_id)));
+        let unreadable = self.unreadable_events(&mut ops);
+        self.store.commit(ops).map_err(store_err)?;
         self.index(
             id,
             &envelope,
@@ -914,9 +1067,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             content_id: id,
             bytes,
         });
-        let unreadable = self.unreadable_events();
         self.outputs.extend(unreadable);
-        Ok(message_id)
+        Ok(MessageId(message_id))
     }
 
     /// Seals a first-contact request to someone whose card we hold (added
@@ -1042,6 +1194,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     /// [`EngineError`] only for local failures (the store); a misbehaving
     /// peer yields [`Verdict::Reject`].
     pub fn handle(&mut self, input: Input<'_>, now: u64) -> Result<Verdict, EngineError> {
+        self.last_now = self.last_now.max(now);
         match input {
             Input::PeerUp {
                 peer,
@@ -1129,6 +1282,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         state.awaiting_reply = true;
         state.have.clear();
         state.need.clear();
+        state.round_set = Some(set.clone());
         self.send_frame(peer, v1::sync_frame::Kind::Reconcile(set.initiate()));
     }
 
@@ -1498,8 +1652,10 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         match opened {
             Opened::Message { from, payload, .. } => match payload.kind {
                 Some(v1::payload::Kind::Text(text)) => {
-                    let mut message_id = [0u8; 16];
-                    message_id.copy_from_slice(text.message_id.get(..16).unwrap_or(&[0; 16]));
+                    let mut message_id = MessageId::default();
+                    message_id
+                        .0
+                        .copy_from_slice(text.message_id.get(..16).unwrap_or(&[0; 16]));
                     // The app gets it first (durably, in the inbox until it
                     // acknowledges), then the receipt goes out.
                     let delivery = Delivery {
@@ -1559,7 +1715,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             }
         }
         self.send_top_ups(now, &mut ops);
-        after.extend(self.unreadable_events());
+        after.extend(self.unreadable_events(&mut ops));
         ops.push(self.keyring_op());
         // Envelopes for us are propagated like any other, so that who stops
         // forwarding does not reveal who the recipient is.
@@ -1597,17 +1753,89 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
 
     /// Events for our unacknowledged messages whose session the keyring
     /// dropped (see [`Keyring::take_dropped`]).
-    fn unreadable_events(&mut self) -> Vec<Output> {
+    /// Their `Failed(Unreadable)` statuses go into `ops`.
+    fn unreadable_events(&mut self, ops: &mut Vec<StoreOp>) -> Vec<Output> {
+        let at = self.last_now;
         self.keyring
             .take_dropped()
             .iter()
             .filter_map(|id| self.outbox.get(id))
             .map(|record| {
-                Output::Event(Event::Unreadable {
-                    message_id: record.message_id,
-                })
+                let message_id = MessageId(record.message_id);
+                ops.push(StoreOp::PutStatus {
+                    message_id,
+                    record: StatusRecord {
+                        status: MessageStatus::Failed(FailReason::Unreadable),
+                        at,
+                    },
+                });
+                Output::Event(Event::Unreadable { message_id })
             })
             .collect()
+    }
+
+    /// The message ID of our message carried by envelope `id`, if it is
+    /// still waiting for its receipt.
+    pub fn own_message(&self, id: &ContentId) -> Option<MessageId> {
+        self.outbox.get(id).map(|r| MessageId(r.message_id))
+    }
+
+    /// Our message status of `message_id`, as stored.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    pub fn message_status(
+        &self,
+        message_id: &MessageId,
+    ) -> Result<Option<StatusRecord>, EngineError> {
+        self.store.status(message_id).map_err(store_err)
+    }
+
+    /// Records that our envelope `id` left this device (the driver
+    /// published it to at least one gossip peer, or it went into a bundle):
+    /// its message becomes `Sent` (once; never backwards) and
+    /// [`Event::Sent`] follows.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`].
+    pub fn mark_sent(&mut self, id: &ContentId, now: u64) -> Result<(), EngineError> {
+        self.advance_status(id, MessageStatus::Sent, now)
+    }
+
+    /// Moves our message in envelope `id` forward to `status` (if it is
+    /// ours, still in the outbox, and `status` is ahead of its current
+    /// one) and emits the matching event. Sent and Carried are written
+    /// without waiting for the disk (see `ferry-store`): a crash may show
+    /// an earlier status, never a later one.
+    fn advance_status(
+        &mut self,
+        id: &ContentId,
+        status: MessageStatus,
+        now: u64,
+    ) -> Result<(), EngineError> {
+        let Some(message_id) = self.own_message(id) else {
+            return Ok(());
+        };
+        let current = self
+            .store
+            .status(&message_id)
+            .map_err(store_err)?
+            .map_or(MessageStatus::Queued, |r| r.status);
+        if !current.may_become(status) {
+            return Ok(());
+        }
+        self.store
+            .commit(vec![StoreOp::PutStatus {
+                message_id,
+                record: StatusRecord { status, at: now },
+            }])
+            .map_err(store_err)?;
+        let event = match status {
+            MessageStatus::Carried => Event::Carried { message_id },
+            _ => Event::Sent { message_id },
+        };
+        self.outputs.push_back(Output::Event(event));
+        Ok(())
     }
 
     /// Keeps an envelope we opened as a relay would keep it, until its
@@ -1652,13 +1880,20 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             if tags::delivery_commitment(&secret) != tags::delivery_commitment(&record.secret) {
                 continue;
             }
-            let message_id = record.message_id;
+            let message_id = MessageId(record.message_id);
             let expiry = record.expiry;
             if let Ok(to) = IdentityKey::from_bytes(&record.to) {
                 self.keyring.settle(&to, &cid);
             }
             self.outbox.remove(&cid);
             ops.push(StoreOp::RemoveOutbox(cid));
+            ops.push(StoreOp::PutStatus {
+                message_id,
+                record: StatusRecord {
+                    status: MessageStatus::Delivered,
+                    at: now,
+                },
+            });
             // Our copy goes when the proof does, as everyone's.
             self.learn_proof(cid, secret, expiry, now, ops);
             after.push(Output::Event(Event::Delivered { message_id }));
@@ -1769,7 +2004,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             None => now.saturating_add(self.random_delay(self.config.receipt_delay_secs)),
         };
         let before = batch.message_ids.len();
-        batch.message_ids.push(message_id.to_vec());
+        batch.message_ids.push(message_id.0.to_vec());
         batch.content_ids.push(content_id.to_vec());
         batch.secrets.push(secret.to_vec());
         let mut receipt_secret = [0u8; 16];
@@ -2003,6 +2238,22 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 return Ok(Verdict::Ignore);
             }
         };
+        // Our messages the peer's message shows it holds (either role).
+        if !self.outbox.is_empty() {
+            let carried: Vec<ContentId> = self
+                .outbox
+                .keys()
+                .filter(|id| {
+                    set.ids()
+                        .binary_search(id)
+                        .is_ok_and(|index| outcome.peer_holds(id, index))
+                })
+                .copied()
+                .collect();
+            for id in carried {
+                self.advance_status(&id, MessageStatus::Carried, now)?;
+            }
+        }
         let Some(state) = self.peers.get_mut(&from) else {
             return Ok(Verdict::Ignore);
         };
@@ -2064,6 +2315,21 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         state.round_started = None;
         let mut need = std::mem::take(&mut state.need);
         let have = std::mem::take(&mut state.have);
+        let round_set = state.round_set.take();
+        // Our messages that were in the set this round compared and that the
+        // peer did not lack: the peer holds them.
+        if let Some(set) = round_set {
+            let lacking: HashSet<&ContentId> = have.iter().collect();
+            let carried: Vec<ContentId> = self
+                .outbox
+                .keys()
+                .filter(|id| set.ids().binary_search(id).is_ok() && !lacking.contains(id))
+                .copied()
+                .collect();
+            for id in carried {
+                self.advance_status(&id, MessageStatus::Carried, self.last_now)?;
+            }
+        }
         // Never ask for what we already opened or know delivered: a node
         // asking for exactly its own mail and receipts would name itself.
         need.retain(|id| {
@@ -2131,6 +2397,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             let mut batch = Vec::new();
             let mut batch_bytes = 0usize;
             let mut ops = Vec::new();
+            let mut own = Vec::new();
             while let Some(id) = self
                 .peers
                 .get(&peer)
@@ -2177,6 +2444,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 }
                 batch_bytes += len;
                 batch.push(envelope);
+                if self.outbox.contains_key(&id) {
+                    own.push(id);
+                }
             }
             if !ops.is_empty() {
                 self.store.commit(ops).map_err(store_err)?;
@@ -2189,6 +2459,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 peer,
                 v1::sync_frame::Kind::Envelopes(v1::EnvelopeBatch { envelopes: batch }),
             );
+            for id in own {
+                self.advance_status(&id, MessageStatus::Sent, self.last_now)?;
+            }
         }
     }
 
@@ -2230,9 +2503,16 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                     self.keyring.settle(&to, &id);
                 }
                 ops.push(StoreOp::RemoveOutbox(id));
-                self.outputs.push_back(Output::Event(Event::Expired {
-                    message_id: record.message_id,
-                }));
+                let message_id = MessageId(record.message_id);
+                ops.push(StoreOp::PutStatus {
+                    message_id,
+                    record: StatusRecord {
+                        status: MessageStatus::Expired,
+                        at: now,
+                    },
+                });
+                self.outputs
+                    .push_back(Output::Event(Event::Expired { message_id }));
             }
         }
         let stale: Vec<ContentId> = self

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use crate::crypto::tags::ContentId;
 
+use super::{MessageId, StatusRecord};
+
 /// Who an envelope in custody belongs to; decides eviction order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Custody {
@@ -92,6 +94,34 @@ pub enum StoreOp {
     RemoveInbox(ContentId),
     /// Replace the keyring state (already encrypted by the keyring).
     PutKeyring(Vec<u8>),
+    /// The status of a message we sent (kept after the message is
+    /// delivered or expired, until the app deletes it from the history).
+    PutStatus {
+        /// Our message ID.
+        message_id: MessageId,
+        /// The status and when it was reached.
+        record: StatusRecord,
+    },
+    /// Keep a message in the conversation history. The store gives it the
+    /// next place in the history; a second put of the same message (same
+    /// direction and ID) is ignored, so redeliveries are not doubled.
+    PutHistory {
+        /// The contact's identity key (sender or recipient).
+        contact: [u8; 32],
+        /// The message ID.
+        message_id: MessageId,
+        /// Whether we sent it.
+        outgoing: bool,
+        /// The caller's record (time, body, …), opaque to the store.
+        record: Vec<u8>,
+    },
+    /// Drop a message from the history, with its status.
+    RemoveHistory {
+        /// The message ID.
+        message_id: MessageId,
+        /// Whether we sent it.
+        outgoing: bool,
+    },
 }
 
 /// Everything a store holds, as loaded at start-up.
@@ -134,11 +164,18 @@ pub trait Store {
     /// A storage error.
     fn envelope(&self, id: &ContentId) -> Result<Option<Vec<u8>>, Self::Error>;
 
-    /// Reads everything (at start-up).
+    /// Reads everything (at start-up). History and statuses are not
+    /// loaded: they are read on demand.
     ///
     /// # Errors
     /// A storage error, or data that cannot be decrypted or parsed.
     fn load(&self) -> Result<Loaded, Self::Error>;
+
+    /// The stored status of a message we sent, if any.
+    ///
+    /// # Errors
+    /// A storage error.
+    fn status(&self, message_id: &MessageId) -> Result<Option<StatusRecord>, Self::Error>;
 }
 
 /// An in-memory [`Store`] for tests and the simulator. Clone it to simulate
@@ -146,6 +183,7 @@ pub trait Store {
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     data: Loaded,
+    statuses: BTreeMap<MessageId, StatusRecord>,
     commits: u64,
 }
 
@@ -196,6 +234,8 @@ pub fn apply(data: &mut Loaded, op: StoreOp) {
             data.inbox.remove(&id);
         }
         StoreOp::PutKeyring(state) => data.keyring = Some(state),
+        // Not part of the start-up image.
+        StoreOp::PutStatus { .. } | StoreOp::PutHistory { .. } | StoreOp::RemoveHistory { .. } => {}
     }
 }
 
@@ -204,7 +244,18 @@ impl Store for MemoryStore {
 
     fn commit(&mut self, ops: Vec<StoreOp>) -> Result<(), Self::Error> {
         for op in ops {
-            apply(&mut self.data, op);
+            match op {
+                StoreOp::PutStatus { message_id, record } => {
+                    self.statuses.insert(message_id, record);
+                }
+                StoreOp::RemoveHistory {
+                    message_id,
+                    outgoing: true,
+                } => {
+                    self.statuses.remove(&message_id);
+                }
+                op => apply(&mut self.data, op),
+            }
         }
         self.commits += 1;
         Ok(())
@@ -216,5 +267,9 @@ impl Store for MemoryStore {
 
     fn load(&self) -> Result<Loaded, Self::Error> {
         Ok(self.data.clone())
+    }
+
+    fn status(&self, message_id: &MessageId) -> Result<Option<StatusRecord>, Self::Error> {
+        Ok(self.statuses.get(message_id).copied())
     }
 }

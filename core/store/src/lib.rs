@@ -2,7 +2,8 @@
 //! at rest.
 //!
 //! - **Trees per concern**: `envelopes`, `seen`, `delivered`, `outbox`,
-//!   `inbox`, `meta` (keyring state).
+//!   `inbox`, `meta` (keyring state), and the app's `history` (with its
+//!   index `history_ids`) and message `status`.
 //! - **Atomic and durable**: every [`Store::commit`] is one sled transaction
 //!   over all trees, then `flush` (fsync) before it returns.
 //! - **Encrypted at rest**: a random 32-byte data key, drawn from the
@@ -26,7 +27,7 @@ use std::{
 
 use ferry_core::{
     crypto::{aead, tags::ContentId},
-    engine::{Custody, Loaded, Store, StoreOp},
+    engine::{Custody, Loaded, MessageId, StatusRecord, Store, StoreOp},
 };
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit as _, Mac as _};
@@ -156,6 +157,9 @@ pub struct SledStore {
     outbox: sled::Tree,
     inbox: sled::Tree,
     meta: sled::Tree,
+    status: sled::Tree,
+    history: sled::Tree,
+    history_ids: sled::Tree,
     data_key: keyfile::DataKey,
     keys: Keys,
 }
@@ -254,6 +258,9 @@ impl SledStore {
             delivered: db.open_tree("delivered")?,
             outbox: db.open_tree("outbox")?,
             inbox: db.open_tree("inbox")?,
+            status: db.open_tree("status")?,
+            history: db.open_tree("history")?,
+            history_ids: db.open_tree("history_ids")?,
             meta,
             db,
             path: path.to_path_buf(),
@@ -317,6 +324,97 @@ impl SledStore {
         mac.update(tree.as_bytes());
         mac.update(id);
         mac.finalize().into_bytes().into()
+    }
+
+    /// The keyed hash naming `parts` in tree `tree` (as [`Self::index_key`]
+    /// for IDs of other lengths).
+    fn keyed(&self, tree: &str, parts: &[&[u8]]) -> [u8; 32] {
+        let Ok(mut mac) = <Hmac<Sha256>>::new_from_slice(self.keys.index.as_ref()) else {
+            return [0; 32];
+        };
+        mac.update(tree.as_bytes());
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Where a contact's conversation starts in the `history` tree: a
+    /// keyed hash, so the disk does not say whose it is.
+    fn history_prefix(&self, contact: &[u8; 32]) -> [u8; 32] {
+        self.keyed("history", &[contact])
+    }
+
+    fn history_id_key(&self, message_id: &MessageId, outgoing: bool) -> [u8; 32] {
+        self.keyed(
+            "history_ids",
+            &[&[u8::from(outgoing)], message_id.as_bytes()],
+        )
+    }
+
+    fn status_key(&self, message_id: &MessageId) -> [u8; 32] {
+        self.keyed("status", &[message_id.as_bytes()])
+    }
+
+    /// A page of a contact's conversation, newest first: up to `limit`
+    /// entries placed before `before` (all when `None`).
+    ///
+    /// # Errors
+    /// A storage error, or a record that does not decrypt.
+    pub fn history(
+        &self,
+        contact: &[u8; 32],
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let prefix = self.history_prefix(contact);
+        let mut start = prefix.to_vec();
+        start.extend_from_slice(&0u64.to_be_bytes());
+        let mut end = prefix.to_vec();
+        end.extend_from_slice(&before.unwrap_or(u64::MAX).to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.history.range(start..end).rev().take(limit) {
+            let (key, value) = item?;
+            let seq = key
+                .get(32..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or(StoreError::Corrupted("history"))?;
+            let plain = self.open_record("history", &Self::aad("history", &key), &value)?;
+            let (&[outgoing], rest) = plain
+                .split_first_chunk::<1>()
+                .ok_or(StoreError::Corrupted("history"))?;
+            let (message_id, record) = rest
+                .split_first_chunk::<16>()
+                .ok_or(StoreError::Corrupted("history"))?;
+            out.push(HistoryEntry {
+                seq,
+                outgoing: outgoing == 1,
+                message_id: MessageId(*message_id),
+                record: record.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The contact a message in the history belongs to, if it is there.
+    ///
+    /// # Errors
+    /// A storage error, or a record that does not decrypt.
+    pub fn history_contact(
+        &self,
+        message_id: &MessageId,
+        outgoing: bool,
+    ) -> Result<Option<[u8; 32]>, StoreError> {
+        let key = self.history_id_key(message_id, outgoing);
+        let Some(value) = self.history_ids.get(key)? else {
+            return Ok(None);
+        };
+        let plain = self.open_record("history_ids", &Self::aad("history_ids", &key), &value)?;
+        let contact = plain
+            .first_chunk::<32>()
+            .ok_or(StoreError::Corrupted("history_ids"))?;
+        Ok(Some(*contact))
     }
 
     fn aad(tree: &str, key: &[u8]) -> Vec<u8> {
@@ -385,7 +483,31 @@ impl SledStore {
 /// Trees whose records are padded to buckets: their length would say how
 /// long a message body (or the keyring) is. `seen` and `delivered` records
 /// have a fixed length already.
-const PADDED: [&str; 4] = ["envelopes", "outbox", "inbox", "meta"];
+const PADDED: [&str; 5] = ["envelopes", "outbox", "inbox", "meta", "history"];
+
+/// One message in a conversation, as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Its place in the history (increasing with time of storing): pass it
+    /// as `before` to read the page before it.
+    pub seq: u64,
+    /// Whether we sent it.
+    pub outgoing: bool,
+    /// Its message ID.
+    pub message_id: MessageId,
+    /// The caller's record.
+    pub record: Vec<u8>,
+}
+
+impl fmt::Debug for HistoryEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the record: it holds a message body.
+        f.debug_struct("HistoryEntry")
+            .field("seq", &self.seq)
+            .field("outgoing", &self.outgoing)
+            .finish_non_exhaustive()
+    }
+}
 
 fn id_of<'a>(bytes: &'a [u8], name: &'static str) -> Result<(ContentId, &'a [u8]), StoreError> {
     let (id, rest) = bytes
@@ -412,8 +534,13 @@ impl Store for SledStore {
             &self.outbox,
             &self.inbox,
             &self.meta,
+            &self.status,
+            &self.history,
+            &self.history_ids,
         );
-        let result = trees.transaction(|(envelopes, seen, delivered, outbox, inbox, meta)| {
+        let result = trees.transaction(|trees| {
+            let (envelopes, seen, delivered, outbox, inbox, meta, status, history, history_ids) =
+                trees;
             for op in &ops {
                 match op {
                     StoreOp::PutEnvelope { id, custody, bytes } => {
@@ -465,6 +592,81 @@ impl Store for SledStore {
                             .map_err(ConflictableTransactionError::Abort)?;
                         meta.insert("keyring", sealed)?;
                     }
+                    StoreOp::PutStatus { message_id, record } => {
+                        let key = self.status_key(message_id);
+                        let sealed = self
+                            .seal_record("status", &Self::aad("status", &key), &record.encode())
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        status.insert(&key, sealed)?;
+                    }
+                    StoreOp::PutHistory {
+                        contact,
+                        message_id,
+                        outgoing,
+                        record,
+                    } => {
+                        let id_key = self.history_id_key(message_id, *outgoing);
+                        if history_ids.get(id_key)?.is_some() {
+                            continue;
+                        }
+                        let seq = match meta.get("history_seq")? {
+                            Some(sealed) => {
+                                let plain = self
+                                    .open_record("meta", b"meta/history_seq", &sealed)
+                                    .map_err(ConflictableTransactionError::Abort)?;
+                                plain
+                                    .first_chunk::<8>()
+                                    .map(|b| u64::from_be_bytes(*b))
+                                    .ok_or(ConflictableTransactionError::Abort(
+                                        StoreError::Corrupted("meta"),
+                                    ))?
+                            }
+                            None => 1,
+                        };
+                        let next = self
+                            .seal_record("meta", b"meta/history_seq", &(seq + 1).to_be_bytes())
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        meta.insert("history_seq", next)?;
+                        let mut key = self.history_prefix(contact).to_vec();
+                        key.extend_from_slice(&seq.to_be_bytes());
+                        let mut value = Zeroizing::new(Vec::with_capacity(17 + record.len()));
+                        value.push(u8::from(*outgoing));
+                        value.extend_from_slice(message_id.as_bytes());
+                        value.extend_from_slice(record);
+                        let sealed = self
+                            .seal_record("history", &Self::aad("history", &key), &value)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        history.insert(key.as_slice(), sealed)?;
+                        let mut index = contact.to_vec();
+                        index.extend_from_slice(&seq.to_be_bytes());
+                        let sealed = self
+                            .seal_record("history_ids", &Self::aad("history_ids", &id_key), &index)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        history_ids.insert(&id_key, sealed)?;
+                    }
+                    StoreOp::RemoveHistory {
+                        message_id,
+                        outgoing,
+                    } => {
+                        if *outgoing {
+                            status.remove(&self.status_key(message_id))?;
+                        }
+                        let id_key = self.history_id_key(message_id, *outgoing);
+                        let Some(sealed) = history_ids.remove(&id_key)? else {
+                            continue;
+                        };
+                        let index = self
+                            .open_record("history_ids", &Self::aad("history_ids", &id_key), &sealed)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        let (contact, seq) = index.split_first_chunk::<32>().ok_or(
+                            ConflictableTransactionError::Abort(StoreError::Corrupted(
+                                "history_ids",
+                            )),
+                        )?;
+                        let mut key = self.history_prefix(contact).to_vec();
+                        key.extend_from_slice(seq);
+                        history.remove(key)?;
+                    }
                 }
             }
             Ok(())
@@ -490,6 +692,17 @@ impl Store for SledStore {
         let plain = self.open_record("envelopes", &Self::aad("envelopes", &key), &value)?;
         let (_, rest) = id_of(&plain, "envelopes")?;
         Ok(rest.get(1..).map(<[u8]>::to_vec))
+    }
+
+    fn status(&self, message_id: &MessageId) -> Result<Option<StatusRecord>, StoreError> {
+        let key = self.status_key(message_id);
+        let Some(value) = self.status.get(key)? else {
+            return Ok(None);
+        };
+        let plain = self.open_record("status", &Self::aad("status", &key), &value)?;
+        StatusRecord::decode(&plain)
+            .map(Some)
+            .ok_or(StoreError::Corrupted("status"))
     }
 
     fn load(&self) -> Result<Loaded, StoreError> {
@@ -550,7 +763,15 @@ fn needs_flush(ops: &[StoreOp]) -> bool {
         | StoreOp::PutInbox { .. }
         | StoreOp::RemoveInbox(_)
         | StoreOp::PutSeen { .. }
-        | StoreOp::PutKeyring(_) => true,
+        | StoreOp::PutKeyring(_)
+        | StoreOp::PutHistory { .. }
+        | StoreOp::RemoveHistory { .. } => true,
+        // Sent and Carried are hints a crash may lose (the message then
+        // shows an earlier status); the rest come with commits that flush.
+        StoreOp::PutStatus { record, .. } => !matches!(
+            record.status,
+            ferry_core::engine::MessageStatus::Sent | ferry_core::engine::MessageStatus::Carried
+        ),
         StoreOp::RemoveEnvelope(_)
         | StoreOp::RemoveSeen(_)
         | StoreOp::PutDelivered { .. }

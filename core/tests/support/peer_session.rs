@@ -112,10 +112,10 @@ pub(crate) struct Session {
     /// Whether outputs A emits right now belong to its own protocol
     /// (a round it opens, proofs on link-up) rather than an answer to M.
     own_protocol: bool,
-    sent_to_b: HashSet<[u8; 16]>,
-    sent_to_a: HashSet<[u8; 16]>,
-    delivered_b: HashSet<[u8; 16]>,
-    delivered_a: HashSet<[u8; 16]>,
+    sent_to_b: HashSet<ferry_core::engine::MessageId>,
+    sent_to_a: HashSet<ferry_core::engine::MessageId>,
+    delivered_b: HashSet<ferry_core::engine::MessageId>,
+    delivered_a: HashSet<ferry_core::engine::MessageId>,
     to_a: VecDeque<(PeerId, Vec<u8>, bool)>,
     to_b: VecDeque<(PeerId, Vec<u8>, bool)>,
     m_initiator: bool,

@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use ferry_core::contact::{ContactCard, qr};
-use ferry_node::{EventStream, Node, NodeEvent};
+use ferry_node::{EventStream, MessageStatus, Node, NodeEvent};
 
 struct Timeline(Instant);
 
@@ -188,7 +188,10 @@ async fn run(dir: &Path, qr_dir: Option<PathBuf>) -> Result<()> {
     bob.ack(received.message_id).await?;
 
     wait_for(&mut alice_events, "the receipt", |e| match e {
-        NodeEvent::Delivered { message_id: id } if id == message_id => Some(()),
+        NodeEvent::MessageStatus {
+            message_id: id,
+            status: MessageStatus::Delivered,
+        } if id == message_id => Some(()),
         _ => None,
     })
     .await?;

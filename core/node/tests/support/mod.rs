@@ -16,7 +16,8 @@ use std::{
 };
 
 use ferry_node::{
-    IdentityKey, KdfParams, MessageId, Multiaddr, Node, NodeBuilder, NodeEvent, NodeStats, PeerId,
+    IdentityKey, KdfParams, MessageId, MessageStatus, Multiaddr, Node, NodeBuilder, NodeEvent,
+    NodeStats, PeerId,
 };
 
 /// What a node's app saw.
@@ -26,6 +27,7 @@ pub struct Log {
     pub received: Vec<(IdentityKey, MessageId, Vec<u8>, bool)>,
     /// Receipts for our messages.
     pub delivered: Vec<MessageId>,
+    pub statuses: Vec<(MessageId, MessageStatus)>,
     pub quota_rejections: u64,
     pub sync_envelopes: u64,
     pub pairing_codes: Vec<(PeerId, u32)>,
@@ -80,7 +82,13 @@ pub async fn start(builder: NodeBuilder, dir: &Path) -> TestNode {
                         log.received
                             .push((m.from, m.message_id, m.body, m.redelivery));
                     }
-                    NodeEvent::Delivered { message_id } => log.delivered.push(message_id),
+                    NodeEvent::MessageStatus {
+                        message_id,
+                        status: MessageStatus::Delivered,
+                    } => log.delivered.push(message_id),
+                    NodeEvent::MessageStatus { message_id, status } => {
+                        log.statuses.push((message_id, status))
+                    }
                     NodeEvent::QuotaRejected { .. } => log.quota_rejections += 1,
                     NodeEvent::SyncProgress { envelopes, .. } => log.sync_envelopes += envelopes,
                     NodeEvent::PairingCode { peer, code } => {

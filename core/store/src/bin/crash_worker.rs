@@ -79,7 +79,7 @@ fn pump(a: &mut Node, b: &mut Node) -> Result<(), Box<dyn Error>> {
             }
         }
         for id in ACKS.with(|acks| std::mem::take(&mut *acks.borrow_mut())) {
-            b.ack_delivery(&id)?;
+            b.ack_delivery(&ferry_core::engine::MessageId(id))?;
         }
         if !moved {
             return Ok(());
@@ -119,12 +119,12 @@ fn deliver(
             } else {
                 "DELIVERED"
             };
-            println!("{kind} {}", hex(&d.message_id));
+            println!("{kind} {}", hex(d.message_id.as_bytes()));
             // `other` is A here; B's acknowledgement happens in `pump`.
-            ACKS.with(|acks| acks.borrow_mut().push(d.message_id));
+            ACKS.with(|acks| acks.borrow_mut().push(d.message_id.0));
         }
         Output::Event(Event::Delivered { message_id }) if !from_b => {
-            println!("ACKED {}", hex(&message_id));
+            println!("ACKED {}", hex(message_id.as_bytes()));
         }
         _ => {}
     }
@@ -147,10 +147,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         let _ = b.add_contact(ca, Trust::Verified)?;
     }
     for id in a.outbox_message_ids() {
-        println!("OUTBOX {}", hex(&id));
+        println!("OUTBOX {}", hex(id.as_bytes()));
     }
     for id in b.inbox_message_ids() {
-        println!("INBOX {}", hex(&id));
+        println!("INBOX {}", hex(id.as_bytes()));
     }
     println!("READY");
     // Deliveries not acknowledged before the last kill come out again.
@@ -177,7 +177,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     pump(&mut a, &mut b)?;
     for i in 0u64.. {
         let id = a.send(&kb, &i.to_be_bytes(), now())?;
-        println!("SENT {}", hex(&id));
+        println!("SENT {}", hex(id.as_bytes()));
         pump(&mut a, &mut b)?;
     }
     Ok(())
