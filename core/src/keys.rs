@@ -65,7 +65,7 @@ impl fmt::Debug for IdentityKey {
 
 /// Eight hex digits of a keyed hash of `bytes` under a per-process random
 /// key (std's randomly seeded SipHash; see `IdentityKey`'s `Debug`).
-fn debug_label(bytes: &[u8]) -> String {
+pub(crate) fn debug_label(bytes: &[u8]) -> String {
     use std::hash::BuildHasher as _;
     static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
         std::sync::OnceLock::new();

@@ -71,10 +71,16 @@ pub struct RoundOutcome {
 }
 
 impl RoundOutcome {
-    /// Whether the peer's message showed it holds `id`, the ID at index
-    /// `index` of our set.
+    /// Whether the peer's message says it holds `id`, the ID at index
+    /// `index` of our set. `matched` is in set order and `common` sorted
+    /// and deduplicated (as [`IdSet::process`] leaves them): two binary
+    /// searches, whatever the peer sent.
     pub fn peer_holds(&self, id: &ContentId, index: usize) -> bool {
-        self.matched.iter().any(|&(s, e)| (s..e).contains(&index)) || self.common.contains(id)
+        let range = self.matched.partition_point(|&(_, end)| end <= index);
+        self.matched
+            .get(range)
+            .is_some_and(|&(start, end)| (start..end).contains(&index))
+            || self.common.binary_search(id).is_ok()
     }
 }
 
@@ -318,6 +324,9 @@ impl IdSet {
         if message.ranges.is_empty() {
             return Err(ReconcileError::BadRanges);
         }
+        // A peer may repeat IDs in its lists; `peer_holds` searches these.
+        outcome.common.sort_unstable();
+        outcome.common.dedup();
         let done = out
             .iter()
             .all(|r| matches!(r.payload, Some(Payload::Skip(_))));

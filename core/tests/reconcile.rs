@@ -175,3 +175,42 @@ fn malformed_ranges_are_errors_not_panics() {
     };
     assert!(set.process(&odd, Role::Initiator).is_ok());
 }
+
+/// What a responder learns the peer holds: every ID of a range whose
+/// fingerprint matched, and IDs listed by both; an ID repeated thousands of
+/// times in a list counts once (the list is deduplicated before anyone
+/// searches it).
+#[test]
+fn the_responder_learns_what_the_peer_holds_and_repeated_ids_count_once() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let shared = random_ids(&mut rng, 200);
+    let only_ours = random_ids(&mut rng, 3);
+    let ours: Vec<Id> = shared.iter().chain(&only_ours).copied().collect();
+    let responder = IdSet::new(ours);
+    let initiator = IdSet::new(shared.clone());
+    let outcome = responder
+        .process(&initiator.initiate(), Role::Responder)
+        .unwrap();
+    let held = |id: &Id| {
+        let index = responder.ids().binary_search(id).unwrap();
+        outcome.peer_holds(id, index)
+    };
+    // The top-level fingerprints differ (3 extra IDs), so one level down
+    // most sub-ranges match: those IDs are held; ours alone never are.
+    assert!(only_ours.iter().all(|id| !held(id)));
+    let learned = shared.iter().filter(|id| held(id)).count();
+    assert!(learned > 100, "learned {learned} of 200");
+
+    // A list naming one of our IDs 16 000 times.
+    let one = responder.ids()[0];
+    let list = v1::Reconcile {
+        ranges: vec![v1::ReconcileRange {
+            upper_bound: vec![],
+            payload: Some(v1::reconcile_range::Payload::IdList(one.repeat(16_000))),
+        }],
+    };
+    let outcome = responder.process(&list, Role::Responder).unwrap();
+    assert_eq!(outcome.common, vec![one]);
+    assert!(outcome.peer_holds(&one, 0));
+    assert!(!outcome.peer_holds(&responder.ids()[1], 1));
+}

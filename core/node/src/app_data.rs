@@ -90,6 +90,7 @@ pub(crate) enum AppCommand {
     },
     DeleteMessage {
         message_id: MessageId,
+        outgoing: bool,
         reply: Reply<bool>,
     },
     DeleteConversation {
@@ -131,20 +132,12 @@ impl crate::driver::Driver {
             } => {
                 let _ = reply.send(self.messages(&contact, before, limit));
             }
-            AppCommand::DeleteMessage { message_id, reply } => {
-                let mut removed = false;
-                for outgoing in [true, false] {
-                    let store = self.engine().store();
-                    if store.history_contact(&message_id, outgoing)?.is_some() {
-                        removed = true;
-                        self.engine_mut()
-                            .commit_history(vec![StoreOp::RemoveHistory {
-                                message_id,
-                                outgoing,
-                            }])?;
-                    }
-                }
-                let _ = reply.send(Ok(removed));
+            AppCommand::DeleteMessage {
+                message_id,
+                outgoing,
+                reply,
+            } => {
+                let _ = reply.send(self.delete_message(message_id, outgoing));
             }
             AppCommand::DeleteConversation { contact, reply } => {
                 let result = self.delete_conversation(&contact);
@@ -220,6 +213,19 @@ impl crate::driver::Driver {
             });
         }
         Ok(out)
+    }
+
+    fn delete_message(&mut self, message_id: MessageId, outgoing: bool) -> Result<bool, NodeError> {
+        let store = self.engine().store();
+        if store.history_contact(&message_id, outgoing)?.is_none() {
+            return Ok(false);
+        }
+        self.engine_mut()
+            .commit_history(vec![StoreOp::RemoveHistory {
+                message_id,
+                outgoing,
+            }])?;
+        Ok(true)
     }
 
     fn delete_conversation(&mut self, contact: &IdentityKey) -> Result<usize, NodeError> {

@@ -697,6 +697,9 @@ impl Driver {
     /// Once a second: collapsed refusal reports, owed redeliveries and
     /// publish flushes.
     fn housekeeping(&mut self) {
+        // Dials whose caller gave up (its timeout) are forgotten here; the
+        // rest are answered when libp2p reports the connection.
+        self.pending_dials.retain(|_, reply| !reply.is_closed());
         self.dial_lan_peers_due();
         let refusals: Vec<_> = self.refusals.drain().collect();
         for ((peer, reason), envelopes) in refusals {
@@ -763,7 +766,10 @@ impl Driver {
                             record: crate::app_data::encode_record(d.sent_at, unix_now(), &d.body),
                         };
                         if let Err(error) = self.engine.commit_history(vec![op]) {
+                            // Not shown: it stays in the inbox, unacknowledged,
+                            // and is handed out again after a restart.
                             warn!(%error, "could not keep a received message in the history");
+                            continue;
                         }
                     }
                     let redelivery = d.redelivery;

@@ -35,7 +35,7 @@ use crate::{
 };
 
 /// One of the app's contacts.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ContactInfo {
     /// Their identity key.
     pub identity: IdentityKey,
@@ -45,6 +45,16 @@ pub struct ContactInfo {
     pub nickname: Option<String>,
     /// Whether the user verified them (pairing or safety number).
     pub verified: bool,
+}
+
+impl std::fmt::Debug for ContactInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names are the user's data: never in logs.
+        f.debug_struct("ContactInfo")
+            .field("identity", &self.identity)
+            .field("verified", &self.verified)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ContactInfo {
@@ -486,15 +496,31 @@ impl Node {
         .await
     }
 
-    /// Deletes one message from the history (sent or received; a sent
-    /// message's status goes with it). A sent message still travelling is
-    /// not recalled. Returns `false` if it was not in the history.
+    /// Deletes one message from the history: one we sent (`outgoing`, its
+    /// status goes with it; if it still travels it is not recalled, and no
+    /// status is tracked for it any more) or one we received (message IDs
+    /// are chosen by their senders, so the direction says which). Returns
+    /// `false` if it was not in the history.
+    ///
+    /// Deleted records are gone from the live store, but sled's log may
+    /// keep old values until it compacts them: against someone who later
+    /// obtains the passphrase, only [`Node::wipe`] is final.
     ///
     /// # Errors
     /// [`NodeError::Store`], [`NodeError::Closed`].
-    pub async fn delete_message(&self, message_id: MessageId) -> Result<bool, NodeError> {
-        self.call(|reply| Command::App(AppCommand::DeleteMessage { message_id, reply }))
-            .await
+    pub async fn delete_message(
+        &self,
+        message_id: MessageId,
+        outgoing: bool,
+    ) -> Result<bool, NodeError> {
+        self.call(|reply| {
+            Command::App(AppCommand::DeleteMessage {
+                message_id,
+                outgoing,
+                reply,
+            })
+        })
+        .await
     }
 
     /// Deletes the whole conversation with `contact` from the history;
@@ -528,6 +554,10 @@ impl Node {
     /// stop; every later call returns [`NodeError::Closed`]. For a panic
     /// button that needs no passphrase (or a locked phone), see
     /// [`Node::wipe_store`].
+    ///
+    /// Outside the store, and so not wiped: a pluggable transport's state
+    /// directory (it names the bridges used), bundles exported to a stick,
+    /// and whatever the app keeps itself. The app removes those.
     ///
     /// # Errors
     /// [`NodeError::Store`] if the file system refused a step (then call

@@ -156,8 +156,12 @@ async fn history_pages_newest_first_and_deletes() {
     assert_eq!(rest[4].body, b"to b 0");
     assert!(rest.iter().all(|m| m.status.is_some()));
     // One message, then B's whole conversation; C's is untouched.
-    assert!(a.node.delete_message(ids[3]).await.unwrap());
-    assert!(!a.node.delete_message(ids[3]).await.unwrap());
+    assert!(
+        !a.node.delete_message(ids[3], false).await.unwrap(),
+        "not received"
+    );
+    assert!(a.node.delete_message(ids[3], true).await.unwrap());
+    assert!(!a.node.delete_message(ids[3], true).await.unwrap());
     assert_eq!(a.node.message_status(ids[3]).await.unwrap(), None);
     assert_eq!(
         a.node

@@ -478,9 +478,11 @@ struct PeerState {
     /// When our current reconciliation round started (initiator only;
     /// `None` once it completed).
     round_started: Option<u64>,
-    /// The set our current round started from (initiator only): what the
-    /// peer does not list as missing from it, it holds.
-    round_set: Option<std::sync::Arc<IdSet>>,
+    /// Our messages in the set our current round started from (initiator
+    /// only): those the peer does not list as missing, it says it holds.
+    /// Only these IDs, not the whole set: a peer that never answers pins
+    /// no more than our outbox.
+    round_own: Vec<ContentId>,
     /// Reconciliation in progress (we are the initiator): what we learned.
     have: Vec<ContentId>,
     need: Vec<ContentId>,
@@ -592,6 +594,9 @@ pub struct Engine<S: Store, R: CryptoRng> {
     /// The latest time the driver passed in (for status records made
     /// by calls that take no time).
     last_now: u64,
+    /// The status of our messages in the outbox, as far as this run has
+    /// read or written it (saves a store read per envelope and frame).
+    known_status: HashMap<ContentId, MessageStatus>,
 }
 
 impl<S: Store, R: CryptoRng> std::fmt::Debug for Engine<S, R> {
@@ -685,6 +690,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             receipt_batches: HashMap::new(),
             counters: Counters::default(),
             last_now: now,
+            known_status: HashMap::new(),
         };
         for (id, (custody, bytes)) in loaded.envelopes {
             let envelope =
@@ -856,7 +862,27 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         if ops.is_empty() {
             return Ok(());
         }
-        self.store.commit(ops).map_err(store_err)
+        // A deleted message's status goes with it: stop tracking it.
+        let forgotten: HashSet<MessageId> = ops
+            .iter()
+            .filter_map(|op| match op {
+                StoreOp::RemoveHistory {
+                    message_id,
+                    outgoing: true,
+                } => Some(*message_id),
+                _ => None,
+            })
+            .collect();
+        self.store.commit(ops).map_err(store_err)?;
+        if !forgotten.is_empty() {
+            let outbox = &self.outbox;
+            self.known_status.retain(|id, _| {
+                outbox
+                    .get(id)
+                    .is_none_or(|r| !forgotten.contains(&MessageId(r.message_id)))
+            });
+        }
+        Ok(())
     }
 
     /// Marks a contact verified (the user compared safety numbers) and
@@ -904,13 +930,21 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         let at = self.last_now;
         let mut ops = vec![self.keyring_op()];
         let mut events = Vec::new();
-        for record in self.outbox.values().filter(|r| r.to == to) {
-            let message_id = MessageId(record.message_id);
-            let status = MessageStatus::Failed(FailReason::ContactRemoved);
-            ops.push(StoreOp::PutStatus {
-                message_id,
-                record: StatusRecord { status, at },
-            });
+        let status = MessageStatus::Failed(FailReason::ContactRemoved);
+        let theirs: Vec<(ContentId, MessageId)> = self
+            .outbox
+            .iter()
+            .filter(|(_, r)| r.to == to)
+            .map(|(id, r)| (*id, MessageId(r.message_id)))
+            .collect();
+        for (id, message_id) in theirs {
+            if self.tracked(&id, &message_id) {
+                ops.push(StoreOp::PutStatus {
+                    message_id,
+                    record: StatusRecord { status, at },
+                });
+                self.known_status.insert(id, status);
+            }
             events.push(Output::Event(Event::Failed {
                 message_id,
                 reason: FailReason::ContactRemoved,
@@ -1063,6 +1097,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             envelope.expiry,
         );
         self.outbox.insert(id, record);
+        self.known_status.insert(id, MessageStatus::Queued);
         self.outputs.push_back(Output::Publish {
             content_id: id,
             bytes,
@@ -1282,7 +1317,12 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         state.awaiting_reply = true;
         state.have.clear();
         state.need.clear();
-        state.round_set = Some(set.clone());
+        state.round_own = self
+            .outbox
+            .keys()
+            .filter(|id| set.ids().binary_search(id).is_ok())
+            .copied()
+            .collect();
         self.send_frame(peer, v1::sync_frame::Kind::Reconcile(set.initiate()));
     }
 
@@ -1756,22 +1796,23 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     /// Their `Failed(Unreadable)` statuses go into `ops`.
     fn unreadable_events(&mut self, ops: &mut Vec<StoreOp>) -> Vec<Output> {
         let at = self.last_now;
-        self.keyring
-            .take_dropped()
-            .iter()
-            .filter_map(|id| self.outbox.get(id))
-            .map(|record| {
-                let message_id = MessageId(record.message_id);
+        let status = MessageStatus::Failed(FailReason::Unreadable);
+        let mut events = Vec::new();
+        for id in self.keyring.take_dropped() {
+            let Some(record) = self.outbox.get(&id) else {
+                continue;
+            };
+            let message_id = MessageId(record.message_id);
+            if self.tracked(&id, &message_id) {
                 ops.push(StoreOp::PutStatus {
                     message_id,
-                    record: StatusRecord {
-                        status: MessageStatus::Failed(FailReason::Unreadable),
-                        at,
-                    },
+                    record: StatusRecord { status, at },
                 });
-                Output::Event(Event::Unreadable { message_id })
-            })
-            .collect()
+                self.known_status.insert(id, status);
+            }
+            events.push(Output::Event(Event::Unreadable { message_id }));
+        }
+        events
     }
 
     /// The message ID of our message carried by envelope `id`, if it is
@@ -1802,6 +1843,12 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         self.advance_status(id, MessageStatus::Sent, now)
     }
 
+    /// Whether our message still has a status record (the app may have
+    /// deleted it with its history entry: then none is written again).
+    fn tracked(&self, id: &ContentId, message_id: &MessageId) -> bool {
+        self.known_status.contains_key(id) || self.store.status(message_id).ok().flatten().is_some()
+    }
+
     /// Moves our message in envelope `id` forward to `status` (if it is
     /// ours, still in the outbox, and `status` is ahead of its current
     /// one) and emits the matching event. Sent and Carried are written
@@ -1816,11 +1863,16 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         let Some(message_id) = self.own_message(id) else {
             return Ok(());
         };
-        let current = self
-            .store
-            .status(&message_id)
-            .map_err(store_err)?
-            .map_or(MessageStatus::Queued, |r| r.status);
+        let current = match self.known_status.get(id) {
+            Some(current) => *current,
+            // A message whose status record is gone (deleted from the
+            // history by the app) is not tracked again.
+            None => match self.store.status(&message_id).map_err(store_err)? {
+                Some(record) => record.status,
+                None => return Ok(()),
+            },
+        };
+        self.known_status.insert(*id, current);
         if !current.may_become(status) {
             return Ok(());
         }
@@ -1830,6 +1882,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 record: StatusRecord { status, at: now },
             }])
             .map_err(store_err)?;
+        self.known_status.insert(*id, status);
         let event = match status {
             MessageStatus::Carried => Event::Carried { message_id },
             _ => Event::Sent { message_id },
@@ -1887,13 +1940,16 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             }
             self.outbox.remove(&cid);
             ops.push(StoreOp::RemoveOutbox(cid));
-            ops.push(StoreOp::PutStatus {
-                message_id,
-                record: StatusRecord {
-                    status: MessageStatus::Delivered,
-                    at: now,
-                },
-            });
+            if self.tracked(&cid, &message_id) {
+                ops.push(StoreOp::PutStatus {
+                    message_id,
+                    record: StatusRecord {
+                        status: MessageStatus::Delivered,
+                        at: now,
+                    },
+                });
+            }
+            self.known_status.remove(&cid);
             // Our copy goes when the proof does, as everyone's.
             self.learn_proof(cid, secret, expiry, now, ops);
             after.push(Output::Event(Event::Delivered { message_id }));
@@ -2227,6 +2283,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 if let Some(state) = self.peers.get_mut(&from) {
                     state.responder_round = None;
                     state.round_started = None;
+                    state.round_own.clear();
                 }
                 // Broken ranges are the peer's fault; a reply too large for
                 // a frame depends on our set as much as on its message.
@@ -2238,21 +2295,26 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 return Ok(Verdict::Ignore);
             }
         };
-        // Our messages the peer's message shows it holds (either role).
-        if !self.outbox.is_empty() {
-            let carried: Vec<ContentId> = self
-                .outbox
-                .keys()
-                .filter(|id| {
-                    set.ids()
-                        .binary_search(id)
-                        .is_ok_and(|index| outcome.peer_holds(id, index))
-                })
-                .copied()
-                .collect();
-            for id in carried {
-                self.advance_status(&id, MessageStatus::Carried, now)?;
-            }
+        // Our messages the peer's message says it holds (either role). Only
+        // those not yet known as carried are looked at: each costs a binary
+        // search here, however the peer shapes its frame.
+        let carried: Vec<ContentId> = self
+            .outbox
+            .keys()
+            .filter(|id| {
+                self.known_status
+                    .get(*id)
+                    .is_none_or(|s| s.may_become(MessageStatus::Carried))
+            })
+            .filter(|id| {
+                set.ids()
+                    .binary_search(id)
+                    .is_ok_and(|index| outcome.peer_holds(id, index))
+            })
+            .copied()
+            .collect();
+        for id in carried {
+            self.advance_status(&id, MessageStatus::Carried, now)?;
         }
         let Some(state) = self.peers.get_mut(&from) else {
             return Ok(Verdict::Ignore);
@@ -2281,6 +2343,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             state.round_started = None;
             state.have.clear();
             state.need.clear();
+            state.round_own.clear();
             return Ok(Verdict::Ignore);
         }
         state.sync_credit -= cost;
@@ -2315,19 +2378,15 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         state.round_started = None;
         let mut need = std::mem::take(&mut state.need);
         let have = std::mem::take(&mut state.have);
-        let round_set = state.round_set.take();
+        let round_own = std::mem::take(&mut state.round_own);
         // Our messages that were in the set this round compared and that the
-        // peer did not lack: the peer holds them.
-        if let Some(set) = round_set {
+        // peer did not list as lacking: it says it holds them.
+        if !round_own.is_empty() {
             let lacking: HashSet<&ContentId> = have.iter().collect();
-            let carried: Vec<ContentId> = self
-                .outbox
-                .keys()
-                .filter(|id| set.ids().binary_search(id).is_ok() && !lacking.contains(id))
-                .copied()
-                .collect();
-            for id in carried {
-                self.advance_status(&id, MessageStatus::Carried, self.last_now)?;
+            for id in round_own {
+                if !lacking.contains(&id) {
+                    self.advance_status(&id, MessageStatus::Carried, self.last_now)?;
+                }
             }
         }
         // Never ask for what we already opened or know delivered: a node
@@ -2504,13 +2563,16 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 }
                 ops.push(StoreOp::RemoveOutbox(id));
                 let message_id = MessageId(record.message_id);
-                ops.push(StoreOp::PutStatus {
-                    message_id,
-                    record: StatusRecord {
-                        status: MessageStatus::Expired,
-                        at: now,
-                    },
-                });
+                if self.tracked(&id, &message_id) {
+                    ops.push(StoreOp::PutStatus {
+                        message_id,
+                        record: StatusRecord {
+                            status: MessageStatus::Expired,
+                            at: now,
+                        },
+                    });
+                }
+                self.known_status.remove(&id);
                 self.outputs
                     .push_back(Output::Event(Event::Expired { message_id }));
             }

@@ -38,10 +38,10 @@ impl fmt::Display for MessageId {
 
 impl fmt::Debug for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Logs never carry a full message ID (threat model: a leaked log
-        // must not match a captured receipt); four bytes tell them apart.
-        let [a, b, c, d, ..] = self.0;
-        write!(f, "MessageId({a:02x}{b:02x}{c:02x}{d:02x}..)")
+        // Logs never carry a message ID or a prefix of one (a leaked log
+        // must not match a captured device's history): a keyed label, as
+        // for identity keys, tells them apart within this process.
+        write!(f, "MessageId(~{})", crate::keys::debug_label(&self.0))
     }
 }
 
@@ -104,9 +104,11 @@ pub enum MessageStatus {
     /// It left this device: published on the gossip overlay to at least
     /// one peer, handed over a direct link, or written to a bundle.
     Sent,
-    /// A peer holds it: a reconciliation round with that peer showed the
-    /// envelope in its store (custody is taken only after the peer's
-    /// durable commit).
+    /// A peer says it holds it: the peer's side of a reconciliation round
+    /// included the envelope. It is the peer's claim, not a proof: a
+    /// dishonest relay can claim it and drop the envelope (as it can drop
+    /// one it really took), so apps show it as "handed on", never as
+    /// "safe"; only `Delivered` is end to end.
     Carried,
     /// The recipient's node opened it and stored it durably (its receipt
     /// came back). It does not mean a person has read it: the recipient's
