@@ -284,6 +284,21 @@ pub(crate) unsafe fn write_out<T>(out: *mut T, value: T, what: &str) -> Result<(
     Ok(())
 }
 
+/// Writes a new C string (freed with `ferry_string_free`) through an
+/// out-pointer; nothing is allocated when `out` is NULL.
+///
+/// # Safety
+/// `out` is NULL or valid for a write of a pointer.
+pub(crate) unsafe fn write_string(
+    out: *mut *mut c_char,
+    text: &str,
+    what: &str,
+) -> Result<(), Failure> {
+    need(out, what)?;
+    // SAFETY: not NULL; the caller promises it is valid for a write.
+    unsafe { write_out(out, c_string(text), what) }
+}
+
 /// Checks an out-pointer before any work is done, so a call that would
 /// fail on it has no effect.
 pub(crate) fn need<T>(out: *mut T, what: &str) -> Result<(), Failure> {

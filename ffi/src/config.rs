@@ -120,6 +120,7 @@ unsafe fn with(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ferry_config_new(out: *mut *mut FerryConfig) -> FerryResult {
     guard(None, || {
+        boundary::need(out, "out")?;
         let config = Box::new(FerryConfig {
             inner: Mutex::new(Settings::default()),
             errors: LastError::default(),

@@ -269,11 +269,7 @@ pub unsafe extern "C" fn ferry_node_peer_id(
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
-            boundary::write_out(
-                out,
-                boundary::c_string(&n.node.peer_id().to_string()),
-                "out",
-            )
+            boundary::write_string(out, &n.node.peer_id().to_string(), "out")
         })
     }
 }
@@ -293,7 +289,7 @@ pub unsafe extern "C" fn ferry_node_contact_code(
         with_node(node, |n| {
             boundary::need(out, "out")?;
             let code = n.block_on(n.node.contact_code())?;
-            boundary::write_out(out, boundary::c_string(&code), "out")
+            boundary::write_string(out, &code, "out")
         })
     }
 }
@@ -417,7 +413,7 @@ pub unsafe extern "C" fn ferry_node_safety_number(
         with_node(node, |n| {
             let key = boundary::handle(contact, "contact")?.to_key()?;
             let number = n.node.safety_number(&key).groups().join(" ");
-            boundary::write_out(out, boundary::c_string(&number), "out")
+            boundary::write_string(out, &number, "out")
         })
     }
 }
@@ -564,9 +560,12 @@ pub unsafe extern "C" fn ferry_node_dial(
             let address: Multiaddr = boundary::read_str(address, "address")?
                 .parse()
                 .map_err(|e| Failure::invalid(format!("address: {e}")))?;
+            if address.is_empty() {
+                return Err(Failure::invalid("address is empty"));
+            }
             let id = n.block_on(n.node.dial(address))?;
             if !peer.is_null() {
-                boundary::write_out(peer, boundary::c_string(&id.to_string()), "peer")?;
+                boundary::write_string(peer, &id.to_string(), "peer")?;
             }
             Ok(())
         })
@@ -590,7 +589,7 @@ pub unsafe extern "C" fn ferry_node_listen_addresses(
             boundary::need(out, "out")?;
             let addresses = n.block_on(n.node.listen_addrs())?;
             let text: Vec<String> = addresses.iter().map(ToString::to_string).collect();
-            boundary::write_out(out, boundary::c_string(&text.join("\n")), "out")
+            boundary::write_string(out, &text.join("\n"), "out")
         })
     }
 }
@@ -621,7 +620,7 @@ pub unsafe extern "C" fn ferry_node_peers(
                     ));
                 }
             }
-            boundary::write_out(out, boundary::c_string(&lines.join("\n")), "out")
+            boundary::write_string(out, &lines.join("\n"), "out")
         })
     }
 }

@@ -144,7 +144,7 @@ pub unsafe extern "C" fn ferry_message_id_to_hex(
         let id = unsafe { boundary::handle(id, "id") }?;
         let text = MessageId::from(*id).to_string();
         // SAFETY: checked non-NULL above; valid for a write.
-        unsafe { boundary::write_out(out, boundary::c_string(&text), "out") }
+        unsafe { boundary::write_string(out, &text, "out") }
     })
 }
 
@@ -186,7 +186,7 @@ pub unsafe extern "C" fn ferry_identity_key_to_hex(
         // SAFETY: NULL (refused) or valid for reads.
         let key = unsafe { boundary::handle(key, "key") }?.to_key()?;
         // SAFETY: checked non-NULL above.
-        unsafe { boundary::write_out(out, boundary::c_string(&key.to_hex()), "out") }
+        unsafe { boundary::write_string(out, &key.to_hex(), "out") }
     })
 }
 
@@ -205,7 +205,7 @@ pub unsafe extern "C" fn ferry_qr_svg(code: *const c_char, out: *mut *mut c_char
         let svg = ferry_core::contact::qr::to_svg(code)
             .map_err(|e| Failure::invalid(format!("QR code: {e}")))?;
         // SAFETY: checked non-NULL above.
-        unsafe { boundary::write_out(out, boundary::c_string(&svg), "out") }
+        unsafe { boundary::write_string(out, &svg, "out") }
     })
 }
 
