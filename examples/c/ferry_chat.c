@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
     if (r == FERRY_RESULT_OK) r = ferry_config_set_storage(config, argv[1], argv[2]);
     if (r == FERRY_RESULT_OK)
         r = ferry_config_add_listen_address(config, "/ip4/127.0.0.1/tcp/0");
-    if (r == FERRY_RESULT_OK) r = ferry_config_set_transports(config, false, false);
+    if (r == FERRY_RESULT_OK) r = ferry_config_set_transports(config, 0, 0);
     if (r == FERRY_RESULT_OK && fast) r = ferry_config_set_kdf(config, 256, 1, 1);
     if (r == FERRY_RESULT_OK && fast) r = ferry_config_set_timing(config, 2, 1);
     if (r == FERRY_RESULT_OK) r = ferry_node_start(config, &node);
@@ -195,8 +195,9 @@ int main(int argc, char **argv) {
             if ((r = ferry_node_messages(node, &contact, 0, 50, &page)) == FERRY_RESULT_OK) {
                 for (size_t i = page->len; i > 0; i--) {
                     const FerryStoredMessage *m = &page->items[i - 1];
+                    const char *text = m->body.data ? (const char *)m->body.data : "";
                     printf("HISTORY %s %.*s\n", m->outgoing ? ">" : "<",
-                           (int)m->body.len, (const char *)m->body.data);
+                           (int)m->body.len, text);
                 }
                 fflush(stdout);
             } else {

@@ -2,8 +2,9 @@
  * The C test harness for ferry.h: every exported function, used as an app
  * would and misused as an app might (NULL handles and out-pointers,
  * invalid UTF-8, wrong lengths, bad codes, double frees, calls after stop,
- * several threads at once). Built with -Wall -Wextra -Werror and run by
- * ffi/tests/c_harness.rs plainly, under valgrind and under AddressSanitizer.
+ * several threads at once, stopping and freeing while threads wait).
+ * Built with -Wall -Wextra -Werror and run by ffi/tests/c_programs.rs
+ * plainly, under valgrind and under AddressSanitizer.
  *
  * Usage: harness <scratch directory>
  */
@@ -184,6 +185,18 @@ static void test_misuse_without_a_node(void) {
            FERRY_RESULT_INVALID_ARGUMENT);
     EXPECT(ferry_config_set_kdf(config, 0, 0, 0),
            FERRY_RESULT_INVALID_ARGUMENT);
+    EXPECT(ferry_config_add_bootstrap(config, "not an address"),
+           FERRY_RESULT_INVALID_ARGUMENT);
+    OK(ferry_config_add_bootstrap(config,
+        "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"));
+    OK(ferry_config_set_keep_history(config, 0));
+    OK(ferry_config_set_relay(config));
+    EXPECT(ferry_config_set_pluggable_transport(config, NULL, "/tmp"),
+           FERRY_RESULT_NULL_ARGUMENT);
+    OK(ferry_config_set_pluggable_transport(config, "/nonexistent/obfs4proxy",
+                                            "/tmp"));
+    EXPECT(ferry_config_set_display_name(config, bad_utf8),
+           FERRY_RESULT_INVALID_ARGUMENT);
     FerryNode *node = NULL;
     EXPECT(ferry_node_start(config, &node), FERRY_RESULT_CONFIG);
     CHECK(node == NULL);
@@ -293,7 +306,7 @@ static void test_two_nodes(void) {
     CHECK(memcmp(&got, &key_b, sizeof got) == 0);
     OK(ferry_node_add_contact(b, code_a, NULL));
     why = ferry_node_last_error(b);
-    CHECK(why == NULL); /* a success clears it */
+    CHECK(why == NULL); /* no call on b has failed yet */
     ferry_string_free(&code_a);
     ferry_string_free(&code_b);
 
@@ -348,6 +361,7 @@ static void test_two_nodes(void) {
     char *addresses = NULL;
     OK(ferry_node_listen_addresses(b, &addresses));
     CHECK(addresses && strstr(addresses, "/p2p/") != NULL);
+    /* Cut at the first line: the shortened string is still freed right. */
     char *newline = addresses ? strchr(addresses, '\n') : NULL;
     if (newline) {
         *newline = 0;
@@ -381,6 +395,10 @@ static void test_two_nodes(void) {
         CHECK(memcmp(&event->contact, &key_a, sizeof key_a) == 0);
         CHECK(memcmp(&event->message_id, &id, sizeof id) == 0);
         OK(ferry_node_ack(b, &event->message_id));
+        /* Scribbling on an event changes nothing about its free. */
+        event->body.data += 1;
+        event->body.len = 0;
+        event->text = NULL;
         ferry_event_free(&event);
         ferry_event_free(&event); /* guarded */
         CHECK(event == NULL);
@@ -416,6 +434,14 @@ static void test_two_nodes(void) {
     OK(ferry_node_contacts(a, &contacts));
     CHECK(contacts && contacts->len == 1);
     if (contacts && contacts->len == 1) {
+        /* An app may scribble on what it got: the free never reads it. */
+        contacts->items[0].name = NULL;
+        contacts->len = 0;
+        contacts->items = NULL;
+        ferry_contact_list_free(&contacts);
+        OK(ferry_node_contacts(a, &contacts));
+    }
+    if (contacts && contacts->len == 1) {
         CHECK(contacts->items[0].verified);
         CHECK(contacts->items[0].name &&
               strcmp(contacts->items[0].name, "Bob") == 0);
@@ -445,7 +471,15 @@ static void test_two_nodes(void) {
 
     /* Pairing calls on a peer that is not pairing. */
     EXPECT(ferry_node_pair(a, "not a peer id"), FERRY_RESULT_INVALID_ARGUMENT);
-    OK(ferry_node_allow_pairing(a, false));
+    OK(ferry_node_allow_pairing(a, 0));
+    char *a_peer = NULL;
+    OK(ferry_node_peer_id(a, &a_peer));
+    FerryIdentityKey paired;
+    EXPECT(ferry_node_confirm_pairing(b, a_peer, 1, &paired),
+           FERRY_RESULT_UNKNOWN_PEER);
+    EXPECT(ferry_node_confirm_pairing(b, NULL, 1, &paired),
+           FERRY_RESULT_NULL_ARGUMENT);
+    ferry_string_free(&a_peer);
 
     /* Bundles: A writes its messages to B, B imports them. */
     char bundle[600];
@@ -466,11 +500,21 @@ static void test_two_nodes(void) {
 
     /* Deleting history. */
     bool removed = false;
-    OK(ferry_node_delete_message(a, &id, true, &removed));
+    OK(ferry_node_delete_message(a, &id, 0, &removed));
+    CHECK(!removed); /* A sent it; it never received it */
+    OK(ferry_node_delete_message(a, &id, 1, &removed));
     CHECK(removed);
     size_t count = 0;
     OK(ferry_node_delete_conversation(a, &key_b, &count));
     CHECK(count == 20); /* the threads' messages */
+
+    /* Removing a contact. */
+    OK(ferry_node_remove_contact(a, &key_b, &removed));
+    CHECK(removed);
+    OK(ferry_node_remove_contact(a, &key_b, &removed));
+    CHECK(!removed);
+    EXPECT(ferry_node_send(a, &key_b, (const uint8_t *)hello, 5, &id),
+           FERRY_RESULT_UNKNOWN_CONTACT);
 
     /* Stop: the rest of the events, then CLOSED; every call CLOSED. */
     OK(ferry_node_stop(a));
@@ -507,24 +551,35 @@ static void test_two_nodes(void) {
     ferry_node_free(&b);
 }
 
-/* Moves what one link's node wants sent into the other link. */
-static int pump(FerryLink *from, FerryLink *to) {
+/* One direction of a hand-pumped link: bytes read from one link and not
+   yet written into the other. Never blocks on a write (a full buffer is
+   retried on the next turn), so one thread can pump both directions. */
+struct pipe_state {
     uint8_t buf[4096];
-    size_t n = 0;
-    FerryResult r = ferry_link_read(from, buf, sizeof buf, 10, &n);
-    if (r != FERRY_RESULT_OK) {
-        return r == FERRY_RESULT_TIMEOUT ? 0 : -1;
-    }
-    size_t off = 0;
-    while (off < n) {
-        size_t written = 0;
-        r = ferry_link_write(to, buf + off, n - off, 1000, &written);
+    size_t len;
+    size_t off;
+};
+
+static int pump(FerryLink *from, FerryLink *to, struct pipe_state *p) {
+    if (p->off == p->len) {
+        p->off = p->len = 0;
+        FerryResult r = ferry_link_read(from, p->buf, sizeof p->buf, 5, &p->len);
+        if (r == FERRY_RESULT_TIMEOUT) {
+            return 0;
+        }
         if (r != FERRY_RESULT_OK) {
             return -1;
         }
-        off += written;
     }
-    return (int)n;
+    size_t written = 0;
+    FerryResult r = ferry_link_write(to, p->buf + p->off, p->len - p->off, 0,
+                                     &written);
+    if (r == FERRY_RESULT_OK) {
+        p->off += written;
+    } else if (r != FERRY_RESULT_TIMEOUT) {
+        return -1;
+    }
+    return 1;
 }
 
 static void test_link_pumped_by_hand(void) {
@@ -560,8 +615,10 @@ static void test_link_pumped_by_hand(void) {
     OK(ferry_node_send(c, &key_d, (const uint8_t *)body, strlen(body), &id));
     int got = 0;
     double deadline = now_s() + 90;
+    struct pipe_state c_to_d = {.len = 0, .off = 0};
+    struct pipe_state d_to_c = {.len = 0, .off = 0};
     while (!got && now_s() < deadline) {
-        if (pump(lc, ld) < 0 || pump(ld, lc) < 0) {
+        if (pump(lc, ld, &c_to_d) < 0 || pump(ld, lc, &d_to_c) < 0) {
             fprintf(stderr, "a link closed\n");
             failures++;
             break;
@@ -578,19 +635,120 @@ static void test_link_pumped_by_hand(void) {
     }
     CHECK(got);
 
-    /* Closing one end: the other side's reads end with CLOSED. */
+    /* Closing one end: its reads and writes end with CLOSED (once what was
+       buffered is read). */
     OK(ferry_link_close(lc));
     EXPECT(ferry_link_write(lc, (const uint8_t *)"x", 1, 0, &n),
            FERRY_RESULT_CLOSED);
+    uint8_t rest[4096];
+    FerryResult rr = FERRY_RESULT_OK;
+    for (int i = 0; i < 100 && rr == FERRY_RESULT_OK; i++) {
+        rr = ferry_link_read(lc, rest, sizeof rest, 0, &n);
+    }
+    CHECK(rr == FERRY_RESULT_CLOSED);
     ferry_link_free(&lc);
     ferry_link_free(&lc); /* guarded */
     CHECK(lc == NULL);
     ferry_node_free(&c);
     ferry_node_free(&d);
-    /* The link may outlive its node. */
-    FerryResult r = ferry_link_read(ld, small, sizeof small, 100, &n);
-    CHECK(r == FERRY_RESULT_CLOSED || r == FERRY_RESULT_OK);
+    /* The link may outlive its node: what is buffered, then CLOSED. */
+    FerryResult r = FERRY_RESULT_OK;
+    for (int i = 0; i < 100 && r == FERRY_RESULT_OK; i++) {
+        r = ferry_link_read(ld, rest, sizeof rest, 100, &n);
+    }
+    CHECK(r == FERRY_RESULT_CLOSED);
     ferry_link_free(&ld);
+}
+
+struct waiter {
+    FerryNode *node;
+    FerryResult last;
+    int events;
+};
+
+/* Waits for events until the node stops (the app's event thread). */
+static void *event_thread(void *arg) {
+    struct waiter *w = arg;
+    for (;;) {
+        FerryEvent *event = NULL;
+        FerryResult r = ferry_next_event(w->node, 60000, &event);
+        if (r == FERRY_RESULT_OK) {
+            w->events++;
+            ferry_event_free(&event);
+            continue;
+        }
+        w->last = r;
+        if (r != FERRY_RESULT_TIMEOUT) {
+            return NULL;
+        }
+    }
+}
+
+/* One call, with a long timeout; nothing else. */
+static void *one_wait(void *arg) {
+    struct waiter *w = arg;
+    FerryEvent *event = NULL;
+    w->last = ferry_next_event(w->node, 60000, &event);
+    ferry_event_free(&event);
+    return NULL;
+}
+
+static void test_stop_and_free_with_threads_waiting(void) {
+    /* Two threads wait at once; stop wakes both with CLOSED at once. */
+    FerryNode *e = start_node("erin");
+    if (!e) {
+        return;
+    }
+    struct waiter w1 = {e, FERRY_RESULT_OK, 0}, w2 = {e, FERRY_RESULT_OK, 0};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, event_thread, &w1);
+    pthread_create(&t2, NULL, event_thread, &w2);
+    /* A short wait from a third caller returns on its own timeout, not
+       after the others' 60 s. */
+    struct timespec pause = {0, 300 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    double t0 = now_s();
+    FerryEvent *event = NULL;
+    FerryResult r = ferry_next_event(e, 100, &event);
+    ferry_event_free(&event);
+    CHECK(r == FERRY_RESULT_TIMEOUT || r == FERRY_RESULT_OK);
+    CHECK(now_s() - t0 < 5);
+    t0 = now_s();
+    OK(ferry_node_stop(e));
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK(now_s() - t0 < 15);
+    CHECK(w1.last == FERRY_RESULT_CLOSED && w2.last == FERRY_RESULT_CLOSED);
+    char *code = NULL;
+    EXPECT(ferry_node_contact_code(e, &code), FERRY_RESULT_CLOSED);
+    CHECK(code == NULL);
+    FerryIdentityKey me;
+    EXPECT(ferry_node_identity(e, &me), FERRY_RESULT_CLOSED);
+    ferry_node_free(&e);
+
+    /* Freeing while a thread is blocked inside ferry_next_event: the free
+       ends that call (CLOSED) and waits for it before freeing. */
+    FerryNode *f = start_node("frank");
+    if (!f) {
+        return;
+    }
+    for (;;) { /* drain start-up events, so the waiter blocks */
+        FerryEvent *ev = NULL;
+        if (ferry_next_event(f, 200, &ev) != FERRY_RESULT_OK) {
+            break;
+        }
+        ferry_event_free(&ev);
+    }
+    struct waiter w3 = {f, FERRY_RESULT_OK, 0};
+    pthread_t t3;
+    pthread_create(&t3, NULL, one_wait, &w3);
+    nanosleep(&pause, NULL);
+    t0 = now_s();
+    ferry_node_free(&f);
+    CHECK(f == NULL);
+    pthread_join(t3, NULL);
+    CHECK(w3.last == FERRY_RESULT_CLOSED);
+    CHECK(now_s() - t0 < 15);
 }
 
 int main(int argc, char **argv) {
@@ -603,6 +761,7 @@ int main(int argc, char **argv) {
     test_misuse_without_a_node();
     test_two_nodes();
     test_link_pumped_by_hand();
+    test_stop_and_free_with_threads_waiting();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

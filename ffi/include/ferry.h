@@ -364,7 +364,8 @@ typedef struct FerryIdentityKey {
 } FerryIdentityKey;
 
 /**
- * A byte buffer the library allocated; free it with `ferry_bytes_free`.
+ * A byte buffer the library allocated; free it with `ferry_bytes_free`
+ * (pass it back with `data` unchanged).
  */
 typedef struct FerryBytes {
   /**
@@ -609,7 +610,9 @@ const char *ferry_result_str(uint32_t code);
 
 /**
  * Makes an empty configuration into `*out`: no storage yet (required),
- * TCP on, QUIC on, mDNS on, no listen address (the node then only dials).
+ * TCP on, QUIC on, mDNS off (LAN discovery announces the device; turn it
+ * on with `ferry_config_set_transports`), no listen address (the node
+ * then only dials).
  *
  * # Safety
  * `out` is NULL or valid for a write.
@@ -700,12 +703,14 @@ FerryResult ferry_config_set_pluggable_transport(const struct FerryConfig *confi
                                                  const char *state_dir);
 
 /**
- * Turns QUIC (`on` non-zero) and LAN discovery by mDNS on or off.
+ * Turns QUIC and LAN discovery by mDNS on (non-zero) or off (0).
  *
  * # Safety
  * `config` is NULL or live.
  */
-FerryResult ferry_config_set_transports(const struct FerryConfig *config, bool quic, bool mdns);
+FerryResult ferry_config_set_transports(const struct FerryConfig *config,
+                                        uint32_t quic,
+                                        uint32_t mdns);
 
 /**
  * Makes the node a relay (an always-on store-and-forward node with the
@@ -725,12 +730,13 @@ FerryResult ferry_config_set_relay(const struct FerryConfig *config);
 FerryResult ferry_config_set_display_name(const struct FerryConfig *config, const char *name);
 
 /**
- * Whether the node keeps the conversation history (default: on).
+ * Whether the node keeps the conversation history: non-zero (the
+ * default) or 0.
  *
  * # Safety
  * `config` is NULL or live.
  */
-FerryResult ferry_config_set_keep_history(const struct FerryConfig *config, bool keep);
+FerryResult ferry_config_set_keep_history(const struct FerryConfig *config, uint32_t keep);
 
 /**
  * Timing for tests and demos: reconciliation every `resync_secs` seconds
@@ -776,7 +782,9 @@ void ferry_event_free(struct FerryEvent **event);
  * end must reach another Ferry node's link, over any reliable, ordered
  * channel), labelled `label` (1 to 128 bytes, the app's own name for it;
  * it comes back in `LINK_UP`/`LINK_DOWN`/`LINK_FAILED` events). Which side
- * opened the radio channel does not matter.
+ * opened the radio channel does not matter. Pump each direction from its
+ * own thread: one thread blocked writing into a full buffer stops reading
+ * the other way, and both ends can then wait on each other.
  *
  * # Safety
  * `node` is NULL or live; `label` is NULL or a NUL-terminated string;
@@ -925,8 +933,12 @@ FerryResult ferry_node_stop(const struct FerryNode *node);
 
 /**
  * Stops the node if it runs, frees it and its runtime, and sets `*node`
- * to NULL (a second call on the same variable does nothing). No other
- * thread may be inside a call on this node (see the shutdown order).
+ * to NULL (a second call on the same variable does nothing). New calls on
+ * the node from other threads are refused from the start, and calls
+ * already running (a thread blocked in `ferry_next_event`) end with
+ * `FERRY_RESULT_CLOSED`; this waits for them (up to 30 s; if one is still
+ * inside after that, the node's memory is left allocated rather than
+ * freed under it).
  *
  * # Safety
  * `node` is NULL or points to NULL or to a live handle.
@@ -1066,8 +1078,9 @@ FerryResult ferry_node_message_status(const struct FerryNode *node,
                                       struct FerryStatus *out);
 
 /**
- * Deletes one message from the history: one we sent (`outgoing`) or one
- * we received (IDs are chosen by senders, so the direction says which);
+ * Deletes one message from the history: one we sent (`outgoing` non-zero)
+ * or one we received (0; IDs are chosen by senders, so the direction says
+ * which);
  * `*removed` (may be NULL) tells whether it was there.
  *
  * # Safety
@@ -1076,7 +1089,7 @@ FerryResult ferry_node_message_status(const struct FerryNode *node,
  */
 FerryResult ferry_node_delete_message(const struct FerryNode *node,
                                       const struct FerryMessageId *id,
-                                      bool outgoing,
+                                      uint32_t outgoing,
                                       bool *removed);
 
 /**
@@ -1131,13 +1144,13 @@ FerryResult ferry_node_peers(const struct FerryNode *node, char **out);
 FerryResult ferry_node_bridge_line(const struct FerryNode *node, char **out);
 
 /**
- * Accepts (or stops accepting) in-person pairing from peers on a direct
- * link: open it only while the user is pairing.
+ * Accepts (`open` non-zero) or stops accepting (0) in-person pairing from
+ * peers on a direct link: open it only while the user is pairing.
  *
  * # Safety
  * `node` is NULL or live.
  */
-FerryResult ferry_node_allow_pairing(const struct FerryNode *node, bool open);
+FerryResult ferry_node_allow_pairing(const struct FerryNode *node, uint32_t open);
 
 /**
  * Starts an in-person pairing with a connected peer (its peer ID as
@@ -1149,7 +1162,8 @@ FerryResult ferry_node_allow_pairing(const struct FerryNode *node, bool open);
 FerryResult ferry_node_pair(const struct FerryNode *node, const char *peer);
 
 /**
- * Answers a pairing code: `accept` if both devices show the same code.
+ * Answers a pairing code: `accept` non-zero if both devices show the
+ * same code, 0 to decline.
  * The new verified contact goes to `*contact` (may be NULL); it is
  * all-zero when the pairing was declined.
  *
@@ -1159,7 +1173,7 @@ FerryResult ferry_node_pair(const struct FerryNode *node, const char *peer);
  */
 FerryResult ferry_node_confirm_pairing(const struct FerryNode *node,
                                        const char *peer,
-                                       bool accept,
+                                       uint32_t accept,
                                        struct FerryIdentityKey *contact);
 
 /**

@@ -2,7 +2,7 @@
 //! the checked reading of what C passes in.
 
 use std::{
-    ffi::{CStr, CString, c_char},
+    ffi::{CStr, c_char},
     panic::{AssertUnwindSafe, catch_unwind},
     sync::Mutex,
 };
@@ -167,29 +167,24 @@ impl From<NodeError> for Failure {
     }
 }
 
-/// A handle's last error message.
+/// A handle's last error message: the message of the last call on the
+/// handle that failed (a timeout is not a failure). Successes do not clear
+/// it, so another thread's success cannot erase a message before the
+/// failing thread reads it.
 #[derive(Debug, Default)]
-pub(crate) struct LastError(Mutex<Option<CString>>);
+pub(crate) struct LastError(Mutex<Option<String>>);
 
 impl LastError {
     pub(crate) fn set(&self, message: &str) {
-        // Interior NULs cannot be in a C string: cut there.
-        let message = message.split('\0').next().unwrap_or_default();
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = CString::new(message).ok();
-        }
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(message.to_owned());
     }
 
-    pub(crate) fn clear(&self) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = None;
-        }
-    }
-
-    /// A copy for the app (freed with `ferry_string_free`), or NULL.
+    /// A copy for the app (freed with `ferry_string_free`), or NULL if no
+    /// call on this handle has failed.
     pub(crate) fn copy(&self) -> *mut c_char {
-        let copy = self.0.lock().ok().and_then(|slot| slot.clone());
-        copy.map_or(std::ptr::null_mut(), CString::into_raw)
+        let slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_deref().map_or(std::ptr::null_mut(), c_string)
     }
 }
 
@@ -201,12 +196,7 @@ pub(crate) fn guard(
 ) -> FerryResult {
     let outcome = catch_unwind(AssertUnwindSafe(body));
     let failure = match outcome {
-        Ok(Ok(())) => {
-            if let Some(errors) = errors {
-                errors.clear();
-            }
-            return FerryResult::Ok;
-        }
+        Ok(Ok(())) => return FerryResult::Ok,
         Ok(Err(failure)) => failure,
         Err(payload) => {
             let what = payload
@@ -214,13 +204,34 @@ pub(crate) fn guard(
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
+            // The payload's own Drop could panic too: never outside a
+            // boundary (a panic while unwinding would abort the app).
+            if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+                std::mem::forget(again);
+            }
             Failure::new(FerryResult::Panic, format!("internal panic: {what}"))
         }
     };
-    if let Some(errors) = errors {
+    if let Some(errors) = errors
+        && failure.code != FerryResult::Timeout
+    {
         errors.set(&failure.message);
     }
     failure.code
+}
+
+/// Runs an entry point that returns a value rather than a result: a panic
+/// gives `fallback`.
+pub(crate) fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(payload) => {
+            if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+                std::mem::forget(again);
+            }
+            fallback
+        }
+    }
 }
 
 /// Reads a borrowed C string: NULL and invalid UTF-8 are refused.
@@ -308,10 +319,56 @@ pub(crate) fn need<T>(out: *mut T, what: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A string for the app (freed with `ferry_string_free`).
+/// Checks a pointer out-parameter and sets it to NULL at once, so that on
+/// any failure the app's variable is NULL (safe to pass to a free).
+///
+/// # Safety
+/// `out` is NULL or valid for a write of a pointer.
+pub(crate) unsafe fn need_ptr<T>(out: *mut *mut T, what: &str) -> Result<(), Failure> {
+    need(out, what)?;
+    // SAFETY: not NULL; the caller promises it is valid for a write.
+    unsafe { out.write(std::ptr::null_mut()) };
+    Ok(())
+}
+
+/// A NUL-terminated copy of `text` (cut at an interior NUL) in memory from
+/// the C allocator, freed with `ferry_string_free` (`free`, which needs no
+/// length: an app that shortens the string in place frees it correctly).
+/// NULL if the allocator fails.
 pub(crate) fn c_string(text: &str) -> *mut c_char {
     let text = text.split('\0').next().unwrap_or_default();
-    CString::new(text).map_or(std::ptr::null_mut(), CString::into_raw)
+    c_alloc_copy(text.as_bytes(), true).cast()
+}
+
+/// Copies `bytes` (plus a NUL if `nul`) into memory from `malloc`; NULL
+/// for an empty copy without NUL or if the allocator fails.
+pub(crate) fn c_alloc_copy(bytes: &[u8], nul: bool) -> *mut u8 {
+    let len = bytes.len() + usize::from(nul);
+    if len == 0 {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: `malloc` with a non-zero size; the result is checked.
+    let ptr = unsafe { libc::malloc(len) }.cast::<u8>();
+    if ptr.is_null() {
+        return ptr;
+    }
+    // SAFETY: `ptr` has room for `len` bytes and does not overlap `bytes`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len());
+        if nul {
+            ptr.add(bytes.len()).write(0);
+        }
+    }
+    ptr
+}
+
+/// Frees what [`c_alloc_copy`] (or [`c_string`]) returned; NULL is fine.
+///
+/// # Safety
+/// `ptr` is NULL or came from [`c_alloc_copy`] and was not freed before.
+pub(crate) unsafe fn c_free(ptr: *mut u8) {
+    // SAFETY: NULL or from `malloc`, as the caller promises.
+    unsafe { libc::free(ptr.cast()) };
 }
 
 #[cfg(test)]
@@ -325,15 +382,31 @@ mod tests {
         let result = guard(Some(&errors), || panic!("boom in the library"));
         assert_eq!(result, FerryResult::Panic);
         let message = errors.copy();
-        // SAFETY: a string this module just allocated.
-        let text = unsafe { CString::from_raw(message) };
-        assert!(text.to_str().unwrap().contains("boom in the library"));
+        // SAFETY: a string this module just allocated, freed below.
+        let text = unsafe { CStr::from_ptr(message) }
+            .to_str()
+            .unwrap()
+            .to_owned();
+        // SAFETY: as above.
+        unsafe { c_free(message.cast()) };
+        assert!(text.contains("boom in the library"));
         // A panic with a formatted payload, and no handle to record it in.
         let n = 3;
         assert_eq!(guard(None, || panic!("formatted {n}")), FerryResult::Panic);
-        // The next successful call clears the message.
+        // A success keeps the message of the last failure; a timeout is
+        // not a failure.
         assert_eq!(guard(Some(&errors), || Ok(())), FerryResult::Ok);
-        assert!(errors.copy().is_null());
+        assert_eq!(
+            guard(Some(&errors), || Err(Failure::new(
+                FerryResult::Timeout,
+                "t"
+            ))),
+            FerryResult::Timeout
+        );
+        let kept = errors.copy();
+        assert!(!kept.is_null());
+        // SAFETY: allocated by `copy`.
+        unsafe { c_free(kept.cast()) };
     }
 
     #[test]

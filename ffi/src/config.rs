@@ -113,14 +113,17 @@ unsafe fn with(
 }
 
 /// Makes an empty configuration into `*out`: no storage yet (required),
-/// TCP on, QUIC on, mDNS on, no listen address (the node then only dials).
+/// TCP on, QUIC on, mDNS off (LAN discovery announces the device; turn it
+/// on with `ferry_config_set_transports`), no listen address (the node
+/// then only dials).
 ///
 /// # Safety
 /// `out` is NULL or valid for a write.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ferry_config_new(out: *mut *mut FerryConfig) -> FerryResult {
     guard(None, || {
-        boundary::need(out, "out")?;
+        // SAFETY: NULL (refused) or valid for a write.
+        unsafe { boundary::need_ptr(out, "out") }?;
         let config = Box::new(FerryConfig {
             inner: Mutex::new(Settings::default()),
             errors: LastError::default(),
@@ -160,11 +163,13 @@ pub unsafe extern "C" fn ferry_config_free(config: *mut *mut FerryConfig) {
 /// `config` is NULL or a live handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ferry_config_last_error(config: *const FerryConfig) -> *mut c_char {
-    // SAFETY: NULL or live, as the caller promises.
-    match unsafe { config.as_ref() } {
-        Some(config) => config.errors.copy(),
-        None => std::ptr::null_mut(),
-    }
+    boundary::guard_value(std::ptr::null_mut(), || {
+        // SAFETY: NULL or live, as the caller promises.
+        match unsafe { config.as_ref() } {
+            Some(config) => config.errors.copy(),
+            None => std::ptr::null_mut(),
+        }
+    })
 }
 
 /// Where the encrypted store lives (a directory; created if missing) and
@@ -316,21 +321,21 @@ pub unsafe extern "C" fn ferry_config_set_pluggable_transport(
     }
 }
 
-/// Turns QUIC (`on` non-zero) and LAN discovery by mDNS on or off.
+/// Turns QUIC and LAN discovery by mDNS on (non-zero) or off (0).
 ///
 /// # Safety
 /// `config` is NULL or live.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ferry_config_set_transports(
     config: *const FerryConfig,
-    quic: bool,
-    mdns: bool,
+    quic: u32,
+    mdns: u32,
 ) -> FerryResult {
     // SAFETY: forwarded caller promise.
     unsafe {
         with(config, |s| {
-            s.quic = Some(quic);
-            s.mdns = Some(mdns);
+            s.quic = Some(quic != 0);
+            s.mdns = Some(mdns != 0);
             Ok(())
         })
     }
@@ -370,19 +375,20 @@ pub unsafe extern "C" fn ferry_config_set_display_name(
     }
 }
 
-/// Whether the node keeps the conversation history (default: on).
+/// Whether the node keeps the conversation history: non-zero (the
+/// default) or 0.
 ///
 /// # Safety
 /// `config` is NULL or live.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ferry_config_set_keep_history(
     config: *const FerryConfig,
-    keep: bool,
+    keep: u32,
 ) -> FerryResult {
     // SAFETY: forwarded caller promise.
     unsafe {
         with(config, |s| {
-            s.keep_history = Some(keep);
+            s.keep_history = Some(keep != 0);
             Ok(())
         })
     }

@@ -13,7 +13,7 @@ use ferry_node::NodeEvent;
 
 use crate::{
     boundary::{self, Failure, FerryResult, guard},
-    node::{FerryFailReason, FerryMessageStatus, FerryNode, convert_status, with_node},
+    node::{FerryFailReason, FerryMessageStatus, FerryNode, convert_status, with_node_draining},
     types::{FerryBytes, FerryIdentityKey, FerryMessageId},
 };
 
@@ -128,6 +128,20 @@ impl FerryEvent {
         self
     }
 
+    /// Boxes the event with private copies of what it owns: the free
+    /// reads only those, never a field the app may have changed.
+    fn into_owned(self) -> *mut FerryEvent {
+        let owned = Box::new(OwnedEvent {
+            body: self.body.data,
+            text: self.text,
+            text2: self.text2,
+            public: self,
+        });
+        // `public` is the first field of a `repr(C)` struct: a pointer to
+        // the whole is a pointer to it.
+        Box::into_raw(owned).cast()
+    }
+
     pub(crate) fn from_event(event: NodeEvent) -> Self {
         use FerryEventKind as K;
         match event {
@@ -137,7 +151,7 @@ impl FerryEvent {
                 e.message_id = m.message_id.into();
                 e.sent_at = m.sent_at;
                 e.flag = m.redelivery;
-                e.body = FerryBytes::from_vec(m.body);
+                e.body = FerryBytes::copy_of(&m.body);
                 e
             }
             NodeEvent::MessageStatus { message_id, status } => {
@@ -232,19 +246,13 @@ impl FerryEvent {
     }
 }
 
-impl Drop for FerryEvent {
-    fn drop(&mut self) {
-        self.body.release();
-        // SAFETY (both): made by `CString::into_raw` in `with_text`, or NULL.
-        for text in [&mut self.text, &mut self.text2] {
-            let inner = std::mem::replace(text, std::ptr::null_mut());
-            if !inner.is_null() {
-                // SAFETY: made by `CString::into_raw` in `with_text` and
-                // replaced by NULL above, so freed once.
-                drop(unsafe { std::ffi::CString::from_raw(inner) });
-            }
-        }
-    }
+/// An event as allocated: what the app sees, then what the library frees.
+#[repr(C)]
+struct OwnedEvent {
+    public: FerryEvent,
+    body: *mut u8,
+    text: *mut c_char,
+    text2: *mut c_char,
 }
 
 /// Waits up to `timeout_ms` milliseconds (0: do not wait) for the node's
@@ -265,28 +273,30 @@ pub unsafe extern "C" fn ferry_next_event(
 ) -> FerryResult {
     // SAFETY: forwarded caller promises.
     unsafe {
-        with_node(node, |n| {
-            boundary::need(out, "out")?;
-            boundary::write_out(out, std::ptr::null_mut(), "out")?;
-            let mut slot = n
-                .events
-                .lock()
-                .map_err(|_| Failure::new(FerryResult::Internal, "event lock poisoned"))?;
-            let Some(stream) = slot.as_mut() else {
-                return Err(Failure::new(FerryResult::Closed, "the node has stopped"));
-            };
+        with_node_draining(node, |n| {
+            boundary::need_ptr(out, "out")?;
             let wait = Duration::from_millis(u64::from(timeout_ms));
-            let next = n.block_on(async { tokio::time::timeout(wait, stream.next()).await });
+            // The lock is taken inside the timeout: a thread waiting behind
+            // another one's long wait still returns after its own timeout.
+            let next = n.block_on(async {
+                tokio::time::timeout(wait, async {
+                    let mut slot = n.events.lock().await;
+                    let stream = slot.as_mut()?;
+                    let event = stream.next().await;
+                    if event.is_none() {
+                        // Drained: release the stream; later calls say Closed.
+                        *slot = None;
+                    }
+                    event
+                })
+                .await
+            });
             match next {
                 Ok(Some(event)) => {
-                    let event = Box::new(FerryEvent::from_event(event));
-                    boundary::write_out(out, Box::into_raw(event), "out")
+                    let event = FerryEvent::from_event(event).into_owned();
+                    boundary::write_out(out, event, "out")
                 }
-                Ok(None) => {
-                    // Drained: release the stream; later calls say Closed.
-                    *slot = None;
-                    Err(Failure::new(FerryResult::Closed, "the node has stopped"))
-                }
+                Ok(None) => Err(Failure::new(FerryResult::Closed, "the node has stopped")),
                 Err(_) => Err(Failure::new(FerryResult::Timeout, "no event")),
             }
         })
@@ -307,10 +317,20 @@ pub unsafe extern "C" fn ferry_event_free(event: *mut *mut FerryEvent) {
         }
         // SAFETY: not NULL; points to the app's event pointer.
         let inner = unsafe { event.replace(std::ptr::null_mut()) };
-        if !inner.is_null() {
-            // SAFETY: made by `Box::into_raw` in `ferry_next_event`; the
-            // app's pointer is NULL now, so this runs once per event.
-            drop(unsafe { Box::from_raw(inner) });
+        if inner.is_null() {
+            return Ok(());
+        }
+        let owned = inner.cast::<OwnedEvent>();
+        // SAFETY: `inner` came from `into_owned` (an `OwnedEvent` whose
+        // first field is the event); the app's pointer is NULL now, so this
+        // runs once. Only the private fields are read, and the allocation
+        // is released without reading the public part (the app may have
+        // changed it).
+        unsafe {
+            boundary::c_free(std::ptr::addr_of!((*owned).body).read());
+            boundary::c_free(std::ptr::addr_of!((*owned).text).read().cast());
+            boundary::c_free(std::ptr::addr_of!((*owned).text2).read().cast());
+            std::alloc::dealloc(owned.cast(), std::alloc::Layout::new::<OwnedEvent>());
         }
         Ok(())
     });

@@ -20,13 +20,15 @@
 //! - **Panics** never cross the boundary: each entry point runs inside
 //!   `catch_unwind` and a panic becomes [`FerryResult::Panic`].
 //! - **Threads**: every function may be called from any thread, several
-//!   at once on the same handle. Each node owns its tokio runtime; there
-//!   are no process-wide globals. Nothing calls back into the app.
+//!   at once on the same handle. Each node owns its tokio runtime; Ferry
+//!   keeps no process-wide state (two of its dependencies do run shared
+//!   background threads: sled's I/O pool and a timer thread). Nothing
+//!   calls back into the app.
 //! - **Shutdown order**: stop the node ([`node::ferry_node_stop`]), let
 //!   every thread blocked in [`events::ferry_next_event`] or a link call
 //!   return (they return `FERRY_RESULT_CLOSED`), free links, then free the
-//!   node. Freeing a handle while another thread is inside a call on it is
-//!   the one misuse the library cannot catch.
+//!   node. `ferry_node_free` refuses new calls and waits for calls still
+//!   running on other threads before it frees anything.
 
 mod boundary;
 pub mod config;
@@ -48,20 +50,24 @@ pub const FERRY_ABI_VERSION: u32 = 1;
 /// when the library was built).
 #[unsafe(no_mangle)]
 pub extern "C" fn ferry_abi_version() -> u32 {
-    FERRY_ABI_VERSION
+    boundary::guard_value(0, || FERRY_ABI_VERSION)
 }
 
 /// The library's version, a static NUL-terminated string (never freed).
 #[unsafe(no_mangle)]
 pub extern "C" fn ferry_version() -> *const std::ffi::c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0")
-        .as_ptr()
-        .cast::<std::ffi::c_char>()
+    boundary::guard_value(std::ptr::null(), || {
+        concat!(env!("CARGO_PKG_VERSION"), "\0")
+            .as_ptr()
+            .cast::<std::ffi::c_char>()
+    })
 }
 
 /// A static NUL-terminated description of a result code (never freed);
 /// unknown codes give "unknown result code".
 #[unsafe(no_mangle)]
 pub extern "C" fn ferry_result_str(code: u32) -> *const std::ffi::c_char {
-    FerryResult::describe(code).as_ptr().cast()
+    boundary::guard_value(std::ptr::null(), || {
+        FerryResult::describe(code).as_ptr().cast()
+    })
 }

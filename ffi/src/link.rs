@@ -107,8 +107,19 @@ impl futures::AsyncWrite for NodeEnd {
     }
 
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Ok(mut pipe) = self.0.pipe.lock() {
-            pipe.node_closed = true;
+        let wakers = match self.0.pipe.lock() {
+            Ok(mut pipe) => {
+                pipe.node_closed = true;
+                (pipe.node_read.take(), pipe.node_write.take())
+            }
+            Err(_) => (None, None),
+        };
+        // Woken outside the lock: a reader waiting on this end sees EOF.
+        if let Some(w) = wakers.0 {
+            w.wake();
+        }
+        if let Some(w) = wakers.1 {
+            w.wake();
         }
         self.0.app.notify_all();
         Poll::Ready(Ok(()))
@@ -182,7 +193,9 @@ unsafe fn with_link(
 /// end must reach another Ferry node's link, over any reliable, ordered
 /// channel), labelled `label` (1 to 128 bytes, the app's own name for it;
 /// it comes back in `LINK_UP`/`LINK_DOWN`/`LINK_FAILED` events). Which side
-/// opened the radio channel does not matter.
+/// opened the radio channel does not matter. Pump each direction from its
+/// own thread: one thread blocked writing into a full buffer stops reading
+/// the other way, and both ends can then wait on each other.
 ///
 /// # Safety
 /// `node` is NULL or live; `label` is NULL or a NUL-terminated string;
@@ -196,7 +209,7 @@ pub unsafe extern "C" fn ferry_link_open(
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
-            boundary::need(out, "out")?;
+            boundary::need_ptr(out, "out")?;
             let label = boundary::read_str(label, "label")?;
             let shared = Arc::new(Shared::default());
             let end = NodeEnd(shared.clone());
@@ -217,8 +230,10 @@ pub unsafe extern "C" fn ferry_link_open(
 /// `link` is NULL or live.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ferry_link_id(link: *const FerryLink) -> u64 {
-    // SAFETY: NULL or live, as the caller promises.
-    unsafe { link.as_ref() }.map_or(0, |l| l.id)
+    boundary::guard_value(0, || {
+        // SAFETY: NULL or live, as the caller promises.
+        unsafe { link.as_ref() }.map_or(0, |l| l.id)
+    })
 }
 
 /// Feeds bytes that arrived on the radio into the node. Waits up to
@@ -366,11 +381,13 @@ pub unsafe extern "C" fn ferry_link_close(link: *const FerryLink) -> FerryResult
 /// `link` is NULL or live.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ferry_link_last_error(link: *const FerryLink) -> *mut c_char {
-    // SAFETY: NULL or live, as the caller promises.
-    match unsafe { link.as_ref() } {
-        Some(link) => link.errors.copy(),
-        None => std::ptr::null_mut(),
-    }
+    boundary::guard_value(std::ptr::null_mut(), || {
+        // SAFETY: NULL or live, as the caller promises.
+        match unsafe { link.as_ref() } {
+            Some(link) => link.errors.copy(),
+            None => std::ptr::null_mut(),
+        }
+    })
 }
 
 /// Closes (if still open) and frees a link, and sets `*link` to NULL; NULL

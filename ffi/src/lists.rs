@@ -62,20 +62,46 @@ pub struct FerryMessageList {
     pub len: usize,
 }
 
-fn into_raw_parts<T>(items: Vec<T>) -> (*mut T, usize) {
-    let boxed = items.into_boxed_slice();
-    let len = boxed.len();
-    (Box::into_raw(boxed).cast::<T>(), len)
+/// A list as allocated: what the app sees (`items`, `len`), then private
+/// copies of what the library frees, so the free never reads a field the
+/// app may have changed.
+#[repr(C)]
+struct OwnedList<L> {
+    public: L,
+    items: *mut u8,
+    layout: std::alloc::Layout,
+    /// Strings and buffers inside the items (from `malloc`).
+    owned: Vec<*mut u8>,
 }
 
-/// Takes back what `into_raw_parts` gave out.
+/// Moves `items` into a raw array; returns it with its layout.
+fn raw_array<T>(items: Vec<T>) -> (*mut T, usize, std::alloc::Layout) {
+    let boxed = items.into_boxed_slice();
+    let len = boxed.len();
+    let layout = std::alloc::Layout::for_value::<[T]>(&boxed);
+    (Box::into_raw(boxed).cast::<T>(), len, layout)
+}
+
+/// Frees a list made by `ferry_node_contacts` or `ferry_node_messages`.
 ///
 /// # Safety
-/// `items`/`len` came from `into_raw_parts` and were not freed before.
-unsafe fn from_raw_parts<T>(items: *mut T, len: usize) -> Vec<T> {
-    let slice = std::ptr::slice_from_raw_parts_mut(items, len);
-    // SAFETY: as the caller promises, a boxed slice of `len` items.
-    unsafe { Box::from_raw(slice) }.into_vec()
+/// `list` came from one of them (an `OwnedList<L>`) and is freed once.
+unsafe fn free_list<L>(list: *mut L) {
+    let owned = list.cast::<OwnedList<L>>();
+    // SAFETY: as the caller promises; only private fields are read, and
+    // the allocations are released without reading what the app sees.
+    unsafe {
+        let items = std::ptr::addr_of!((*owned).items).read();
+        let layout = std::ptr::addr_of!((*owned).layout).read();
+        let inner = std::ptr::addr_of!((*owned).owned).read();
+        for ptr in inner {
+            boundary::c_free(ptr);
+        }
+        if layout.size() > 0 {
+            std::alloc::dealloc(items, layout);
+        }
+        std::alloc::dealloc(owned.cast(), std::alloc::Layout::new::<OwnedList<L>>());
+    }
 }
 
 /// Our contacts into `*out` (free with `ferry_contact_list_free`).
@@ -90,7 +116,7 @@ pub unsafe extern "C" fn ferry_node_contacts(
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
-            boundary::need(out, "out")?;
+            boundary::need_ptr(out, "out")?;
             let contacts = n.block_on(n.node.contacts())?;
             let items: Vec<FerryContact> = contacts
                 .iter()
@@ -100,9 +126,15 @@ pub unsafe extern "C" fn ferry_node_contacts(
                     verified: c.verified,
                 })
                 .collect();
-            let (items, len) = into_raw_parts(items);
-            let list = Box::new(FerryContactList { items, len });
-            boundary::write_out(out, Box::into_raw(list), "out")
+            let owned_names = items.iter().map(|c| c.name.cast::<u8>()).collect();
+            let (items, len, layout) = raw_array(items);
+            let list = Box::new(OwnedList {
+                public: FerryContactList { items, len },
+                items: items.cast(),
+                layout,
+                owned: owned_names,
+            });
+            boundary::write_out(out, Box::into_raw(list).cast(), "out")
         })
     }
 }
@@ -124,14 +156,9 @@ pub unsafe extern "C" fn ferry_contact_list_free(list: *mut *mut FerryContactLis
         if inner.is_null() {
             return Ok(());
         }
-        // SAFETY: made by `Box::into_raw` in `ferry_node_contacts`, once.
-        let list = unsafe { Box::from_raw(inner) };
-        // SAFETY: made by `into_raw_parts` in `ferry_node_contacts`.
-        for contact in unsafe { from_raw_parts(list.items, list.len) } {
-            let mut name = contact.name;
-            // SAFETY: a pointer to a string this library allocated (or NULL).
-            unsafe { crate::types::ferry_string_free(&mut name) };
-        }
+        // SAFETY: made by `ferry_node_contacts`; the app's pointer is NULL
+        // now, so this runs once.
+        unsafe { free_list(inner) };
         Ok(())
     });
 }
@@ -154,7 +181,7 @@ pub unsafe extern "C" fn ferry_node_messages(
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
-            boundary::need(out, "out")?;
+            boundary::need_ptr(out, "out")?;
             let key = boundary::handle(contact, "contact")?.to_key()?;
             let before = (before != 0).then_some(before);
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -168,12 +195,18 @@ pub unsafe extern "C" fn ferry_node_messages(
                     sent_at: m.sent_at,
                     received_at: m.received_at.unwrap_or(0),
                     status: FerryStatus::of(m.status),
-                    body: FerryBytes::from_vec(m.body),
+                    body: FerryBytes::copy_of(&m.body),
                 })
                 .collect();
-            let (items, len) = into_raw_parts(items);
-            let list = Box::new(FerryMessageList { items, len });
-            boundary::write_out(out, Box::into_raw(list), "out")
+            let owned_bodies = items.iter().map(|m| m.body.data).collect();
+            let (items, len, layout) = raw_array(items);
+            let list = Box::new(OwnedList {
+                public: FerryMessageList { items, len },
+                items: items.cast(),
+                layout,
+                owned: owned_bodies,
+            });
+            boundary::write_out(out, Box::into_raw(list).cast(), "out")
         })
     }
 }
@@ -195,12 +228,9 @@ pub unsafe extern "C" fn ferry_message_list_free(list: *mut *mut FerryMessageLis
         if inner.is_null() {
             return Ok(());
         }
-        // SAFETY: made by `Box::into_raw` in `ferry_node_messages`, once.
-        let list = unsafe { Box::from_raw(inner) };
-        // SAFETY: made by `into_raw_parts` in `ferry_node_messages`.
-        for mut message in unsafe { from_raw_parts(list.items, list.len) } {
-            message.body.release();
-        }
+        // SAFETY: made by `ferry_node_messages`; the app's pointer is NULL
+        // now, so this runs once.
+        unsafe { free_list(inner) };
         Ok(())
     });
 }

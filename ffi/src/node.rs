@@ -2,8 +2,11 @@
 
 use std::{
     ffi::c_char,
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use ferry_node::{EventStream, ExportFilter, FailReason, MessageStatus, Multiaddr, Node, PeerId};
@@ -21,8 +24,33 @@ pub struct FerryNode {
     pub(crate) runtime: Mutex<Option<tokio::runtime::Runtime>>,
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) node: Arc<Node>,
-    pub(crate) events: Mutex<Option<EventStream>>,
+    /// An async lock: a thread waiting for it still honours its timeout.
+    pub(crate) events: tokio::sync::Mutex<Option<EventStream>>,
     pub(crate) errors: LastError,
+    /// Calls running now (`ferry_node_free` waits for them).
+    in_flight: AtomicUsize,
+    /// Stopped or wiped: only draining the events is still allowed.
+    stopped: AtomicBool,
+    /// Being freed: every new call is refused.
+    closing: AtomicBool,
+}
+
+// Handles cross the boundary as raw pointers; these say, at compile time,
+// that sharing them between the app's threads is sound.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<FerryNode>();
+    shared::<crate::config::FerryConfig>();
+    shared::<crate::link::FerryLink>();
+};
+
+/// Counts a running call (see `FerryNode::in_flight`).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl FerryNode {
@@ -32,7 +60,8 @@ impl FerryNode {
     }
 }
 
-/// Runs one call on a live node handle.
+/// Runs one call on a live node handle; after `ferry_node_stop` (or a
+/// wipe) it returns `FERRY_RESULT_CLOSED`.
 ///
 /// # Safety
 /// `node` is NULL or a live handle from `ferry_node_start`.
@@ -40,12 +69,39 @@ pub(crate) unsafe fn with_node(
     node: *const FerryNode,
     f: impl FnOnce(&FerryNode) -> Result<(), Failure>,
 ) -> FerryResult {
+    // SAFETY: forwarded caller promise.
+    unsafe {
+        with_node_draining(node, |n| {
+            if n.stopped.load(Ordering::SeqCst) {
+                return Err(Failure::new(FerryResult::Closed, "the node has stopped"));
+            }
+            f(n)
+        })
+    }
+}
+
+/// As [`with_node`], but also after a stop (reading the last events).
+///
+/// # Safety
+/// `node` is NULL or a live handle from `ferry_node_start`.
+pub(crate) unsafe fn with_node_draining(
+    node: *const FerryNode,
+    f: impl FnOnce(&FerryNode) -> Result<(), Failure>,
+) -> FerryResult {
     // SAFETY: NULL or live, as the caller promises.
     let Some(node) = (unsafe { node.as_ref() }) else {
         return FerryResult::NullArgument;
     };
+    node.in_flight.fetch_add(1, Ordering::SeqCst);
+    let _call = InFlight(&node.in_flight);
+    if node.closing.load(Ordering::SeqCst) {
+        return FerryResult::Closed;
+    }
     guard(Some(&node.errors), || f(node))
 }
+
+/// How long `ferry_node_free` waits for calls running on other threads.
+const FREE_WAIT: Duration = Duration::from_secs(30);
 
 /// Where a message we sent is.
 #[repr(u32)]
@@ -148,7 +204,8 @@ pub unsafe extern "C" fn ferry_node_start(
         return FerryResult::NullArgument;
     };
     guard(Some(&config.errors), || {
-        boundary::need(out, "out")?;
+        // SAFETY: NULL (refused) or valid for a write.
+        unsafe { boundary::need_ptr(out, "out") }?;
         let builder = config
             .inner
             .lock()
@@ -158,15 +215,24 @@ pub unsafe extern "C" fn ferry_node_start(
             .build()
             .map_err(|e| Failure::new(FerryResult::Config, e.to_string()))?;
         let runtime = crate::runtime::new_runtime()?;
-        let node = runtime.block_on(Node::start(built))?;
+        let node = match runtime.block_on(Node::start(built)) {
+            Ok(node) => node,
+            Err(e) => {
+                runtime.shutdown_timeout(Duration::from_secs(5));
+                return Err(e.into());
+            }
+        };
         let events = node.events();
         let handle = runtime.handle().clone();
         let node = Box::new(FerryNode {
             runtime: Mutex::new(Some(runtime)),
             handle,
             node: Arc::new(node),
-            events: Mutex::new(events),
+            events: tokio::sync::Mutex::new(events),
             errors: LastError::default(),
+            in_flight: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         });
         // SAFETY: checked non-NULL above.
         unsafe { boundary::write_out(out, Box::into_raw(node), "out") }
@@ -185,7 +251,8 @@ pub unsafe extern "C" fn ferry_node_start(
 pub unsafe extern "C" fn ferry_node_stop(node: *const FerryNode) -> FerryResult {
     // SAFETY: forwarded caller promise.
     unsafe {
-        with_node(node, |n| {
+        with_node_draining(node, |n| {
+            n.stopped.store(true, Ordering::SeqCst);
             n.block_on(n.node.shutdown());
             Ok(())
         })
@@ -193,8 +260,12 @@ pub unsafe extern "C" fn ferry_node_stop(node: *const FerryNode) -> FerryResult 
 }
 
 /// Stops the node if it runs, frees it and its runtime, and sets `*node`
-/// to NULL (a second call on the same variable does nothing). No other
-/// thread may be inside a call on this node (see the shutdown order).
+/// to NULL (a second call on the same variable does nothing). New calls on
+/// the node from other threads are refused from the start, and calls
+/// already running (a thread blocked in `ferry_next_event`) end with
+/// `FERRY_RESULT_CLOSED`; this waits for them (up to 30 s; if one is still
+/// inside after that, the node's memory is left allocated rather than
+/// freed under it).
 ///
 /// # Safety
 /// `node` is NULL or points to NULL or to a live handle.
@@ -206,15 +277,30 @@ pub unsafe extern "C" fn ferry_node_free(node: *mut *mut FerryNode) {
         }
         // SAFETY: not NULL; points to the app's handle pointer.
         let inner = unsafe { node.replace(std::ptr::null_mut()) };
-        if inner.is_null() {
+        // SAFETY: NULL or a live handle, as the caller promises.
+        let Some(shared) = (unsafe { inner.as_ref() }) else {
             return Ok(());
+        };
+        shared.closing.store(true, Ordering::SeqCst);
+        shared.stopped.store(true, Ordering::SeqCst);
+        // Ends every running call: the event stream closes with the node.
+        shared.block_on(shared.node.shutdown());
+        let deadline = Instant::now() + FREE_WAIT;
+        while shared.in_flight.load(Ordering::SeqCst) > 0 {
+            if Instant::now() > deadline {
+                return Err(Failure::new(
+                    FerryResult::Internal,
+                    "a call on the node did not return: not freed",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
         // SAFETY: made by `Box::into_raw` in `ferry_node_start`; the app's
-        // pointer is NULL now, so this runs once per handle.
+        // pointer is NULL now and no call is running or can start, so this
+        // is the only reference and it runs once.
         let owned = unsafe { Box::from_raw(inner) };
-        owned.block_on(owned.node.shutdown());
         let runtime = owned.runtime.lock().ok().and_then(|mut r| r.take());
-        drop(owned.events.lock().ok().and_then(|mut e| e.take()));
+        drop(owned);
         if let Some(runtime) = runtime {
             // The node's tasks are done; give blocking threads (the store's
             // flush) a moment, then return without leaking them.
@@ -232,11 +318,13 @@ pub unsafe extern "C" fn ferry_node_free(node: *mut *mut FerryNode) {
 /// `node` is NULL or a live handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ferry_node_last_error(node: *const FerryNode) -> *mut c_char {
-    // SAFETY: NULL or live, as the caller promises.
-    match unsafe { node.as_ref() } {
-        Some(node) => node.errors.copy(),
-        None => std::ptr::null_mut(),
-    }
+    boundary::guard_value(std::ptr::null_mut(), || {
+        // SAFETY: NULL or live, as the caller promises.
+        match unsafe { node.as_ref() } {
+            Some(node) => node.errors.copy(),
+            None => std::ptr::null_mut(),
+        }
+    })
 }
 
 /// This node's identity key.
@@ -269,6 +357,7 @@ pub unsafe extern "C" fn ferry_node_peer_id(
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
+            boundary::need_ptr(out, "out")?;
             boundary::write_string(out, &n.node.peer_id().to_string(), "out")
         })
     }
@@ -287,7 +376,7 @@ pub unsafe extern "C" fn ferry_node_contact_code(
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
-            boundary::need(out, "out")?;
+            boundary::need_ptr(out, "out")?;
             let code = n.block_on(n.node.contact_code())?;
             boundary::write_string(out, &code, "out")
         })
@@ -411,6 +500,7 @@ pub unsafe extern "C" fn ferry_node_safety_number(
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
+            boundary::need_ptr(out, "out")?;
             let key = boundary::handle(contact, "contact")?.to_key()?;
             let number = n.node.safety_number(&key).groups().join(" ");
             boundary::write_string(out, &number, "out")
@@ -489,8 +579,9 @@ pub unsafe extern "C" fn ferry_node_message_status(
     }
 }
 
-/// Deletes one message from the history: one we sent (`outgoing`) or one
-/// we received (IDs are chosen by senders, so the direction says which);
+/// Deletes one message from the history: one we sent (`outgoing` non-zero)
+/// or one we received (0; IDs are chosen by senders, so the direction says
+/// which);
 /// `*removed` (may be NULL) tells whether it was there.
 ///
 /// # Safety
@@ -500,14 +591,14 @@ pub unsafe extern "C" fn ferry_node_message_status(
 pub unsafe extern "C" fn ferry_node_delete_message(
     node: *const FerryNode,
     id: *const FerryMessageId,
-    outgoing: bool,
+    outgoing: u32,
     removed: *mut bool,
 ) -> FerryResult {
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
             let id = *boundary::handle(id, "id")?;
-            let was = n.block_on(n.node.delete_message(id.into(), outgoing))?;
+            let was = n.block_on(n.node.delete_message(id.into(), outgoing != 0))?;
             if !removed.is_null() {
                 boundary::write_out(removed, was, "removed")?;
             }
@@ -557,6 +648,9 @@ pub unsafe extern "C" fn ferry_node_dial(
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
+            if !peer.is_null() {
+                boundary::need_ptr(peer, "peer")?;
+            }
             let address: Multiaddr = boundary::read_str(address, "address")?
                 .parse()
                 .map_err(|e| Failure::invalid(format!("address: {e}")))?;
@@ -586,7 +680,7 @@ pub unsafe extern "C" fn ferry_node_listen_addresses(
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
-            boundary::need(out, "out")?;
+            boundary::need_ptr(out, "out")?;
             let addresses = n.block_on(n.node.listen_addrs())?;
             let text: Vec<String> = addresses.iter().map(ToString::to_string).collect();
             boundary::write_string(out, &text.join("\n"), "out")
@@ -607,7 +701,7 @@ pub unsafe extern "C" fn ferry_node_peers(
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
-            boundary::need(out, "out")?;
+            boundary::need_ptr(out, "out")?;
             let peers = n.block_on(n.node.peers())?;
             let mut lines = Vec::new();
             for peer in peers {
@@ -638,7 +732,7 @@ pub unsafe extern "C" fn ferry_node_bridge_line(
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
-            boundary::need(out, "out")?;
+            boundary::need_ptr(out, "out")?;
             let line = n.block_on(n.node.bridge_line())?;
             let text = line.map_or(std::ptr::null_mut(), |l| boundary::c_string(&l.to_string()));
             boundary::write_out(out, text, "out")
@@ -650,20 +744,20 @@ fn parse_peer(text: &str) -> Result<PeerId, Failure> {
     text.parse().map_err(|_| Failure::invalid("not a peer ID"))
 }
 
-/// Accepts (or stops accepting) in-person pairing from peers on a direct
-/// link: open it only while the user is pairing.
+/// Accepts (`open` non-zero) or stops accepting (0) in-person pairing from
+/// peers on a direct link: open it only while the user is pairing.
 ///
 /// # Safety
 /// `node` is NULL or live.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ferry_node_allow_pairing(
     node: *const FerryNode,
-    open: bool,
+    open: u32,
 ) -> FerryResult {
     // SAFETY: forwarded caller promise.
     unsafe {
         with_node(node, |n| {
-            n.block_on(n.node.allow_pairing(open))?;
+            n.block_on(n.node.allow_pairing(open != 0))?;
             Ok(())
         })
     }
@@ -689,7 +783,8 @@ pub unsafe extern "C" fn ferry_node_pair(
     }
 }
 
-/// Answers a pairing code: `accept` if both devices show the same code.
+/// Answers a pairing code: `accept` non-zero if both devices show the
+/// same code, 0 to decline.
 /// The new verified contact goes to `*contact` (may be NULL); it is
 /// all-zero when the pairing was declined.
 ///
@@ -700,14 +795,14 @@ pub unsafe extern "C" fn ferry_node_pair(
 pub unsafe extern "C" fn ferry_node_confirm_pairing(
     node: *const FerryNode,
     peer: *const c_char,
-    accept: bool,
+    accept: u32,
     contact: *mut FerryIdentityKey,
 ) -> FerryResult {
     // SAFETY: forwarded caller promises.
     unsafe {
         with_node(node, |n| {
             let peer = parse_peer(boundary::read_str(peer, "peer")?)?;
-            let key = n.block_on(n.node.confirm_pairing(peer, accept))?;
+            let key = n.block_on(n.node.confirm_pairing(peer, accept != 0))?;
             if !contact.is_null() {
                 let value = key
                     .map(|k| FerryIdentityKey::from_key(&k))
@@ -834,6 +929,7 @@ pub unsafe extern "C" fn ferry_node_wipe(node: *const FerryNode) -> FerryResult 
     // SAFETY: forwarded caller promise.
     unsafe {
         with_node(node, |n| {
+            n.stopped.store(true, Ordering::SeqCst);
             n.block_on(n.node.wipe())?;
             Ok(())
         })

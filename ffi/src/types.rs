@@ -1,6 +1,6 @@
 //! Plain C value types, owned buffers, and their free functions.
 
-use std::ffi::{CString, c_char};
+use std::ffi::c_char;
 
 use ferry_node::{IdentityKey, MessageId};
 
@@ -47,7 +47,8 @@ impl From<FerryMessageId> for MessageId {
     }
 }
 
-/// A byte buffer the library allocated; free it with `ferry_bytes_free`.
+/// A byte buffer the library allocated; free it with `ferry_bytes_free`
+/// (pass it back with `data` unchanged).
 #[repr(C)]
 #[derive(Debug)]
 pub struct FerryBytes {
@@ -65,26 +66,26 @@ impl FerryBytes {
         }
     }
 
-    pub(crate) fn from_vec(bytes: Vec<u8>) -> Self {
-        if bytes.is_empty() {
+    /// A copy of `bytes` in memory from the C allocator (empty, or the
+    /// allocator failed: NULL and 0).
+    pub(crate) fn copy_of(bytes: &[u8]) -> Self {
+        let data = boundary::c_alloc_copy(bytes, false);
+        if data.is_null() {
             return Self::empty();
         }
-        let boxed = bytes.into_boxed_slice();
-        let len = boxed.len();
-        let data = Box::into_raw(boxed).cast::<u8>();
-        Self { data, len }
+        Self {
+            data,
+            len: bytes.len(),
+        }
     }
 
-    /// Frees what [`FerryBytes::from_vec`] made and empties `self`.
-    pub(crate) fn release(&mut self) {
-        if self.data.is_null() {
-            return;
-        }
-        let slice = std::ptr::slice_from_raw_parts_mut(self.data, self.len);
-        // SAFETY: `data`/`len` came from `Box<[u8]>::into_raw` in
-        // `from_vec` and were not changed by the app (the header says
-        // so); they are cleared below so this runs once.
-        drop(unsafe { Box::from_raw(slice) });
+    /// Frees the buffer (its length is not needed) and empties `self`.
+    ///
+    /// # Safety
+    /// `data` is NULL or came from [`FerryBytes::copy_of`], not freed yet.
+    pub(crate) unsafe fn release(&mut self) {
+        // SAFETY: as the caller promises.
+        unsafe { boundary::c_free(self.data) };
         *self = Self::empty();
     }
 }
@@ -103,10 +104,9 @@ pub unsafe extern "C" fn ferry_string_free(string: *mut *mut c_char) {
         }
         // SAFETY: not NULL; the caller promises it points to a pointer.
         let inner = unsafe { string.replace(std::ptr::null_mut()) };
-        if !inner.is_null() {
-            // SAFETY: the library made it with `CString::into_raw`.
-            drop(unsafe { CString::from_raw(inner) });
-        }
+        // SAFETY: NULL or a string the library allocated with `malloc`
+        // (`free` needs no length: a string shortened in place is fine).
+        unsafe { boundary::c_free(inner.cast()) };
         Ok(())
     });
 }
@@ -120,9 +120,11 @@ pub unsafe extern "C" fn ferry_string_free(string: *mut *mut c_char) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ferry_bytes_free(bytes: *mut FerryBytes) {
     let _ = guard(None, || {
-        // SAFETY: NULL or a valid `FerryBytes`, as the caller promises.
+        // SAFETY: NULL or a valid `FerryBytes` filled by this library, as
+        // the caller promises.
         if let Some(bytes) = unsafe { bytes.as_mut() } {
-            bytes.release();
+            // SAFETY: `data` came from `copy_of` (or is NULL).
+            unsafe { bytes.release() };
         }
         Ok(())
     });
@@ -223,6 +225,9 @@ pub unsafe extern "C" fn ferry_qr_png(
 ) -> FerryResult {
     guard(None, || {
         boundary::need(out, "out")?;
+        // Empty at once: on any failure the app's struct is safe to free.
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(FerryBytes::empty()) };
         if !(1..=32).contains(&scale) {
             return Err(Failure::invalid("scale is 1 to 32 pixels per module"));
         }
@@ -231,12 +236,12 @@ pub unsafe extern "C" fn ferry_qr_png(
         let png = ferry_core::contact::qr::to_png(code, scale)
             .map_err(|e| Failure::invalid(format!("QR code: {e}")))?;
         // SAFETY: checked non-NULL above.
-        unsafe { boundary::write_out(out, FerryBytes::from_vec(png), "out") }
+        unsafe { boundary::write_out(out, FerryBytes::copy_of(&png), "out") }
     })
 }
 
 /// The largest message body `ferry_node_send` accepts, in bytes.
 #[unsafe(no_mangle)]
 pub extern "C" fn ferry_max_message_body() -> usize {
-    ferry_node::MAX_MESSAGE_BODY
+    boundary::guard_value(0, || ferry_node::MAX_MESSAGE_BODY)
 }

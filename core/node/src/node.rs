@@ -567,7 +567,13 @@ impl Node {
         let result = self.call(|reply| Command::Wipe { reply }).await;
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(task) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
         result
     }
@@ -899,7 +905,15 @@ impl Node {
         }
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(task) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+            // A driver stuck past the deadline is aborted, so its event
+            // queues close and the app's event loop ends either way.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
     }
 }
