@@ -298,9 +298,17 @@ impl Node {
     /// network, and returns once every listen address is bound. Must be
     /// called inside a tokio runtime.
     ///
+    /// Opening the store runs Argon2id over the passphrase (the default
+    /// cost takes 0.2–0.5 s optimised, 3–4 s in a debug build whose
+    /// dependencies are not optimised: see the README). If another handle
+    /// in this process is still closing the same store, this waits up to
+    /// [`crate::LOCK_WAIT`] (3 s) for its lock.
+    ///
     /// # Errors
-    /// [`NodeError`] if the store cannot be opened (wrong passphrase,
-    /// corruption) or the network cannot start.
+    /// [`NodeError::Store`] with [`crate::StoreError::WrongPassphrase`],
+    /// [`crate::StoreError::Locked`] (another node or process has it open),
+    /// corruption or a destroyed key; [`NodeError::Network`] if the network
+    /// cannot start.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         let (commands, rx) = mpsc::channel(256);
         let (events_tx, events_rx) = mpsc::channel(config.event_queue);
