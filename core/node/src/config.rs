@@ -378,6 +378,7 @@ pub struct NodeConfig {
     pub(crate) quic: bool,
     pub(crate) mdns: bool,
     pub(crate) mdns_auto_dial: bool,
+    pub(crate) relay_circuits: bool,
     pub(crate) relay_only: bool,
     pub(crate) advertise_local_addresses: bool,
     pub(crate) extra_transports: Vec<TransportFactory>,
@@ -567,6 +568,7 @@ pub struct NodeBuilder {
     quic: bool,
     mdns: bool,
     mdns_auto_dial: bool,
+    relay_circuits: bool,
     relay_only: bool,
     advertise_local_addresses: bool,
     extra_transports: Vec<TransportFactory>,
@@ -612,6 +614,7 @@ impl Default for NodeBuilder {
             // of them we run Ferry (ARCHITECTURE.md, Node).
             mdns: false,
             mdns_auto_dial: false,
+            relay_circuits: true,
             relay_only: false,
             advertise_local_addresses: false,
             extra_transports: Vec::new(),
@@ -633,7 +636,8 @@ impl Default for NodeBuilder {
 }
 
 /// Quotas of a relay: it holds mail for many strangers.
-const RELAY_QUOTAS: Quotas = Quotas {
+/// A relay's custody quotas unless configured otherwise.
+pub const RELAY_QUOTAS: Quotas = Quotas {
     global_bytes: 1024 * 1024 * 1024,
     per_tag_bytes: 16 * 1024 * 1024,
     per_peer_bytes: 256 * 1024 * 1024,
@@ -652,6 +656,14 @@ impl NodeBuilder {
     /// debug build; tests use [`KdfParams::insecure_for_tests`]).
     pub fn kdf(mut self, params: KdfParams) -> Self {
         self.kdf = params;
+        self
+    }
+
+    /// Whether a relay serves libp2p relay v2 circuits (default: on), so
+    /// clients behind NAT reach each other through it. Off, it still stores
+    /// and forwards envelopes.
+    pub fn relay_circuits(mut self, on: bool) -> Self {
+        self.relay_circuits = on;
         self
     }
 
@@ -986,6 +998,7 @@ impl NodeBuilder {
             quic: self.quic,
             mdns: self.mdns,
             mdns_auto_dial: self.mdns_auto_dial,
+            relay_circuits: self.relay_circuits,
             relay_only: self.relay_only,
             advertise_local_addresses: self.advertise_local_addresses,
             extra_transports: self.extra_transports,

@@ -525,6 +525,11 @@ impl Driver {
                     Some(Command::Shutdown { reply }) => {
                         self.shutdown();
                         self.ways.shutdown().await;
+                        // Relay custody commits are flushed lazily; a
+                        // graceful stop keeps all of them.
+                        if let Err(error) = self.engine.store().flush() {
+                            warn!(%error, "could not flush the store at shutdown");
+                        }
                         let _ = reply.send(());
                         return;
                     }

@@ -39,8 +39,8 @@ mod ways_out;
 pub use app_data::{MAX_PAGE, StoredMessage};
 pub use bundles::{BundleFileError, ExportReport, ImportReport};
 pub use config::{
-    ConfigError, GossipParams, Limits, NetworkKey, NodeBuilder, NodeConfig, Role, TransportFactory,
-    TransportKind,
+    ConfigError, GossipParams, Limits, NetworkKey, NodeBuilder, NodeConfig, RELAY_QUOTAS, Role,
+    TransportFactory, TransportKind,
 };
 pub use error::NodeError;
 pub use events::{EventStream, NodeEvent, ReceivedMessage};

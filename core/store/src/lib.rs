@@ -292,6 +292,17 @@ impl SledStore {
         keyfile::rewrap(&self.path, &self.data_key, passphrase, params)
     }
 
+    /// Writes every commit still in memory to disk (the deferred relay
+    /// commits of [`Store::commit`]) and waits for it: a graceful shutdown
+    /// calls this so that a stopped relay loses nothing it held.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`].
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Destroys the store: the key file first (overwritten in place and
     /// fsynced: from then on the passphrase opens nothing), then the key
     /// file's name, then sled's files. See [`WipeStep`].
