@@ -366,9 +366,8 @@ pub(crate) fn behaviour(
     } else {
         None
     };
-    let relay_server =
-        (config.role == Role::Relay && config.relay_circuits)
-            .then(|| relay_server(peer_id, config, circuits));
+    let relay_server = (config.role == Role::Relay && config.relay_circuits)
+        .then(|| relay_server(peer_id, config, circuits));
     let connection_limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(limits.max_connections))
         .with_max_established_per_peer(Some(limits.max_connections_per_peer))

@@ -253,7 +253,10 @@ impl Config {
                 ));
             }
         }
-        if self.listen.tcp.is_empty() && self.listen.quic.is_empty() && self.listen.websocket.is_empty() {
+        if self.listen.tcp.is_empty()
+            && self.listen.quic.is_empty()
+            && self.listen.websocket.is_empty()
+        {
             bail!("{name}: [listen] has no address: the relay would be unreachable");
         }
         Ok(())

@@ -32,7 +32,12 @@ pub(crate) fn render(stats: &NodeStats) -> String {
         "Envelopes held for others.",
         &[("", held_for_others)],
     );
-    metric("stored_bytes", "gauge", "Bytes of envelopes held.", &[("", stats.held_bytes)]);
+    metric(
+        "stored_bytes",
+        "gauge",
+        "Bytes of envelopes held.",
+        &[("", stats.held_bytes)],
+    );
     metric(
         "peers",
         "gauge",
@@ -45,7 +50,12 @@ pub(crate) fn render(stats: &NodeStats) -> String {
         "Envelopes taken into custody.",
         &[("", e.stored)],
     );
-    metric("envelopes_expired_total", "counter", "Envelopes dropped at expiry.", &[("", e.expired)]);
+    metric(
+        "envelopes_expired_total",
+        "counter",
+        "Envelopes dropped at expiry.",
+        &[("", e.expired)],
+    );
     metric(
         "envelopes_purged_total",
         "counter",
@@ -151,7 +161,8 @@ pub(crate) async fn serve(listener: TcpListener, node: Arc<Node>) {
                     Err(_) => "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
                 }
             } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned()
             };
             let _ = socket.write_all(response.as_bytes()).await;
             let _ = socket.shutdown().await;

@@ -112,14 +112,38 @@ fn check_config(dir: &Path, text: &str) -> (bool, String) {
 fn each_config_error_names_the_key_and_line_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("[storage]\npath = \"x\"\nquotass = 3\n", "relay.toml:3", "quotass"),
+        (
+            "[storage]\npath = \"x\"\nquotass = 3\n",
+            "relay.toml:3",
+            "quotass",
+        ),
         ("[log]\nlevel = 5\n", "relay.toml:2", "string"),
         ("[log]\n\nlevel = \"loud\"\n", "relay.toml:3", "log.level"),
-        ("[listen]\ntcp = [\"/ip4/1.2.3.4/tcp/x\"]\n", "relay.toml:2", "listen.tcp"),
-        ("[metrics]\nlisten = \"localhost\"\n", "relay.toml:2", "metrics.listen"),
-        ("[quotas]\nglobal_mib = 0\n", "relay.toml:2", "quotas.global_mib"),
-        ("[obfs4]\nenabled = true\nbind = \"nowhere\"\n", "relay.toml:3", "obfs4.bind"),
-        ("[listen]\ntcp = []\nquic = []\n", "relay.toml", "no address"),
+        (
+            "[listen]\ntcp = [\"/ip4/1.2.3.4/tcp/x\"]\n",
+            "relay.toml:2",
+            "listen.tcp",
+        ),
+        (
+            "[metrics]\nlisten = \"localhost\"\n",
+            "relay.toml:2",
+            "metrics.listen",
+        ),
+        (
+            "[quotas]\nglobal_mib = 0\n",
+            "relay.toml:2",
+            "quotas.global_mib",
+        ),
+        (
+            "[obfs4]\nenabled = true\nbind = \"nowhere\"\n",
+            "relay.toml:3",
+            "obfs4.bind",
+        ),
+        (
+            "[listen]\ntcp = []\nquic = []\n",
+            "relay.toml",
+            "no address",
+        ),
         ("this is not toml", "relay.toml:1", ""),
     ];
     for (text, place, what) in cases {
@@ -200,14 +224,21 @@ fn sigterm_under_load_loses_nothing_the_relay_accepted() {
         };
         let alice = std::sync::Arc::new(Node::start(node("alice")).await.unwrap());
         let bob = Node::start(node("bob")).await.unwrap();
-        alice.add_contact(&bob.contact_code().await.unwrap()).await.unwrap();
+        alice
+            .add_contact(&bob.contact_code().await.unwrap())
+            .await
+            .unwrap();
         let bob_key = bob.identity();
         bob.shutdown().await; // offline: the relay must hold Alice's mail
         alice.dial(address.parse().unwrap()).await.unwrap();
         let sending = alice.clone();
         let task = tokio::spawn(async move {
             for i in 0..2000u32 {
-                if sending.send(&bob_key, format!("message {i}").as_bytes()).await.is_err() {
+                if sending
+                    .send(&bob_key, format!("message {i}").as_bytes())
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -222,11 +253,17 @@ fn sigterm_under_load_loses_nothing_the_relay_accepted() {
         if held >= 100 {
             break held;
         }
-        assert!(Instant::now() < deadline, "the relay never held 100 envelopes");
+        assert!(
+            Instant::now() < deadline,
+            "the relay never held 100 envelopes"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let seen = relay.terminate();
-    assert!(seen.iter().any(|l| l.starts_with("shutting down")), "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.starts_with("shutting down")),
+        "{seen:?}"
+    );
     rt.block_on(async {
         sender.1.abort();
         sender.0.shutdown().await;
@@ -239,6 +276,9 @@ fn sigterm_under_load_loses_nothing_the_relay_accepted() {
         .to_owned();
     let after = scrape(&metrics);
     eprintln!("BEFORE {before} AFTER {after}");
-    assert!(after >= before, "held {before} before SIGTERM, {after} after restart");
+    assert!(
+        after >= before,
+        "held {before} before SIGTERM, {after} after restart"
+    );
     again.terminate();
 }
