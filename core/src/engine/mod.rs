@@ -550,6 +550,9 @@ pub struct Counters {
     /// Contact requests refused unopened by the rate limit
     /// ([`crate::crypto::MAX_REQUESTS_PER_WINDOW`]).
     pub requests_throttled: u64,
+    /// Reconciliation rounds this node started (initiator) or answered
+    /// (responder).
+    pub sync_rounds: u64,
 }
 
 /// The engine. See the module documentation for the driving contract.
@@ -1315,6 +1318,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         };
         state.round_started = Some(now);
         state.awaiting_reply = true;
+        self.counters.sync_rounds += 1;
         state.have.clear();
         state.need.clear();
         state.round_own = self
@@ -2272,6 +2276,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             if !open {
                 // A new round: what we offered in the last one is forgotten.
                 state.responder_round = Some(now);
+                self.counters.sync_rounds += 1;
                 state.offered.clear();
             }
             Role::Responder

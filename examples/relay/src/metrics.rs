@@ -91,6 +91,12 @@ pub(crate) fn render(stats: &NodeStats) -> String {
         ],
     );
     metric(
+        "sync_rounds_total",
+        "counter",
+        "Reconciliation rounds started or answered.",
+        &[("", e.sync_rounds)],
+    );
+    metric(
         "sync_frames_total",
         "counter",
         "Reconciliation and push frames, by direction.",

@@ -180,16 +180,24 @@ fn it_runs_with_no_configuration_at_all_and_stops_on_sigterm() {
     assert_eq!(mode & 0o077, 0, "the generated passphrase is private");
 }
 
-fn scrape(address: &str) -> u64 {
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+}
+
+fn scrape_text(address: &str) -> String {
     let mut socket = std::net::TcpStream::connect(address).unwrap();
     socket.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
     let mut text = String::new();
     socket.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix("ferry_stored_envelopes "))
-        .and_then(|v| v.parse().ok())
-        .expect("ferry_stored_envelopes")
+    text
+}
+
+fn scrape(address: &str) -> u64 {
+    metric(&scrape_text(address), "ferry_stored_envelopes")
 }
 
 #[test]
@@ -259,6 +267,22 @@ fn sigterm_under_load_loses_nothing_the_relay_accepted() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+    // The other counters an operator watches are there and moving.
+    let text = scrape_text(&metrics);
+    assert_eq!(metric(&text, "ferry_peers"), 1, "Alice is connected");
+    assert!(metric(&text, "ferry_sync_rounds_total") >= 1, "{text}");
+    assert!(
+        metric(&text, "ferry_envelopes_accepted_total") >= before,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "ferry_bytes_total{direction=\"in\"}") > 0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "ferry_rejections_total{reason=\"invalid\"}"),
+        0
+    );
     let seen = relay.terminate();
     assert!(
         seen.iter().any(|l| l.starts_with("shutting down")),
