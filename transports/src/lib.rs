@@ -10,6 +10,8 @@
 //!   runs `obfs4proxy` (or lyrebird, …) as a child process and dials
 //!   through its SOCKS5 port, or puts it in front of its own listener
 //!   and hands out a bridge line.
+//! - [`tcp`]: TCP whose dials from the listening port fall back to a
+//!   fresh port when the kernel refuses the shared one.
 //! - [`pipe`]: byte pipes the app owns (a Bluetooth L2CAP channel, a
 //!   Wi-Fi Direct socket, a serial line), attached to a running node.
 //!
@@ -18,6 +20,7 @@
 
 pub mod pipe;
 pub mod pt;
+pub mod tcp;
 pub mod websocket;
 
 use futures::{AsyncRead, AsyncWrite};

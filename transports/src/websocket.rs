@@ -203,8 +203,7 @@ impl WebSocketConfig {
                 builder.finish()
             }
         };
-        let tcp = libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true));
-        let boxed = match libp2p::dns::tokio::Transport::system(tcp) {
+        let boxed = match libp2p::dns::tokio::Transport::system(crate::tcp::transport()) {
             Ok(dns) => {
                 let mut ws = websocket::Config::new(dns);
                 ws.set_tls_config(tls).set_max_data_size(MAX_FRAME);
@@ -213,10 +212,7 @@ impl WebSocketConfig {
             Err(e) => {
                 // Phones often have no resolv.conf; IP addresses still work.
                 tracing::warn!(error = %e, "no system resolver: WebSocket dials need IP addresses");
-                let tcp = libp2p::tcp::tokio::Transport::new(
-                    libp2p::tcp::Config::default().nodelay(true),
-                );
-                let mut ws = websocket::Config::new(tcp);
+                let mut ws = websocket::Config::new(crate::tcp::transport());
                 ws.set_tls_config(tls).set_max_data_size(MAX_FRAME);
                 ws.map(|s, _| Box::new(s) as crate::Stream).boxed()
             }

@@ -22,7 +22,7 @@ use libp2p::{
     identity::Keypair,
     mdns, noise, ping, quic, relay, request_response,
     swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
-    tcp, yamux,
+    yamux,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -299,7 +299,7 @@ fn upgraded_tcp(
     noise: noise::Config,
     handshake: Duration,
 ) -> Boxed<(libp2p::PeerId, StreamMuxerBox)> {
-    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+    let tcp = ferry_transports::tcp::transport()
         .map(|stream, _| Box::new(stream) as Stream)
         .boxed();
     upgraded(tcp, noise, handshake)
