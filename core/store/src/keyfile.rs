@@ -221,11 +221,59 @@ pub(crate) fn create(
 /// Finishes or rolls back a passphrase change a crash interrupted: if the
 /// live file does not open but the next one does, the change is completed;
 /// if the live one opens, a leftover next wrapping is destroyed.
-pub(crate) fn unlock(dir: &Path, passphrase: &[u8]) -> Result<Option<DataKey>, StoreError> {
+/// A wrapping [`peek`] opened: its bytes and the key in it.
+pub(crate) struct Opened {
+    bytes: Vec<u8>,
+    key: DataKey,
+}
+
+/// Checks `passphrase` against the key file (the current wrapping, else
+/// the next one of an interrupted change) without writing anything:
+/// `Ok(None)` without a key file. Run before sled opens, so that a wrong
+/// passphrase leaves every file as it was (sled's open writes).
+pub(crate) fn peek(dir: &Path, passphrase: &[u8]) -> Result<Option<Opened>, StoreError> {
     let Some(current) = read(dir, NAME)? else {
         return Ok(None);
     };
     match unwrap(passphrase, &current) {
+        Ok(key) => Ok(Some(Opened {
+            bytes: current,
+            key,
+        })),
+        Err(e) => match read(dir, NEXT)? {
+            Some(next) => match unwrap(passphrase, &next) {
+                Ok(key) => Ok(Some(Opened { bytes: next, key })),
+                Err(_) => Err(e),
+            },
+            None => Err(e),
+        },
+    }
+}
+
+/// [`unwrap`], reusing what [`peek`] derived when the bytes are the same
+/// (Argon2 runs once per open, not twice).
+fn unwrap_known(
+    passphrase: &[u8],
+    bytes: &[u8],
+    known: Option<&Opened>,
+) -> Result<DataKey, StoreError> {
+    match known {
+        Some(k) if k.bytes == bytes => Ok(k.key.clone()),
+        _ => unwrap(passphrase, bytes),
+    }
+}
+
+/// Unlocks the key file, finishing an interrupted passphrase change;
+/// `known` is what [`peek`] opened before the lock was taken.
+pub(crate) fn unlock(
+    dir: &Path,
+    passphrase: &[u8],
+    known: Option<&Opened>,
+) -> Result<Option<DataKey>, StoreError> {
+    let Some(current) = read(dir, NAME)? else {
+        return Ok(None);
+    };
+    match unwrap_known(passphrase, &current, known) {
         Ok(key) => {
             if read(dir, NEXT)?.is_some() {
                 destroy_one(dir, NEXT).map_err(io)?;
@@ -237,7 +285,7 @@ pub(crate) fn unlock(dir: &Path, passphrase: &[u8]) -> Result<Option<DataKey>, S
             let Some(next) = read(dir, NEXT)? else {
                 return Err(e);
             };
-            let Ok(key) = unwrap(passphrase, &next) else {
+            let Ok(key) = unwrap_known(passphrase, &next, known) else {
                 return Err(e);
             };
             overwrite(dir, NAME, &next).map_err(io)?;

@@ -237,11 +237,16 @@ impl SledStore {
     /// [`StoreError::UnsupportedFormat`] for a store of another format;
     /// [`StoreError::Locked`], or a storage or key-file error.
     pub fn open(path: &Path, passphrase: &[u8], params: KdfParams) -> Result<Self, StoreError> {
-        // sled first: its lock keeps another handle from racing us on the
-        // key file (creation, passphrase change, wipe).
+        // The passphrase is checked before sled opens, read-only: sled's
+        // open writes (a snapshot, a grown file), and a wrong passphrase
+        // must leave the directory exactly as it was.
+        let known = keyfile::peek(path, passphrase)?;
+        // Then sled: its lock keeps another handle from racing us on the
+        // key file (creation, passphrase change, wipe); the key file is
+        // read again under it.
         let db = open_db(path)?;
         let meta = db.open_tree("meta")?;
-        let data_key = match keyfile::unlock(path, passphrase)? {
+        let data_key = match keyfile::unlock(path, passphrase, known.as_ref())? {
             Some(key) => key,
             // The pre-release format kept its salt and key check in sled.
             None if meta.contains_key("salt")? => return Err(StoreError::UnsupportedFormat),

@@ -155,6 +155,50 @@ fn nothing_is_readable_on_disk_or_without_the_passphrase() {
     assert!(open(dir.path(), PASS).is_ok());
 }
 
+/// Every file under `dir` with its bytes.
+fn files_and_bytes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out: Vec<_> = walk(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_wrong_passphrase_leaves_every_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = open(dir.path(), PASS).unwrap();
+        store.commit(sample_ops()).unwrap();
+        store.flush().unwrap();
+    }
+    let before = files_and_bytes(dir.path());
+    for _ in 0..3 {
+        assert!(matches!(
+            open(dir.path(), b"wrong"),
+            Err(StoreError::WrongPassphrase)
+        ));
+    }
+    let after = files_and_bytes(dir.path());
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|f| !before.contains(f))
+        .map(|(p, b)| (p.clone(), b.len()))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "changed by a wrong passphrase: {changed:?}"
+    );
+    assert_eq!(before.len(), after.len());
+    // The right one still opens it, and its records are there.
+    let store = open(dir.path(), PASS).unwrap();
+    drop(store);
+}
+
 #[test]
 fn wipe_destroys_the_key_first_then_the_files() {
     let dir = tempfile::tempdir().unwrap();
