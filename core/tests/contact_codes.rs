@@ -173,4 +173,47 @@ mod qr {
                 .all(|l| l.chars().count() == lines[0].chars().count())
         );
     }
+
+    /// Reads a half-block rendering back as a scanner would see it: light
+    /// cells (`█`) on a dark terminal, two modules per cell vertically.
+    fn scan_terminal(term: &str) -> String {
+        const SCALE: usize = 4;
+        let rows: Vec<Vec<char>> = term.lines().map(|l| l.chars().collect()).collect();
+        let (w, h) = (rows[0].len() * SCALE, rows.len() * 2 * SCALE);
+        let light = |x: usize, y: usize| {
+            let c = rows[y / (2 * SCALE)][x / SCALE];
+            let top = (y / SCALE).is_multiple_of(2);
+            matches!((c, top), ('█', _) | ('▀', true) | ('▄', false))
+        };
+        let mut img =
+            rqrr::PreparedImage::prepare_from_greyscale(
+                w,
+                h,
+                |x, y| {
+                    if light(x, y) { 255 } else { 0 }
+                },
+            );
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1);
+        grids[0].decode().unwrap().1
+    }
+
+    #[test]
+    fn a_terminal_qr_code_fits_80_columns_and_scans() {
+        // A node's code (no one-time keys: nobody uses them from a code
+        // that may have reached several people), up to the longest name a
+        // card takes.
+        for name in ["Al", &"n".repeat(ferry_proto::limits::MAX_DISPLAY_NAME_LEN)] {
+            let (card, code) = super::code_of(name, 0);
+            let term = qr::to_terminal(&code).unwrap();
+            let width = term.lines().next().unwrap().chars().count();
+            assert!(
+                width <= 80,
+                "{width} columns for a {}-character code",
+                code.len()
+            );
+            let content = scan_terminal(&term);
+            assert_eq!(ContactCard::from_code(&content).unwrap(), card);
+        }
+    }
 }

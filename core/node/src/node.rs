@@ -285,8 +285,12 @@ pub struct Node {
     bundle_limits: ferry_core::bundle::BundleLimits,
 }
 
-/// One-time prekeys on a card given out as a code: a few first messages.
-const CODE_ONE_TIME_KEYS: usize = 4;
+/// One-time prekeys on a card given out as a code: none. A code may reach
+/// several people, so senders never use its one-time keys (they start from
+/// the fallback key; docs/crypto.md, "shared codes"); carrying them only
+/// lengthened the code by 208 characters, pushed its terminal QR code past
+/// 80 columns, and spent the account's bounded pool on every issue.
+const CODE_ONE_TIME_KEYS: usize = 0;
 
 impl Node {
     /// Starts configuring a node.
@@ -355,8 +359,9 @@ impl Node {
         self.peer_id
     }
 
-    /// Issues a fresh contact code (`ferry1…`) with a few one-time prekeys,
-    /// to give to one person (scan, paste, read out).
+    /// Issues a fresh contact code (`ferry1…`) to give to people (scan,
+    /// paste, read out): the card with our keys, name and issue time, no
+    /// one-time prekeys.
     ///
     /// # Errors
     /// [`NodeError`] if the card cannot be issued or saved.

@@ -129,9 +129,9 @@ async fn run(dir: &Path, qr_dir: Option<PathBuf>) -> Result<()> {
     t.say(
         "Bob",
         format!(
-            "card of {:?} verified ({} one-time prekeys)",
+            "card of {:?}: signature verified, issued at {}",
             card.display_name().unwrap_or("?"),
-            card.one_time_keys().len()
+            card.issued_at()
         ),
     );
 
