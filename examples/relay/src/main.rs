@@ -28,12 +28,28 @@ struct Args {
     check_config: bool,
 }
 
+/// Prints a line to stdout, ignoring failure: a daemon whose stdout went
+/// away (a closed pipe, a restarted log collector) must still shut down
+/// cleanly, and `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`say!`] for stderr.
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("ferry-relay: {error:#}");
+            say_err!("ferry-relay: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -42,7 +58,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<()> {
     let config = config::Config::load(args.config.as_deref())?;
     if args.check_config {
-        println!("configuration OK");
+        say!("configuration OK");
         return Ok(());
     }
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
@@ -159,19 +175,19 @@ async fn serve(config: config::Config) -> Result<()> {
             .context("cannot start the node")?,
     );
 
-    println!("ferry-relay {} running", env!("CARGO_PKG_VERSION"));
-    println!("peer id {}", node.peer_id());
+    say!("ferry-relay {} running", env!("CARGO_PKG_VERSION"));
+    say!("peer id {}", node.peer_id());
     for address in node.listen_addrs().await? {
-        println!("listening on {address}");
+        say!("listening on {address}");
     }
     if let Some(line) = node.bridge_line().await? {
-        println!("bridge line (paste into ferry-chat): {line}");
+        say!("bridge line (paste into ferry-chat): {line}");
     }
     if let Some(listen) = &config.metrics.listen {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("metrics: cannot listen on {listen}"))?;
-        println!("metrics on http://{}/metrics", listener.local_addr()?);
+        say!("metrics on http://{}/metrics", listener.local_addr()?);
         tokio::spawn(metrics::serve(listener, node.clone()));
     }
     std::io::stdout().flush()?;
@@ -190,10 +206,10 @@ async fn serve(config: config::Config) -> Result<()> {
     }
 
     wait_for_signal().await?;
-    println!("shutting down: flushing the store");
+    say!("shutting down: flushing the store");
     std::io::stdout().flush()?;
     node.shutdown().await;
-    println!("stopped");
+    say!("stopped");
     Ok(())
 }
 

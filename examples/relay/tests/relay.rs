@@ -180,6 +180,34 @@ fn it_runs_with_no_configuration_at_all_and_stops_on_sigterm() {
     assert_eq!(mode & 0o077, 0, "the generated passphrase is private");
 }
 
+#[test]
+fn it_stops_cleanly_when_its_output_went_away() {
+    // A closed pipe (`ferry-relay | head`, a log collector restarted):
+    // printing must not kill the daemon on its way down.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(RELAY)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("listening on "));
+    assert!(listening);
+    drop(lines);
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "the relay exited with {exit:?}");
+}
+
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
