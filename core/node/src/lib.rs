@@ -71,7 +71,7 @@ pub use ferry_core::{
 };
 pub use ferry_store::{KdfParams, LOCK_WAIT, StoreError};
 pub use ferry_transports::pt::PtError;
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{Multiaddr, PeerId, multiaddr};
 
 #[doc(hidden)]
 pub mod bench_support {
