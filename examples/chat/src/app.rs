@@ -36,10 +36,31 @@ impl Contact {
     /// The name to show.
     pub(crate) fn label(&self) -> String {
         match self.info.name() {
-            Some(name) => name.to_string(),
+            Some(name) => clean(name, false),
             None => short_key(&self.info.identity),
         }
     }
+}
+
+/// Text from others made safe for a terminal: control characters (an
+/// escape sequence could move the cursor, retitle the window, or on some
+/// terminals type into the shell) and bidirectional overrides (which can
+/// make text read differently from what it is) become U+FFFD. Newlines
+/// are kept only where `keep_newlines` (message bodies, drawn as lines).
+pub(crate) fn clean(text: &str, keep_newlines: bool) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(
+                c,
+                '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            );
+            if (c.is_control() && !(keep_newlines && c == '\n')) || bidi {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// The first characters of a key, for a contact with no name.
@@ -175,12 +196,17 @@ impl App {
         }
     }
 
-    fn info(&mut self, text: impl Into<String>) {
-        self.status = (Tone::Info, text.into());
+    /// Sets the status line (cleaned: it may quote others' text).
+    fn say(&mut self, tone: Tone, text: impl AsRef<str>) {
+        self.status = (tone, clean(text.as_ref(), false));
     }
 
-    fn error(&mut self, text: impl Into<String>) {
-        self.status = (Tone::Error, text.into());
+    fn info(&mut self, text: impl AsRef<str>) {
+        self.say(Tone::Info, text);
+    }
+
+    fn error(&mut self, text: impl AsRef<str>) {
+        self.say(Tone::Error, text);
     }
 
     /// The selected contact, if any.
@@ -320,8 +346,8 @@ impl App {
                     "WARNING: {name}'s keys changed{was}. A new device, or someone in the middle: \
                      compare safety numbers again (/verify) before trusting them."
                 );
-                self.warning = Some(text.clone());
-                self.status = (Tone::Warning, text);
+                self.warning = Some(clean(&text, false));
+                self.say(Tone::Warning, text);
             }
             NodeEvent::ContactRequest {
                 card,
@@ -331,14 +357,14 @@ impl App {
             } => {
                 let who = card
                     .display_name()
-                    .map_or_else(|| short_key(card.identity_key()), str::to_string);
+                    .map_or_else(|| short_key(card.identity_key()), |n| clean(n, false));
                 let changed = if keys_changed {
                     " WARNING: they are a contact with other keys."
                 } else {
                     ""
                 };
                 let intro: String = introduction.chars().take(80).collect();
-                self.status = (
+                self.say(
                     if keys_changed {
                         Tone::Warning
                     } else {
@@ -449,15 +475,13 @@ impl App {
                     Ok(false) => self.error("not a contact any more"),
                     Err(e) => self.error(node_error(&e)),
                 },
-                KeyCode::Char('n' | 'N') => {
-                    self.status = (
-                        Tone::Warning,
-                        format!(
-                            "{name} NOT verified: the numbers differ, so someone may be in the middle. \
+                KeyCode::Char('n' | 'N') => self.say(
+                    Tone::Warning,
+                    format!(
+                        "{name} NOT verified: the numbers differ, so someone may be in the middle. \
                          Exchange codes again in person."
-                        ),
-                    )
-                }
+                    ),
+                ),
                 KeyCode::Esc | KeyCode::Char('q') => self.info("not verified"),
                 _ => {
                     self.overlay = Some(Overlay::Safety {

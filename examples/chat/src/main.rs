@@ -12,6 +12,8 @@
 mod app;
 mod config;
 mod term;
+#[cfg(test)]
+mod tests;
 mod ui;
 
 use std::{
@@ -286,7 +288,7 @@ async fn ui_loop(app: &mut App) -> Result<Outcome> {
                     Next::Wiped => break Outcome::Wiped,
                 },
                 Some(Event::Paste(text)) => {
-                    app.input.push_str(&text.replace(['\n', '\r'], " "));
+                    app.input.push_str(&app::clean(&text.replace(['\n', '\r'], " "), false));
                 }
                 Some(_) => {}
                 None => break Outcome::Done,

@@ -11,7 +11,7 @@ use ratatui::{
     widgets::{Block, Borders, Clear, List, ListItem, Paragraph, Wrap},
 };
 
-use crate::app::{App, Overlay, Tone, short_peer};
+use crate::app::{App, Overlay, Tone, clean, short_peer};
 
 /// `YYYY-MM-DD` for days since the Unix epoch (proleptic Gregorian).
 fn civil(days: i64) -> (i64, u32, u32) {
@@ -57,8 +57,19 @@ fn status_color(status: MessageStatus) -> Color {
     }
 }
 
-fn message_line<'a>(m: &'a StoredMessage, name: &str, now: u64) -> Line<'a> {
-    let body = String::from_utf8_lossy(&m.body).into_owned();
+/// A message as lines: a header line with the time, the sender and the
+/// first line of the body (cleaned of control characters), then the
+/// body's other lines.
+fn message_lines<'a>(m: &'a StoredMessage, name: &str, now: u64) -> Vec<Line<'a>> {
+    let body = clean(&String::from_utf8_lossy(&m.body), true);
+    let mut rest = body.split('\n');
+    let first = rest.next().unwrap_or_default().to_string();
+    let mut lines = vec![message_line(m, first, name, now)];
+    lines.extend(rest.map(|l| Line::from(format!("      {l}"))));
+    lines
+}
+
+fn message_line<'a>(m: &'a StoredMessage, body: String, name: &str, now: u64) -> Line<'a> {
     let mut spans = vec![Span::styled(
         format!("{} ", when(m.received_at.unwrap_or(m.sent_at), now)),
         Style::default().fg(Color::DarkGray),
@@ -255,7 +266,7 @@ fn draw_conversation(frame: &mut Frame<'_>, app: &App, area: Rect, now: u64) {
             } else {
                 app.conversation
                     .iter()
-                    .map(|m| message_line(m, &name, now))
+                    .flat_map(|m| message_lines(m, &name, now))
                     .collect()
             };
             (format!(" {name} ({trust}) "), lines)
@@ -319,15 +330,19 @@ fn draw_overlay(frame: &mut Frame<'_>, overlay: &Overlay, area: Rect) {
             draw_qr(frame, art, area);
             return;
         }
-        Overlay::Safety { name, number, .. } => (
-            " Safety number ",
-            vec![
+        Overlay::Safety { name, number, .. } => {
+            let mut lines = vec![
                 Line::from(format!("Safety number with {name}:")),
                 Line::from(""),
+            ];
+            // Three rows of four groups, as the number prints itself.
+            lines.extend(number.lines().map(|row| {
                 Line::from(Span::styled(
-                    format!("SAFETY {number}"),
+                    format!("    {row}"),
                     Style::default().add_modifier(Modifier::BOLD),
-                )),
+                ))
+            }));
+            lines.extend([
                 Line::from(""),
                 Line::from(format!(
                     "{name} sees the same number if nobody is in the middle."
@@ -335,8 +350,9 @@ fn draw_overlay(frame: &mut Frame<'_>, overlay: &Overlay, area: Rect) {
                 Line::from("Compare it in person or on a call you trust."),
                 Line::from(""),
                 Line::from("y: they match (mark verified)   n: they differ   Esc: later"),
-            ],
-        ),
+            ]);
+            (" Safety number ", lines)
+        }
         Overlay::ConfirmWipe => (
             " Wipe everything ",
             vec![

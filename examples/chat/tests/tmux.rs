@@ -40,7 +40,7 @@ fn chat_args(dir: &std::path::Path, name: &str, relay: Option<&str>) -> String {
 fn read_code(pane: &Pane<'_>) -> String {
     pane.line("/code");
     let screen = pane.wait_for("-----END CODE-----", 10);
-    let code = between(&screen, "-----BEGIN CODE-----", "-----END CODE-----");
+    let code = between(&screen, "-----BEGIN CODE-----", "-----END CODE-----").replace('\n', "");
     assert!(code.starts_with("ferry1"), "not a code: {code:?}\n{screen}");
     pane.key("Escape");
     code
@@ -49,16 +49,15 @@ fn read_code(pane: &Pane<'_>) -> String {
 /// The safety number shown by `/verify`, confirmed with `y`.
 fn verify(pane: &Pane<'_>) -> String {
     pane.line("/verify");
-    let screen = pane.wait_for("SAFETY ", 10);
-    let number = screen
-        .lines()
-        .find_map(|l| l.split("SAFETY ").nth(1))
-        .unwrap()
-        .trim_matches(|c: char| c == '│' || c.is_whitespace())
-        .to_string();
+    let screen = pane.wait_for("sees the same number", 10);
+    // Twelve groups of five digits, in three rows.
+    let number = between(&screen, "Safety number with", "sees the same number");
+    let groups: Vec<&str> = number.split_whitespace().collect();
+    assert_eq!(groups.len(), 12, "{number:?}\n{screen}");
     assert!(
-        number.chars().filter(char::is_ascii_digit).count() >= 30,
-        "{number:?}"
+        groups
+            .iter()
+            .all(|g| g.len() == 5 && g.chars().all(|c| c.is_ascii_digit()))
     );
     pane.type_text("y");
     pane.wait_for("is verified", 10);

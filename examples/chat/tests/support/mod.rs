@@ -364,7 +364,7 @@ pub fn start_chat(pane: &Pane<'_>, args: &str, first_run: bool) {
     pane.wait_for("ferry-chat ·", 90);
 }
 
-/// The text between two marker lines on a screen, lines joined.
+/// The lines between two marker lines on a screen, borders trimmed.
 pub fn between(screen: &str, begin: &str, end: &str) -> String {
     let mut inside = false;
     let mut out = String::new();
@@ -379,6 +379,7 @@ pub fn between(screen: &str, begin: &str, end: &str) -> String {
         }
         if inside {
             out.push_str(t);
+            out.push('\n');
         }
     }
     out
