@@ -2,7 +2,7 @@
 //! `ui`; this module only talks to the node.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     path::PathBuf,
 };
 
@@ -15,6 +15,16 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 /// How many messages of a conversation are kept on screen.
 const SHOWN: usize = 200;
+
+/// Contact requests kept waiting at once (anyone holding our card can
+/// send them).
+const MAX_REQUESTS: usize = 8;
+
+/// LAN peers remembered from mDNS (anyone on the LAN can announce).
+const MAX_LAN_PEERS: usize = 64;
+
+/// The most of one message's text drawn (a body may be 65 000 bytes).
+pub(crate) const MAX_SHOWN_BODY: usize = 2_000;
 
 /// The longest input line (a pasted contact code is under 1 100 bytes;
 /// a message body is capped by the node).
@@ -117,8 +127,11 @@ pub(crate) enum Next {
     Continue,
     /// Leave (node shutdown follows).
     Quit,
-    /// The data was wiped: leave without touching the node again.
-    Wiped,
+    /// The keys were destroyed: leave without touching the node again,
+    /// saying what was left, if anything.
+    Wiped(Option<String>),
+    /// A wipe failed and the node stopped: leave with this error.
+    WipeFailed(String),
 }
 
 /// The chat.
@@ -137,16 +150,17 @@ pub(crate) struct App {
     pub(crate) peers: Vec<PeerInfo>,
     /// Peers mDNS found on the LAN.
     pub(crate) lan: HashMap<PeerId, Multiaddr>,
-    /// Our messages still held (not yet delivered).
-    pub(crate) pending: usize,
+    /// Sealed envelopes this device holds: our messages not yet
+    /// delivered, our receipts, and what it carries for others.
+    pub(crate) carrying: usize,
     pub(crate) input: String,
     pub(crate) status: (Tone, String),
     pub(crate) overlay: Option<Overlay>,
-    /// A contact request waiting for `/accept` or `/reject`.
-    pub(crate) request: Option<(ContactCard, String)>,
-    /// A key-change warning stays on screen until that contact is
-    /// verified again.
-    pub(crate) warning: Option<String>,
+    /// Contact requests waiting for `/accept` or `/reject`, oldest
+    /// first: (card, name with a key prefix, whether keys changed).
+    pub(crate) requests: VecDeque<(ContactCard, String, bool)>,
+    /// Requests not kept because the queue was full.
+    pub(crate) requests_dropped: u64,
     /// Received message IDs seen in this session (redeliveries after a
     /// restart or a lag are not counted twice).
     seen: HashSet<MessageId>,
@@ -154,7 +168,7 @@ pub(crate) struct App {
 
 /// One line for an error: no newlines, no debug dumps.
 pub(crate) fn one_line(e: &impl std::fmt::Display) -> String {
-    e.to_string().replace(['\n', '\r'], " ")
+    clean(&e.to_string().replace(['\n', '\r'], " "), false)
 }
 
 fn node_error(e: &NodeError) -> String {
@@ -182,7 +196,7 @@ impl App {
             scroll: 0,
             peers: Vec::new(),
             lan: HashMap::new(),
-            pending: 0,
+            carrying: 0,
             input: String::new(),
             status: (
                 Tone::Info,
@@ -190,8 +204,8 @@ impl App {
                     .into(),
             ),
             overlay: None,
-            request: None,
-            warning: None,
+            requests: VecDeque::new(),
+            requests_dropped: 0,
             seen: HashSet::new(),
         }
     }
@@ -207,6 +221,24 @@ impl App {
 
     fn error(&mut self, text: impl AsRef<str>) {
         self.say(Tone::Error, text);
+    }
+
+    /// The banner while any contact's keys changed in this session and
+    /// were not verified since: every such contact by name.
+    pub(crate) fn warning(&self) -> Option<String> {
+        let names: Vec<String> = self
+            .contacts
+            .iter()
+            .filter(|c| c.keys_changed)
+            .map(Contact::label)
+            .collect();
+        (!names.is_empty()).then(|| {
+            format!(
+                "WARNING: keys changed for {}. A new device, or someone in the middle: compare \
+                 safety numbers again (/verify) before trusting them.",
+                names.join(", ")
+            )
+        })
     }
 
     /// The selected contact, if any.
@@ -282,13 +314,13 @@ impl App {
         }
     }
 
-    /// Peers and the pending count (called every couple of seconds).
+    /// Peers and what we carry (called every couple of seconds).
     pub(crate) async fn refresh_peers(&mut self) {
         if let Ok(peers) = self.node.peers().await {
             self.peers = peers;
         }
         if let Ok(stats) = self.node.stats().await {
-            self.pending = stats.held_own;
+            self.carrying = stats.held_envelopes;
         }
     }
 
@@ -346,7 +378,6 @@ impl App {
                     "WARNING: {name}'s keys changed{was}. A new device, or someone in the middle: \
                      compare safety numbers again (/verify) before trusting them."
                 );
-                self.warning = Some(clean(&text, false));
                 self.say(Tone::Warning, text);
             }
             NodeEvent::ContactRequest {
@@ -355,29 +386,33 @@ impl App {
                 keys_changed,
                 ..
             } => {
-                let who = card
-                    .display_name()
-                    .map_or_else(|| short_key(card.identity_key()), |n| clean(n, false));
-                let changed = if keys_changed {
-                    " WARNING: they are a contact with other keys."
-                } else {
-                    ""
-                };
-                let intro: String = introduction.chars().take(80).collect();
-                self.say(
-                    if keys_changed {
-                        Tone::Warning
-                    } else {
-                        Tone::Info
-                    },
-                    format!(
-                        "{who} asks to be a contact (\"{intro}\"): /accept or /reject.{changed}"
-                    ),
+                let who = format!(
+                    "{} (key {})",
+                    card.display_name()
+                        .map_or_else(|| "someone".to_string(), |n| clean(n, false)),
+                    short_key(card.identity_key()).trim_start_matches("key ")
                 );
-                self.request = Some((*card, who));
+                if self.requests.len() >= MAX_REQUESTS {
+                    self.requests_dropped += 1;
+                    self.say(
+                        Tone::Warning,
+                        format!(
+                            "{} contact request(s) not kept: {MAX_REQUESTS} are waiting already \
+                             (/accept or /reject them)",
+                            self.requests_dropped
+                        ),
+                    );
+                    return;
+                }
+                let intro: String = clean(&introduction, false).chars().take(80).collect();
+                self.requests
+                    .push_back((*card, format!("{who} (\"{intro}\")"), keys_changed));
+                self.announce_request();
             }
             NodeEvent::Paired { .. } => self.refresh_contacts().await,
-            NodeEvent::PeerDiscovered { peer, address } => {
+            NodeEvent::PeerDiscovered { peer, address }
+                if self.lan.len() < MAX_LAN_PEERS || self.lan.contains_key(&peer) =>
+            {
                 self.lan.insert(peer, address);
             }
             NodeEvent::PeerUp { .. } | NodeEvent::PeerDown { .. } => self.refresh_peers().await,
@@ -417,13 +452,28 @@ impl App {
             KeyCode::Esc => self.input.clear(),
             KeyCode::Up => self.select(self.selected.saturating_sub(1)).await,
             KeyCode::Down => self.select(self.selected + 1).await,
-            KeyCode::PageUp => self.scroll = self.scroll.saturating_add(5),
+            // Clamped when drawn, to what the conversation holds.
+            KeyCode::PageUp => self.scroll = self.scroll.saturating_add(5).min(10_000),
             KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(5),
             KeyCode::Char('u') if ctrl => self.input.clear(),
             KeyCode::Char(c) if !ctrl && self.input.len() < MAX_INPUT => self.input.push(c),
             _ => {}
         }
         Next::Continue
+    }
+
+    /// Pasted text goes into the input line as typed text (newlines
+    /// become spaces: a paste never presses Enter), never into a dialog.
+    pub(crate) fn paste(&mut self, text: &str) {
+        if self.overlay.is_some() {
+            return;
+        }
+        let text = clean(&text.replace("\r\n", " ").replace(['\n', '\r'], " "), false);
+        let room = MAX_INPUT.saturating_sub(self.input.len());
+        self.input.extend(text.chars().scan(0, |used, c| {
+            *used += c.len_utf8();
+            (*used <= room).then_some(c)
+        }));
     }
 
     async fn on_overlay_key(&mut self, key: KeyEvent) -> Next {
@@ -465,9 +515,6 @@ impl App {
                             .find(|c| c.info.identity == contact)
                         {
                             c.keys_changed = false;
-                        }
-                        if self.contacts.iter().all(|c| !c.keys_changed) {
-                            self.warning = None;
                         }
                         self.refresh_contacts().await;
                         self.info(format!("{name} is verified"));
@@ -535,8 +582,11 @@ impl App {
                 None => self.error("no contact selected"),
             },
             "accept" => self.accept().await,
-            "reject" => match self.request.take() {
-                Some((_, who)) => self.info(format!("{who}'s request ignored")),
+            "reject" => match self.requests.pop_front() {
+                Some((_, who, _)) => {
+                    self.info(format!("request from {who} ignored"));
+                    self.announce_request();
+                }
                 None => self.error("no contact request is waiting"),
             },
             "export" => self.export(arg).await,
@@ -639,8 +689,34 @@ impl App {
         }
     }
 
+    /// Shows the oldest waiting request, warning first if it is a key
+    /// change.
+    fn announce_request(&mut self) {
+        let Some((_, who, keys_changed)) = self.requests.front() else {
+            return;
+        };
+        let more = match self.requests.len() {
+            1 => String::new(),
+            n => format!(" ({} more waiting)", n - 1),
+        };
+        let text = if *keys_changed {
+            format!(
+                "WARNING: KEY CHANGE. {who} asks to be a contact with keys other than the ones \
+                 you have: /accept only after comparing safety numbers, else /reject.{more}"
+            )
+        } else {
+            format!("{who} asks to be a contact: /accept or /reject.{more}")
+        };
+        let tone = if *keys_changed {
+            Tone::Warning
+        } else {
+            Tone::Info
+        };
+        self.say(tone, text);
+    }
+
     async fn accept(&mut self) {
-        let Some((card, who)) = self.request.take() else {
+        let Some((card, who, _)) = self.requests.pop_front() else {
             self.error("no contact request is waiting");
             return;
         };
@@ -658,9 +734,14 @@ impl App {
             self.error("usage: /export <file> (e.g. on a USB stick)");
             return;
         }
+        let replaced = if std::path::Path::new(path).exists() {
+            " (it replaced the file that was there)"
+        } else {
+            ""
+        };
         match self.node.export_bundle(path, ExportFilter::All).await {
             Ok(report) => self.info(format!(
-                "wrote {} envelope(s), {} bytes, to {path} (fingerprint {}). \
+                "wrote {} envelope(s), {} bytes, to {path}{replaced} (fingerprint {}). \
                  Everything is sealed: whoever carries it cannot read it.",
                 report.envelopes, report.bytes, report.fingerprint
             )),
@@ -743,21 +824,35 @@ impl App {
     /// Destroys the keys and the store, then the rest of the data
     /// directory.
     async fn wipe(&mut self) -> Next {
-        match self.node.wipe().await {
-            Ok(()) => {
-                if let Err(e) = std::fs::remove_dir_all(&self.data_dir) {
-                    // The keys are gone; only leftovers remain.
-                    self.error(format!(
-                        "keys destroyed; could not remove the rest: {}",
-                        one_line(&e)
+        let store = self.data_dir.join(crate::wipe::STORE);
+        if let Err(e) = self.node.wipe().await {
+            // The node stops even when its wipe fails: finish from the
+            // outside, as `--panic-wipe` does.
+            let outside = tokio::task::spawn_blocking(move || Node::wipe_store(&store)).await;
+            match outside {
+                Ok(Ok(())) => {}
+                Ok(Err(again)) => {
+                    return Next::WipeFailed(format!(
+                        "NOT wiped: {}; then {}. Run ferry-chat --panic-wipe.",
+                        node_error(&e),
+                        node_error(&again)
                     ));
                 }
-                Next::Wiped
+                Err(join) => {
+                    return Next::WipeFailed(format!(
+                        "NOT wiped: {}; {}. Run ferry-chat --panic-wipe.",
+                        node_error(&e),
+                        one_line(&join)
+                    ));
+                }
             }
-            Err(e) => {
-                self.error(format!("NOT wiped: {}", node_error(&e)));
-                Next::Continue
-            }
+        }
+        match crate::wipe::remove_ours(&self.data_dir) {
+            Ok(left) => Next::Wiped(left),
+            Err(e) => Next::Wiped(Some(format!(
+                "some of the chat's files remain: {}",
+                one_line(&e)
+            ))),
         }
     }
 }

@@ -28,7 +28,9 @@ pub(crate) struct Args {
     /// data directory, if there is one).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// The name on your contact card (first run only; others see it).
+    /// The name on the contact codes you give out (others see it). Give
+    /// it on every run, or put `name = "…"` in the config file; on the
+    /// first run the chat writes it there for you.
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,
     /// Listen on this address (repeatable), e.g. /ip4/0.0.0.0/tcp/4001.
@@ -280,10 +282,12 @@ impl Settings {
             );
         }
         let name = args.name.clone().or(file.name);
+        // The card's own rules: 1 to 64 bytes, no control or direction
+        // characters (a card with such a name could never be issued).
         if let Some(n) = &name
-            && (n.trim().is_empty() || n.len() > 64)
+            && (n.trim().is_empty() || n.len() > 64 || crate::app::clean(n, false) != *n)
         {
-            bail!("name: 1 to 64 bytes, please");
+            bail!("name: 1 to 64 bytes without control or direction characters");
         }
         let delays = match (
             file.privacy.proof_delay_secs,

@@ -15,6 +15,7 @@ mod term;
 #[cfg(test)]
 mod tests;
 mod ui;
+mod wipe;
 
 use std::{
     io::Write as _,
@@ -65,7 +66,8 @@ const MIN_PASSPHRASE: usize = 8;
 /// How a run ended, for the exit code.
 enum Outcome {
     Done,
-    Wiped,
+    /// Keys destroyed; what was left, if anything.
+    Wiped(Option<String>),
 }
 
 fn main() -> ExitCode {
@@ -93,25 +95,32 @@ fn main() -> ExitCode {
     if args.check_config {
         let _ = writeln!(
             std::io::stdout(),
-            "config ok: data in {}, ways out: {}",
+            "config ok: name {}, data in {}, ways out: {}",
+            settings
+                .name
+                .as_deref()
+                .map_or("(none)".into(), |n| format!("{n:?}")),
             settings.data_dir.display(),
             settings.summary()
         );
         return ExitCode::SUCCESS;
     }
     let result = if args.panic_wipe {
-        panic_wipe(&settings).map(|()| Outcome::Wiped)
+        panic_wipe(&settings).map(Outcome::Wiped)
     } else {
         run(&args, &settings)
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
-        Ok(Outcome::Wiped) => {
+        Ok(Outcome::Wiped(left)) => {
             let _ = writeln!(
                 std::io::stdout(),
                 "ferry-chat: wiped: keys, contacts and messages in {} are destroyed",
                 settings.data_dir.display()
             );
+            if let Some(left) = left {
+                say!("ferry-chat: {}", app::one_line(&left));
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -123,10 +132,15 @@ fn main() -> ExitCode {
 }
 
 /// `--panic-wipe`: no passphrase needed, one confirmation.
-fn panic_wipe(settings: &Settings) -> Result<()> {
+fn panic_wipe(settings: &Settings) -> Result<Option<String>> {
     let store = settings.store_dir();
-    if !settings.data_dir.exists() {
-        bail!("nothing to wipe in {}", settings.data_dir.display());
+    // Only a directory that holds a chat store: a mistyped --data-dir
+    // (a home directory, a USB stick) is never touched.
+    if !store.is_dir() {
+        bail!(
+            "no ferry-chat data in {}: nothing wiped",
+            settings.data_dir.display()
+        );
     }
     let answer = term::read_line(&format!(
         "Destroy every key, contact and message in {}? Type WIPE to confirm: ",
@@ -135,35 +149,28 @@ fn panic_wipe(settings: &Settings) -> Result<()> {
     if answer != "WIPE" {
         bail!("not wiped (you typed something other than WIPE)");
     }
-    if store.exists() {
-        // Works while a chat runs on the same data too: nothing on disk
-        // opens from the first step on.
-        Node::wipe_store(&store)
-            .map_err(|e| anyhow::anyhow!("NOT wiped: {}", app::one_line(&e)))?;
-    }
-    std::fs::remove_dir_all(&settings.data_dir)
-        .with_context(|| "keys destroyed, but the rest of the data directory remains")?;
-    Ok(())
+    // Works while a chat runs on the same data too: nothing on disk
+    // opens from the first step on.
+    Node::wipe_store(&store).map_err(|e| anyhow::anyhow!("NOT wiped: {}", app::one_line(&e)))?;
+    wipe::remove_ours(&settings.data_dir)
+        .context("keys destroyed, but some of the chat's files remain")
 }
 
 /// Asks for the passphrase: twice for a new identity.
 fn passphrase(first_run: bool, dir: &Path) -> Result<Zeroizing<String>> {
     if !first_run {
-        return Ok(Zeroizing::new(term::read_secret(&format!(
-            "Passphrase for {}: ",
-            dir.display()
-        ))?));
+        return term::read_secret(&format!("Passphrase for {}: ", dir.display()));
     }
     say!(
         "No identity in {} yet: creating one. Choose a passphrase (at least {MIN_PASSPHRASE} \
          characters); it encrypts everything on this device and cannot be recovered.",
         dir.display()
     );
-    let one = Zeroizing::new(term::read_secret("New passphrase: ")?);
+    let one = term::read_secret("New passphrase: ")?;
     if one.chars().count() < MIN_PASSPHRASE {
         bail!("passphrase too short (at least {MIN_PASSPHRASE} characters); nothing was created");
     }
-    let two = Zeroizing::new(term::read_secret("Again: ")?);
+    let two = term::read_secret("Again: ")?;
     if *one != *two {
         bail!("the passphrases differ; nothing was created");
     }
@@ -185,16 +192,41 @@ fn private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes the card's name to `config.toml` in the data directory on the
+/// first run (when there is none), so later runs keep issuing it.
+fn remember_name(data_dir: &Path, name: &str) {
+    let path = data_dir.join("config.toml");
+    if path.exists() {
+        return;
+    }
+    // A TOML basic string: the name has no control characters (checked),
+    // so escaping backslashes and quotes is enough.
+    let line = format!(
+        "name = \"{}\"\n",
+        name.replace('\\', "\\\\").replace('"', "\\\"")
+    );
+    if let Err(e) = std::fs::write(&path, line) {
+        say!(
+            "ferry-chat: could not save your name in {}: {e} (give --name on every run)",
+            path.display()
+        );
+    }
+}
+
 fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
     let first_run = !settings.store_dir().exists();
     let secret = passphrase(first_run, &settings.data_dir)?;
     private_dir(&settings.data_dir)?;
     if let Some(log) = &args.log {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("cannot open the log file {}", log.display()))?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(log)
+        }
+        .with_context(|| format!("cannot open the log file {}", log.display()))?;
         tracing_subscriber::fmt()
             .with_writer(std::sync::Mutex::new(file))
             .with_ansi(false)
@@ -234,9 +266,15 @@ fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             }
         };
         say!("ok");
+        if first_run
+            && args.config.is_none()
+            && let Some(name) = &settings.name
+        {
+            remember_name(&settings.data_dir, name);
+        }
         let mut app = App::new(node, settings.data_dir.clone(), settings.summary());
         let outcome = ui_loop(&mut app).await;
-        if !matches!(outcome, Ok(Outcome::Wiped)) {
+        if !matches!(outcome, Ok(Outcome::Wiped(_))) {
             app.node.shutdown().await;
         }
         outcome
@@ -265,10 +303,12 @@ async fn ui_loop(app: &mut App) -> Result<Outcome> {
     terminal.clear()?;
 
     // Keys are read on their own thread (crossterm's reader blocks).
-    let (keys_tx, mut keys) = mpsc::channel::<Event>(64);
+    let (keys_tx, mut keys) = mpsc::channel::<std::io::Result<Event>>(64);
     std::thread::spawn(move || {
-        while let Ok(event) = event::read() {
-            if keys_tx.blocking_send(event).is_err() {
+        loop {
+            let event = event::read();
+            let failed = event.is_err();
+            if keys_tx.blocking_send(event).is_err() || failed {
                 break;
             }
         }
@@ -282,16 +322,16 @@ async fn ui_loop(app: &mut App) -> Result<Outcome> {
         terminal.draw(|frame| ui::draw(frame, app, unix_now()))?;
         tokio::select! {
             key = keys.recv() => match key {
-                Some(Event::Key(key)) => match app.on_key(key).await {
+                Some(Ok(Event::Key(key))) => match app.on_key(key).await {
                     Next::Continue => {}
                     Next::Quit => break Outcome::Done,
-                    Next::Wiped => break Outcome::Wiped,
+                    Next::Wiped(left) => break Outcome::Wiped(left),
+                    Next::WipeFailed(error) => bail!("{error}"),
                 },
-                Some(Event::Paste(text)) => {
-                    app.input.push_str(&app::clean(&text.replace(['\n', '\r'], " "), false));
-                }
-                Some(_) => {}
-                None => break Outcome::Done,
+                Some(Ok(Event::Paste(text))) => app.paste(&text),
+                Some(Err(e)) => bail!("cannot read the terminal: {e}"),
+                Some(Ok(_)) => {}
+                None => bail!("the terminal's input ended"),
             },
             event = events.next() => match event {
                 Some(event) => app.on_event(event).await,

@@ -11,10 +11,14 @@ use std::{
 use anyhow::{Result, bail};
 use ratatui::crossterm::{
     cursor,
-    event::{self, Event, KeyCode, KeyEventKind, KeyModifiers},
+    event::{
+        self, DisableBracketedPaste, EnableBracketedPaste, Event, KeyCode, KeyEventKind,
+        KeyModifiers,
+    },
     execute,
     terminal::{self, EnterAlternateScreen, LeaveAlternateScreen},
 };
+use zeroize::Zeroizing;
 
 /// Whether the full-screen UI is up (so a panic knows to take it down).
 static UI_ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -24,7 +28,12 @@ static UI_ACTIVE: AtomicBool = AtomicBool::new(false);
 pub(crate) fn restore() {
     if UI_ACTIVE.swap(false, Ordering::SeqCst) {
         let _ = terminal::disable_raw_mode();
-        let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+        let _ = execute!(
+            io::stdout(),
+            DisableBracketedPaste,
+            LeaveAlternateScreen,
+            cursor::Show
+        );
     }
 }
 
@@ -39,7 +48,14 @@ impl Screen {
         }
         terminal::enable_raw_mode()?;
         UI_ACTIVE.store(true, Ordering::SeqCst);
-        execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+        // Bracketed paste: a pasted newline is text, not Enter (a pasted
+        // "/wipe⏎WIPE⏎" must not run).
+        execute!(
+            io::stdout(),
+            EnterAlternateScreen,
+            EnableBracketedPaste,
+            cursor::Hide
+        )?;
         Ok(Self)
     }
 }
@@ -79,23 +95,29 @@ pub(crate) fn install_panic_hook(crash_log: PathBuf) {
                 "ferry-chat: internal error at {location}; nothing you sent was lost"
             );
         }
+        // The screen is gone: a panic on another thread (a node task)
+        // must not leave the chat drawing over the shell. The store is
+        // crash-safe, so exiting here loses nothing that was sent.
+        std::process::exit(101);
     }));
 }
 
 /// Reads a line without echoing it. From a terminal, keys are read in raw
 /// mode and nothing is printed for them; otherwise (a script) one line is
 /// read from stdin.
-pub(crate) fn read_secret(prompt: &str) -> Result<String> {
+pub(crate) fn read_secret(prompt: &str) -> Result<Zeroizing<String>> {
     let mut err = io::stderr();
     write!(err, "{prompt}")?;
     err.flush()?;
     if !io::stdin().is_terminal() {
-        let mut line = String::new();
+        let mut line = Zeroizing::new(String::with_capacity(256));
         if io::stdin().lock().read_line(&mut line)? == 0 {
             bail!("no passphrase given (stdin closed)");
         }
         writeln!(err)?;
-        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+        return Ok(Zeroizing::new(
+            line.trim_end_matches(['\r', '\n']).to_string(),
+        ));
     }
     terminal::enable_raw_mode()?;
     let result = read_raw();
@@ -104,8 +126,10 @@ pub(crate) fn read_secret(prompt: &str) -> Result<String> {
     result
 }
 
-fn read_raw() -> Result<String> {
-    let mut secret = String::new();
+fn read_raw() -> Result<Zeroizing<String>> {
+    // Room for any passphrase a person types: no reallocation leaves a
+    // copy behind. Longer input is refused rather than grown.
+    let mut secret = Zeroizing::new(String::with_capacity(1024));
     loop {
         let Event::Key(key) = event::read()? else {
             continue;
@@ -122,7 +146,12 @@ fn read_raw() -> Result<String> {
                 bail!("cancelled");
             }
             KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => secret.clear(),
-            KeyCode::Char(c) => secret.push(c),
+            KeyCode::Char(c) => {
+                if secret.len() + c.len_utf8() > secret.capacity() {
+                    bail!("passphrase too long");
+                }
+                secret.push(c);
+            }
             KeyCode::Esc => bail!("cancelled"),
             _ => {}
         }

@@ -11,7 +11,7 @@ use ratatui::{
     widgets::{Block, Borders, Clear, List, ListItem, Paragraph, Wrap},
 };
 
-use crate::app::{App, Overlay, Tone, clean, short_peer};
+use crate::app::{App, MAX_SHOWN_BODY, Overlay, Tone, clean, short_peer};
 
 /// `YYYY-MM-DD` for days since the Unix epoch (proleptic Gregorian).
 fn civil(days: i64) -> (i64, u32, u32) {
@@ -61,7 +61,18 @@ fn status_color(status: MessageStatus) -> Color {
 /// first line of the body (cleaned of control characters), then the
 /// body's other lines.
 fn message_lines<'a>(m: &'a StoredMessage, name: &str, now: u64) -> Vec<Line<'a>> {
-    let body = clean(&String::from_utf8_lossy(&m.body), true);
+    let mut body = clean(&String::from_utf8_lossy(&m.body), true);
+    // A contact must not be able to push everything else off the screen
+    // (or past what a u16 of wrapped lines can count).
+    if body.len() > MAX_SHOWN_BODY {
+        let cut = (0..=MAX_SHOWN_BODY)
+            .rev()
+            .find(|i| body.is_char_boundary(*i))
+            .unwrap_or(0);
+        let hidden = body.len() - cut;
+        body.truncate(cut);
+        body.push_str(&format!(" … ({hidden} more bytes not shown)"));
+    }
     let mut rest = body.split('\n');
     let first = rest.next().unwrap_or_default().to_string();
     let mut lines = vec![message_line(m, first, name, now)];
@@ -96,7 +107,8 @@ fn message_line<'a>(m: &'a StoredMessage, body: String, name: &str, now: u64) ->
 /// Draws the whole screen.
 pub(crate) fn draw(frame: &mut Frame<'_>, app: &App, now: u64) {
     let area = frame.area();
-    let warning_rows = u16::from(app.warning.is_some()) * 2;
+    let banner = app.warning();
+    let warning_rows = u16::from(banner.is_some()) * 2;
     let [title, warning, main, input, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(warning_rows),
@@ -107,16 +119,16 @@ pub(crate) fn draw(frame: &mut Frame<'_>, app: &App, now: u64) {
     .areas(area);
 
     let title_text = format!(
-        " ferry-chat · {} peer(s) · {} of yours in transit · {} · /help",
+        " ferry-chat · {} peer(s) · carrying {} · {} · /help",
         app.peers.len(),
-        app.pending,
+        app.carrying,
         app.ways
     );
     frame.render_widget(
         Paragraph::new(title_text).style(Style::default().add_modifier(Modifier::REVERSED)),
         title,
     );
-    if let Some(text) = &app.warning {
+    if let Some(text) = &banner {
         frame.render_widget(
             Paragraph::new(text.as_str())
                 .wrap(Wrap { trim: true })
@@ -181,17 +193,20 @@ fn draw_contacts(frame: &mut Frame<'_>, app: &App, area: Rect) {
         .iter()
         .enumerate()
         .map(|(i, c)| {
+            // The trust mark has its own column before the name: a name
+            // a contact chose ("Alice ✓") cannot pass for it.
+            let mark = if c.keys_changed {
+                '⚠'
+            } else if c.info.verified {
+                '✓'
+            } else {
+                '·'
+            };
             let mut text = format!(
-                "{}{}",
-                if i == app.selected { "> " } else { "  " },
+                "{}{mark} {}",
+                if i == app.selected { ">" } else { " " },
                 c.label()
             );
-            if c.info.verified {
-                text.push_str(" ✓");
-            }
-            if c.keys_changed {
-                text.push_str(" ⚠");
-            }
             if !c.unread.is_empty() {
                 text.push_str(&format!(" ({})", c.unread.len()));
             }
@@ -206,7 +221,7 @@ fn draw_contacts(frame: &mut Frame<'_>, app: &App, area: Rect) {
         })
         .collect();
     let list = if items.is_empty() {
-        List::new(vec![ListItem::new("  (none yet: /add)")])
+        List::new(vec![ListItem::new(" (none yet: /add)")])
     } else {
         List::new(items)
     };

@@ -96,6 +96,19 @@ fn a_new_identity_needs_the_same_passphrase_twice() {
     let short = chat(&dir, &[], "short\nshort\n");
     assert_one_line(&short, "passphrase too short");
     assert!(!dir.join("store").exists());
+
+    // The name on the card is kept for later runs.
+    let name = "Zoë \"Z\" \\o/";
+    let first = chat(
+        &dir,
+        &["--name", name],
+        &format!("{PASSPHRASE}\n{PASSPHRASE}\n"),
+    );
+    assert_one_line(&first, "needs a terminal");
+    let check = chat(&dir, &["--check-config"], "");
+    assert!(check.status.success());
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(stdout.contains(&format!("name {name:?}")), "{stdout}");
 }
 
 #[test]
@@ -132,6 +145,10 @@ fn bad_configs_and_flags_name_what_is_wrong() {
     }
     let out = chat(&dir, &["--relay", "nonsense", "--check-config"], "");
     assert_one_line(&out, "--relay: `nonsense` is not a multiaddr");
+    for bad in ["", " ", "evil\u{202e}gnp.exe", &"n".repeat(65)] {
+        let out = chat(&dir, &["--name", bad, "--check-config"], "");
+        assert_one_line(&out, "name: 1 to 64 bytes");
+    }
     let out = chat(&dir, &["--no-tcp", "--check-config"], "");
     assert_one_line(&out, "every transport is off");
     let out = chat(&dir, &["--check-config"], "");
@@ -143,5 +160,13 @@ fn bad_configs_and_flags_name_what_is_wrong() {
     );
 
     let out = chat(&dir, &["--panic-wipe"], "WIPE\n");
-    assert_one_line(&out, "nothing to wipe");
+    assert_one_line(&out, "nothing wiped");
+    // A mistyped --data-dir (a home directory, a USB stick) is never
+    // emptied: it holds no chat store.
+    let home = root.path().join("home");
+    std::fs::create_dir_all(home.join("Documents")).unwrap();
+    std::fs::write(home.join("Documents/thesis.pdf"), "years of work").unwrap();
+    let out = chat(&home, &["--panic-wipe"], "WIPE\n");
+    assert_one_line(&out, "no ferry-chat data in");
+    assert!(home.join("Documents/thesis.pdf").is_file());
 }

@@ -50,6 +50,7 @@ fn read_code(pane: &Pane<'_>) -> String {
 fn verify(pane: &Pane<'_>) -> String {
     pane.line("/verify");
     let screen = pane.wait_for("sees the same number", 10);
+    pane.record("/verify");
     // Twelve groups of five digits, in three rows.
     let number = between(&screen, "Safety number with", "sees the same number");
     let groups: Vec<&str> = number.split_whitespace().collect();
@@ -113,7 +114,9 @@ fn two_people_chat_through_a_relay_then_by_usb_stick() {
     // 5. Bob comes back: the message arrives; Alice sees "delivered".
     start_chat(&b, &chat_args(&db, "Bob", Some(&relay.address)), false);
     b.wait_for("Alice: Meet at the library at six", 60);
+    b.record("Bob, back online: the message waited on the relay");
     a.wait_for("[delivered", 60);
+    a.record("Alice: the receipt came back");
 
     // 6. The relay is gone. Alice's next message goes by USB stick.
     relay.stop();
@@ -125,6 +128,7 @@ fn two_people_chat_through_a_relay_then_by_usb_stick() {
     let stick = root.path().join("stick.bundle");
     a.line(&format!("/export {}", stick.display()));
     a.wait_for("wrote ", 15);
+    a.record("Alice, no network: /export to a USB stick");
     assert!(stick.is_file());
 
     start_chat(&b, &chat_args(&db, "Bob", None), false);
@@ -133,6 +137,7 @@ fn two_people_chat_through_a_relay_then_by_usb_stick() {
         s.contains("1 for you") || s.contains("for you")
     });
     b.wait_for("Alice: The stick has the flyers", 30);
+    b.record("Bob: /import from the stick");
     // The receipt goes back the same way, once released (up to 1 s here).
     std::thread::sleep(std::time::Duration::from_secs(3));
     let back = root.path().join("back.bundle");
@@ -153,7 +158,7 @@ fn two_people_chat_through_a_relay_then_by_usb_stick() {
     a.line(&format!("/add {code_a}"));
     a.wait_for("that is your own code", 10);
     let contacts = a.screen();
-    assert!(contacts.contains("> Bob"), "{contacts}");
+    assert!(contacts.contains(">✓ Bob"), "{contacts}");
     let missing = root.path().join("missing.bundle");
     a.line(&format!("/import {}", missing.display()));
     a.wait_for(&format!("not imported from {}:", missing.display()), 10);
@@ -168,7 +173,7 @@ fn two_people_chat_through_a_relay_then_by_usb_stick() {
         10,
     );
     assert!(
-        a.screen().contains("> Bob"),
+        a.screen().contains(">✓ Bob"),
         "an import changed the contacts"
     );
     a.line("/no-such-command");
@@ -202,7 +207,15 @@ fn two_people_chat_through_a_relay_then_by_usb_stick() {
     a.wait_for("you: Meet at the library at six", 10);
     a.wait_for("you: The stick has the flyers", 10);
 
-    // 11. Wipes: in the app, and --panic-wipe without the passphrase.
+    // 11. A paste is text: its newlines press no Enter, so pasted
+    //     commands do not run.
+    a.paste("look at this\n/wipe\nWIPE\n");
+    a.wait_for("look at this /wipe WIPE", 10);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(da.join("store").is_dir(), "a paste ran /wipe");
+    a.key("Escape");
+
+    // 12. Wipes: in the app, and --panic-wipe without the passphrase.
     a.line("/wipe");
     a.wait_for("type WIPE", 10);
     a.line("WIPE");

@@ -247,6 +247,34 @@ impl Pane<'_> {
         assert!(ok);
     }
 
+    /// Pastes `text` as a terminal does (bracketed, when the program
+    /// asked for it).
+    pub fn paste(&self, text: &str) {
+        let set = self
+            .tmux
+            .command()
+            .args(["set-buffer", "-b", "ferry-test", "--", text])
+            .status()
+            .unwrap();
+        assert!(set.success());
+        let ok = self
+            .tmux
+            .command()
+            .args([
+                "paste-buffer",
+                "-p",
+                "-d",
+                "-b",
+                "ferry-test",
+                "-t",
+                &self.name,
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
     /// Presses a key by tmux name (`Enter`, `Escape`, `C-c`).
     pub fn key(&self, key: &str) {
         let ok = self
@@ -304,6 +332,20 @@ impl Pane<'_> {
                 self.name
             );
             std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// With `FERRY_CHAT_TRANSCRIPT=<file>`, appends the screen under a
+    /// heading (how the transcript in docs/chat.md was made).
+    pub fn record(&self, heading: &str) {
+        if let Some(path) = std::env::var_os("FERRY_CHAT_TRANSCRIPT") {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap();
+            writeln!(file, "### {heading}\n\n```\n{}```\n", self.screen()).unwrap();
         }
     }
 
