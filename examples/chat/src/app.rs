@@ -73,6 +73,21 @@ pub(crate) fn clean(text: &str, keep_newlines: bool) -> String {
         .collect()
 }
 
+/// Whether a peer's address is on a local network (private IPv4,
+/// unique-local or link-local IPv6): a LAN peer, whether mDNS found it
+/// or someone typed its address.
+pub(crate) fn on_lan(address: &Multiaddr) -> bool {
+    use ferry_node::multiaddr::Protocol;
+    match address.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_private() || ip.is_link_local(),
+        Some(Protocol::Ip6(ip)) => {
+            let first = ip.segments().first().copied().unwrap_or(0);
+            first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80
+        }
+        _ => false,
+    }
+}
+
 /// The first characters of a key, for a contact with no name.
 pub(crate) fn short_key(key: &IdentityKey) -> String {
     let hex = key.to_hex();
@@ -815,7 +830,7 @@ impl App {
             .collect();
         names.dedup();
         let mut name = names.join("+");
-        if self.lan.contains_key(&peer.peer) {
+        if self.lan.contains_key(&peer.peer) || peer.routes.iter().any(|r| on_lan(&r.address)) {
             name.push_str(" lan");
         }
         name

@@ -189,8 +189,13 @@ impl Tmux {
 
     /// A 100×30 pane running a plain shell in `dir`.
     pub fn pane(&self, name: &str, dir: &Path) -> Pane<'_> {
-        let status = self
-            .command()
+        self.pane_in(name, dir, None)
+    }
+
+    /// A pane whose shell runs in network namespace `ns` (if any).
+    pub fn pane_in(&self, name: &str, dir: &Path, ns: Option<&str>) -> Pane<'_> {
+        let mut command = self.command();
+        command
             .args([
                 "new-session",
                 "-d",
@@ -202,7 +207,11 @@ impl Tmux {
                 "30",
                 "-c",
             ])
-            .arg(dir)
+            .arg(dir);
+        if let Some(ns) = ns {
+            command.args(["ip", "netns", "exec", ns]);
+        }
+        let status = command
             .args(["env", "-i"])
             .arg(format!(
                 "PATH={}",
