@@ -85,22 +85,40 @@ pub struct Relay {
     child: Child,
     /// Its address, ending in `/p2p/<peer id>`.
     pub address: String,
+    /// The bridge line it printed, with obfs4 on.
+    pub bridge: Option<String>,
 }
 
 impl Relay {
     /// Starts a relay on loopback with its store under `dir`.
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(
+            dir,
+            "[listen]\ntcp = [\"/ip4/127.0.0.1/tcp/0\"]\nquic = []\n",
+            None,
+        )
+    }
+
+    /// Starts a relay with its store under `dir`, `config` after the
+    /// `[storage]` section, inside network namespace `ns` if given.
+    pub fn start_with(dir: &Path, config_text: &str, ns: Option<&str>) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("relay.toml");
         std::fs::write(
             &config,
-            format!(
-                "[storage]\npath = {:?}\n[listen]\ntcp = [\"/ip4/127.0.0.1/tcp/0\"]\nquic = []\n",
-                dir.join("store")
-            ),
+            format!("[storage]\npath = {:?}\n{config_text}", dir.join("store")),
         )
         .unwrap();
-        let mut child = Command::new(relay_binary())
+        let mut command = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(relay_binary());
+                c
+            }
+            None => Command::new(relay_binary()),
+        };
+        let wants_bridge = config_text.contains("[obfs4]");
+        let mut child = command
             .arg("--config")
             .arg(&config)
             .stdout(Stdio::piped())
@@ -116,15 +134,18 @@ impl Relay {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
-        let (mut peer, mut listening) = (None, None);
+        let (mut peer, mut listening, mut bridge) = (None, None, None);
         let mut seen = Vec::new();
-        while peer.is_none() || listening.is_none() {
+        while peer.is_none() || listening.is_none() || (wants_bridge && bridge.is_none()) {
             let left = deadline
                 .checked_duration_since(Instant::now())
                 .unwrap_or_else(|| panic!("the relay did not start; printed {seen:?}"));
             let line = rx
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("relay printed {seen:?}"));
+            if let Some(line) = line.strip_prefix("bridge line (paste into ferry-chat): ") {
+                bridge = Some(line.trim().to_string());
+            }
             if let Some(id) = line.strip_prefix("peer id ") {
                 peer = Some(id.trim().to_string());
             }
@@ -141,7 +162,11 @@ impl Relay {
         } else {
             format!("{listening}/p2p/{peer}")
         };
-        Self { child, address }
+        Self {
+            child,
+            address,
+            bridge,
+        }
     }
 
     /// SIGTERM, and waits for a clean exit.
