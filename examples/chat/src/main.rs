@@ -237,7 +237,7 @@ fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         say_inline!(
             "{}",
             if first_run {
@@ -278,7 +278,12 @@ fn run(args: &Args, settings: &Settings) -> Result<Outcome> {
             app.node.shutdown().await;
         }
         outcome
-    })
+    });
+    // Bounded: a store whose files were wiped under the running node (a
+    // --panic-wipe from another terminal) must not keep the process
+    // alive in a storage flush after the chat has ended.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    outcome
 }
 
 // The chat is a driver: it reads the clock to show times.
