@@ -115,6 +115,9 @@ fn passphrase(config: &config::Config) -> Result<String> {
 }
 
 async fn serve(config: config::Config) -> Result<()> {
+    // Before anything is announced: a SIGTERM that arrives as soon as the
+    // addresses are printed must stop the relay cleanly, not kill it.
+    let signals = Signals::new()?;
     let passphrase = passphrase(&config)?;
     let mut builder = Node::builder()
         .storage(&config.storage.path, passphrase.as_bytes())
@@ -190,7 +193,7 @@ async fn serve(config: config::Config) -> Result<()> {
         say!("metrics on http://{}/metrics", listener.local_addr()?);
         tokio::spawn(metrics::serve(listener, node.clone()));
     }
-    std::io::stdout().flush()?;
+    let _ = std::io::stdout().flush();
 
     // The events are read (and logged) so the queues never fill.
     if let Some(mut events) = node.events() {
@@ -205,22 +208,34 @@ async fn serve(config: config::Config) -> Result<()> {
         });
     }
 
-    wait_for_signal().await?;
+    signals.wait().await;
     say!("shutting down: flushing the store");
-    std::io::stdout().flush()?;
+    let _ = std::io::stdout().flush();
     node.shutdown().await;
     say!("stopped");
     Ok(())
 }
 
-/// SIGTERM (systemd, docker) or SIGINT (Ctrl-C).
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM (systemd, docker) and SIGINT (Ctrl-C), caught from the
+/// moment they are registered.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

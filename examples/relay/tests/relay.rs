@@ -185,7 +185,16 @@ fn it_stops_cleanly_when_its_output_went_away() {
     // A closed pipe (`ferry-relay | head`, a log collector restarted):
     // printing must not kill the daemon on its way down.
     let dir = tempfile::tempdir().unwrap();
+    // Its own ports: the no-configuration test holds the default 4001.
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        "[listen]\ntcp = [\"/ip4/127.0.0.1/tcp/0\"]\nquic = []\n",
+    )
+    .unwrap();
     let mut child = Command::new(RELAY)
+        .arg("--config")
+        .arg(&config)
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
