@@ -9,7 +9,7 @@
     clippy::indexing_slicing
 )] // test helpers, not only #[test] fns
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use ferry_core::{
     crypto::Trust,
@@ -19,6 +19,7 @@ use ferry_core::{
     },
     identity::Identity,
     keys::IdentityKey,
+    proto::{self, v1},
 };
 use rand::{SeedableRng as _, rngs::StdRng};
 
@@ -37,6 +38,8 @@ struct Net {
     now: u64,
     /// Gossip messages delivered between nodes (for traffic assertions).
     gossip_deliveries: usize,
+    /// Envelopes sent by sync, per (from, to).
+    synced: HashMap<(usize, usize), usize>,
 }
 
 fn key(i: usize) -> [u8; 32] {
@@ -70,6 +73,7 @@ impl Net {
             links: BTreeSet::new(),
             now: T0,
             gossip_deliveries: 0,
+            synced: HashMap::new(),
         }
     }
 
@@ -185,7 +189,12 @@ impl Net {
     fn pump(&mut self) {
         let mut queue: VecDeque<(usize, Output)> = VecDeque::new();
         for _ in 0..10_000 {
+            let now = self.now;
             for (i, node) in self.nodes.iter_mut().enumerate() {
+                // Due timers are served, as a driver does.
+                if node.engine.poll_timeout().is_some_and(|t| t <= now) {
+                    node.engine.handle(Input::Timeout, now).unwrap();
+                }
                 while let Some(o) = node.engine.poll_output() {
                     queue.push_back((i, o));
                 }
@@ -202,6 +211,13 @@ impl Net {
                 Output::SendFrame { peer, bytes } => {
                     let j = peer.0 as usize;
                     if self.linked(i, j) {
+                        if let Ok(v1::SyncFrame {
+                            kind: Some(v1::sync_frame::Kind::Envelopes(batch)),
+                            ..
+                        }) = proto::decode::<v1::SyncFrame>(&bytes)
+                        {
+                            *self.synced.entry((i, j)).or_default() += batch.envelopes.len();
+                        }
                         self.nodes[j]
                             .engine
                             .handle(
@@ -511,6 +527,56 @@ fn spray_and_wait_splits_the_budget_and_relays_do_not_store_wait_copies() {
     // A wait-phase carrier meets the recipient: delivered.
     net.connect(2, 5);
     assert_eq!(net.delivered(5), vec![b"sprayed".to_vec()]);
+}
+
+/// The review's static-topology finding: links that were up before the
+/// message existed must be sprayed too (they were not: spray-and-wait then
+/// relayed exactly what direct delivery did). Every link here is up before
+/// the send, and nothing connects afterwards.
+#[test]
+fn spray_and_wait_sprays_on_links_already_up() {
+    let config = EngineConfig {
+        strategy: Strategy::SprayAndWait { copies: 4 },
+        ..EngineConfig::default()
+    };
+    // Source 0 linked to 1, 2, 3; 1 linked to 4; 2 linked to recipient 5.
+    let mut net = Net::new(6, config);
+    net.introduce(0, 5);
+    for (a, b) in [(0, 1), (0, 2), (0, 3), (1, 4), (2, 5)] {
+        net.connect(a, b);
+    }
+    net.send(0, 5, b"sprayed at once");
+    let holders: Vec<usize> = (1..5)
+        .filter(|&i| net.nodes[i].engine.held_count() > 0)
+        .collect();
+    // 0 gives 2 to 1 and 1 to 2, and shows its last copy to 3, which does
+    // not keep it; 1 passes half of its 2 on to 4.
+    assert_eq!(holders, vec![1, 2, 4], "four copies in all, 0 keeping one");
+    // 2's copy (wait phase) was shown to its neighbour 5: delivered.
+    assert_eq!(net.delivered(5), vec![b"sprayed at once".to_vec()]);
+}
+
+/// A wait-phase copy is shown to each peer once: a carrier that meets the
+/// same peer again does not send it again (it did, on every contact).
+#[test]
+fn wait_phase_copies_are_shown_to_a_peer_once() {
+    let config = EngineConfig {
+        strategy: Strategy::DirectOnly,
+        ..EngineConfig::default()
+    };
+    let mut net = Net::new(3, config);
+    net.introduce(0, 2);
+    net.send(0, 2, b"in person");
+    for _ in 0..3 {
+        // 0 starts reconciliation (initiator), so it pushes what 1 lacks.
+        net.connect(0, 1);
+        net.advance(60);
+        net.disconnect(0, 1);
+    }
+    assert_eq!(net.synced.get(&(0, 1)).copied().unwrap_or(0), 1);
+    assert_eq!(net.nodes[1].engine.held_count(), 0, "a relay keeps no copy");
+    net.connect(0, 2);
+    assert_eq!(net.delivered(2), vec![b"in person".to_vec()]);
 }
 
 #[test]

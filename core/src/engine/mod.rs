@@ -102,6 +102,10 @@ pub const PUSH_WINDOW: u32 = 4;
 /// says nothing about the expiry of the message it answers.
 pub const RECEIPT_EXPIRY_JITTER_SECS: u64 = 6 * 3600;
 
+/// Peers remembered per wait-phase copy as already shown it (the oldest
+/// is forgotten first: at worst it is shown again).
+pub const MAX_SHOWN_PEERS: usize = 64;
+
 /// See [`ROUND_BYTES_BASE`].
 pub const ROUND_BYTES_PER_ID: u64 = 64;
 
@@ -593,6 +597,15 @@ pub struct Engine<S: Store, R: CryptoRng> {
     unreleased_seq: u64,
     /// The receipt still open for more entries, per contact.
     receipt_batches: HashMap<IdentityKey, ReceiptBatch>,
+    /// Budgeted envelopes (spray-and-wait, direct) new here, to hand to the
+    /// peers already connected at the next [`Input::Timeout`] (due at
+    /// once): a message created or taken while links are up must not wait
+    /// for the next link-up to be sprayed.
+    pending_spray: Vec<(ContentId, Option<PeerId>)>,
+    /// Wait-phase copies shown to a peer (see [`Engine::pump_pushes`]):
+    /// never shown to the same peer twice. At most [`MAX_SHOWN_PEERS`]
+    /// peers per copy are remembered.
+    shown: HashMap<ContentId, Vec<PeerId>>,
     counters: Counters,
     /// The latest time the driver passed in (for status records made
     /// by calls that take no time).
@@ -691,6 +704,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             unreleased: HashMap::new(),
             unreleased_seq: 0,
             receipt_batches: HashMap::new(),
+            pending_spray: Vec::new(),
+            shown: HashMap::new(),
             counters: Counters::default(),
             last_now: now,
             known_status: HashMap::new(),
@@ -826,7 +841,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     /// When [`Input::Timeout`] is due.
     pub fn poll_timeout(&self) -> Option<u64> {
         let release = self.unreleased.values().map(|(t, ..)| *t).min();
-        [Some(self.next_sweep), self.proof_flush_at, release]
+        let spray = (!self.pending_spray.is_empty()).then_some(self.last_now);
+        [Some(self.next_sweep), self.proof_flush_at, release, spray]
             .into_iter()
             .flatten()
             .min()
@@ -1101,10 +1117,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         );
         self.outbox.insert(id, record);
         self.known_status.insert(id, MessageStatus::Queued);
-        self.outputs.push_back(Output::Publish {
-            content_id: id,
-            bytes,
-        });
+        self.announce_own(id, envelope.copy_budget, bytes);
         self.outputs.extend(unreadable);
         Ok(MessageId(message_id))
     }
@@ -1151,10 +1164,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             None,
             envelope.expiry,
         );
-        self.outputs.push_back(Output::Publish {
-            content_id: id,
-            bytes,
-        });
+        self.announce_own(id, envelope.copy_budget, bytes);
         Ok(id)
     }
 
@@ -1207,6 +1217,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     fn unindex(&mut self, id: &ContentId) -> Option<Held> {
         let held = self.held.remove(id)?;
         self.held_sorted.remove(id);
+        self.shown.remove(id);
         self.id_set = None;
         self.global_bytes = self.global_bytes.saturating_sub(held.bytes);
         if let Some(t) = self.tag_bytes.get_mut(&held.tag) {
@@ -1252,7 +1263,6 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                     },
                 );
                 self.send_proofs(peer);
-                self.publish_waiting()?;
                 if initiator {
                     self.open_round(peer, now);
                 }
@@ -1301,6 +1311,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                     self.flush_proofs()?;
                 }
                 self.release_receipts(now);
+                self.spray_pending()?;
                 if now >= self.next_sweep {
                     self.sweep(now)?;
                     self.next_sweep = now.saturating_add(self.config.sweep_interval_secs);
@@ -1360,23 +1371,38 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         self.outputs.push_back(Output::SendFrame { peer, bytes });
     }
 
-    /// Shows wait-phase copies (budget 1) to directly connected peers: by
-    /// gossip, which peers do not store budgeted copies from, so only the
-    /// recipient keeps (opens) them.
-    fn publish_waiting(&mut self) -> Result<(), EngineError> {
-        let waiting: Vec<ContentId> = self
-            .held
-            .iter()
-            .filter(|(_, h)| h.copy_budget == 1)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
-            if let Some(bytes) = self.store.envelope(&id).map_err(store_err)? {
-                self.outputs.push_back(Output::Publish {
-                    content_id: id,
-                    bytes,
-                });
-            }
+    /// Publishes our own new envelope by gossip (epidemic), or queues it
+    /// to be handed to connected peers through sync (budgeted copies never
+    /// travel by gossip: peers would not store them, so gossip would only
+    /// show them to direct neighbours, and again on every publish).
+    fn announce_own(&mut self, id: ContentId, copy_budget: u32, bytes: Vec<u8>) {
+        if copy_budget == 0 {
+            self.outputs.push_back(Output::Publish {
+                content_id: id,
+                bytes,
+            });
+        } else {
+            self.pending_spray.push((id, None));
+        }
+    }
+
+    /// Hands the budgeted envelopes queued in `pending_spray` to every
+    /// connected peer, in peer order: the first gets half the budget, the
+    /// next half of the rest, and once one copy is left it is shown to the
+    /// remaining peers (see [`Engine::pump_pushes`]).
+    fn spray_pending(&mut self) -> Result<(), EngineError> {
+        let pending = std::mem::take(&mut self.pending_spray);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            let ids: Vec<ContentId> = pending
+                .iter()
+                .filter(|(_, from)| *from != Some(peer))
+                .map(|(id, _)| *id)
+                .collect();
+            self.push_envelopes(peer, &ids)?;
         }
         Ok(())
     }
@@ -1519,6 +1545,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         let verdict = if stored.copy_budget == 0 {
             Verdict::Accept
         } else {
+            // A budgeted copy handed to us: on to our other peers now (the
+            // one it came from holds its half already).
+            self.pending_spray.push((id, from));
             Verdict::Ignore
         };
         Ok((verdict, ops, after))
@@ -2146,10 +2175,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 None,
                 receipt.expiry,
             );
-            self.outputs.push_back(Output::Publish {
-                content_id: id,
-                bytes,
-            });
+            self.announce_own(id, receipt.copy_budget, bytes);
         }
     }
 
@@ -2489,9 +2515,21 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 };
                 match held.copy_budget {
                     0 => {}
-                    // Wait phase: the last copy goes to the recipient only,
-                    // by gossip on a direct link (see `publish_waiting`).
-                    1 => continue,
+                    // Wait phase: the last copy is only shown, with one hop
+                    // left, so a relay declines it (and remembers, never
+                    // asking again) and only the recipient keeps (opens) it.
+                    // Each peer is shown a copy once.
+                    1 => {
+                        let shown = self.shown.entry(id).or_default();
+                        if shown.contains(&peer) {
+                            continue;
+                        }
+                        if shown.len() >= MAX_SHOWN_PEERS {
+                            shown.remove(0);
+                        }
+                        shown.push(peer);
+                        envelope.hop_limit = 1;
+                    }
                     budget => {
                         let give = budget / 2;
                         let keep = budget - give;

@@ -257,6 +257,13 @@ impl Session {
     fn pump(&mut self) -> Result<(), String> {
         for _ in 0..10_000 {
             let mut busy = false;
+            // Due timers are served, as a driver does (budgeted copies are
+            // handed to connected peers on the next timeout).
+            for engine in [&mut self.a, &mut self.b] {
+                if engine.poll_timeout().is_some_and(|t| t <= self.now) {
+                    let _ = engine.handle(Input::Timeout, self.now);
+                }
+            }
             while let Some(out) = self.a.poll_output() {
                 busy = true;
                 self.a_output(out)?;
