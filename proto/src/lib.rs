@@ -95,6 +95,11 @@ pub fn decode_canonical<T: WireMessage>(bytes: &[u8]) -> Result<T, DecodeError> 
     Ok(value)
 }
 
+/// The length of a wire message's encoding, without encoding it.
+pub fn encoded_len<T: WireMessage>(value: &T) -> usize {
+    value.encoded_len()
+}
+
 /// Encodes a wire message. Encoding cannot fail for in-memory values.
 pub fn encode<T: WireMessage>(value: &T) -> Vec<u8> {
     value.encode_to_vec()

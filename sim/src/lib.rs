@@ -22,6 +22,7 @@
 //! bandwidth, reconciliation frames (whose size depends on the IDs' values)
 //! can shift transfer times by microseconds. See `docs/simulator.md`.
 
+mod check;
 pub mod metrics;
 pub mod scenario;
 pub mod trace;
@@ -29,9 +30,15 @@ mod world;
 
 use thiserror::Error;
 
-pub use metrics::{Report, Series, svg_bars, svg_chart, svg_to_png};
+pub use metrics::{MessageRecord, Report, Series, svg_bars, svg_chart, svg_to_png};
 pub use scenario::Scenario;
-pub use world::{ScenarioEvent, SimParams};
+pub use world::{ScenarioEvent, SimParams, max_body_len};
+
+/// The simulator's version, written into every output.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit the simulator was built from (`unknown` outside a git
+/// checkout), written into every output.
+pub const COMMIT: &str = env!("FERRY_SIM_COMMIT");
 
 /// Simulator failures.
 #[derive(Debug, Error)]

@@ -1,30 +1,79 @@
 //! Metrics as DTN studies report them (the ONE simulator's
-//! MessageStatsReport), plus time series, in JSON, CSV and SVG.
+//! MessageStatsReport, with its definitions), plus byte counts split by
+//! what the bytes carried, per-message records and time series, in JSON,
+//! CSV and SVG. Every definition is in `docs/simulator.md`.
 
-use std::fmt::Write as _;
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use ferry_core::crypto::tags::ContentId;
 use serde::Serialize;
 
+/// What an envelope or frame on a link carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A copy of a message.
+    Data,
+    /// A receipt (or any envelope that is not a message of the run).
+    Receipt,
+    /// Reconciliation, want lists, delivery proofs and frame headers.
+    Control,
+}
+
+/// Why a message was not sent at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Refusal {
+    /// The body does not fit one envelope.
+    TooLarge,
+    /// A source or destination outside the run's nodes.
+    UnknownNode,
+    /// The engine failed otherwise.
+    EngineError,
+}
+
+impl Refusal {
+    fn name(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::UnknownNode => "unknown_node",
+            Self::EngineError => "engine_error",
+        }
+    }
+}
+
 struct Message {
     label: String,
+    from: u32,
+    to: u32,
+    size: u32,
     created_at: f64,
     content_id: Option<ContentId>,
+    refused: Option<Refusal>,
     delivered: Option<(f64, u32)>,
+    receipt_at: Option<f64>,
 }
 
 /// Collected during a run.
 pub(crate) struct Metrics {
     ttl: f64,
+    duration: f64,
     messages: Vec<Message>,
-    pub(crate) relayed: u64,
-    pub(crate) aborted: u64,
-    pub(crate) dropped: u64,
+    relayed: u64,
+    receipt_copies: u64,
+    refused_copies: u64,
+    aborted: u64,
+    dropped: BTreeMap<&'static str, u64>,
     pub(crate) lost: u64,
-    pub(crate) receipts: u64,
-    pub(crate) bytes_sent: u64,
+    pub(crate) contacts: u64,
+    pub(crate) contacts_cut: u64,
+    pub(crate) duplicate_ups_ignored: u64,
+    bytes_data: u64,
+    bytes_receipts: u64,
+    bytes_control: u64,
+    bytes_refused: u64,
+    bytes_aborted: u64,
     buffer: Vec<BufferSample>,
     delivered_over_time: Vec<(f64, u64)>,
+    delivered_so_far: u64,
 }
 
 /// Buffer occupancy at one time.
@@ -36,6 +85,33 @@ pub struct BufferSample {
     pub mean_bytes: f64,
     /// Most bytes held by one node.
     pub max_bytes: u64,
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MessageRecord {
+    /// Label (the trace's message ID, or `G<n>` for generated traffic).
+    pub label: String,
+    /// Source node.
+    pub from: u32,
+    /// Destination node.
+    pub to: u32,
+    /// Creation time (s).
+    pub created: f64,
+    /// Body size (bytes).
+    pub size: u32,
+    /// `delivered` (within its TTL), `expired` (its TTL ran out within the
+    /// run), `refused` (never sent; see `refused_reason`) or `in_flight`
+    /// (its TTL had not run out when the run ended).
+    pub status: &'static str,
+    /// Why it was refused.
+    pub refused_reason: Option<&'static str>,
+    /// Seconds from creation to delivery.
+    pub latency: Option<f64>,
+    /// Hops of the delivered copy.
+    pub hops: Option<u32>,
+    /// Seconds from creation until the sender had the receipt.
+    pub receipt_latency: Option<f64>,
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -62,30 +138,69 @@ fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// Tolerance for comparing times (the clock counts microseconds).
+const EPSILON: f64 = 1e-9;
+
 impl Metrics {
-    pub(crate) fn new(ttl: f64) -> Self {
+    pub(crate) fn new(ttl: f64, duration: f64) -> Self {
         Self {
             ttl,
+            duration,
             messages: Vec::new(),
             relayed: 0,
+            receipt_copies: 0,
+            refused_copies: 0,
             aborted: 0,
-            dropped: 0,
+            dropped: BTreeMap::new(),
             lost: 0,
-            receipts: 0,
-            bytes_sent: 0,
+            contacts: 0,
+            contacts_cut: 0,
+            duplicate_ups_ignored: 0,
+            bytes_data: 0,
+            bytes_receipts: 0,
+            bytes_control: 0,
+            bytes_refused: 0,
+            bytes_aborted: 0,
             buffer: Vec::new(),
             delivered_over_time: Vec::new(),
+            delivered_so_far: 0,
         }
     }
 
-    pub(crate) fn created(&mut self, label: String, at: f64) -> usize {
+    pub(crate) fn created(
+        &mut self,
+        label: String,
+        from: u32,
+        to: u32,
+        size: u32,
+        at: f64,
+    ) -> usize {
         self.messages.push(Message {
             label,
+            from,
+            to,
+            size,
             created_at: at,
             content_id: None,
+            refused: None,
             delivered: None,
+            receipt_at: None,
         });
         self.messages.len() - 1
+    }
+
+    pub(crate) fn refused(&mut self, index: usize, reason: Refusal) {
+        if let Some(m) = self.messages.get_mut(index) {
+            m.refused = Some(reason);
+        }
     }
 
     pub(crate) fn set_content_id(&mut self, index: usize, id: ContentId) {
@@ -98,15 +213,69 @@ impl Metrics {
         self.messages.get(index).and_then(|m| m.content_id)
     }
 
+    /// Whether message `index` is within its TTL at `at` (ONE's rule: a
+    /// message lives while its age is at most the TTL).
+    pub(crate) fn alive(&self, index: usize, at: f64) -> bool {
+        self.messages
+            .get(index)
+            .is_some_and(|m| at - m.created_at <= self.ttl + EPSILON)
+    }
+
     /// Records the first delivery within the TTL.
     pub(crate) fn delivered(&mut self, index: usize, at: f64, hops: u32) {
-        let ttl = self.ttl;
+        if !self.alive(index, at) {
+            return;
+        }
         if let Some(m) = self.messages.get_mut(index)
             && m.delivered.is_none()
-            && at - m.created_at <= ttl + 1e-9
         {
             m.delivered = Some((at, hops));
+            self.delivered_so_far += 1;
         }
+    }
+
+    /// The sender of message `index` learned its delivery.
+    pub(crate) fn receipt(&mut self, index: usize, at: f64) {
+        if let Some(m) = self.messages.get_mut(index)
+            && m.receipt_at.is_none()
+            && m.delivered.is_some()
+        {
+            m.receipt_at = Some(at);
+        }
+    }
+
+    pub(crate) fn dropped(&mut self, reason: &'static str) {
+        *self.dropped.entry(reason).or_default() += 1;
+    }
+
+    pub(crate) fn bytes(&mut self, kind: Kind, len: u64) {
+        match kind {
+            Kind::Data => self.bytes_data += len,
+            Kind::Receipt => self.bytes_receipts += len,
+            Kind::Control => self.bytes_control += len,
+        }
+    }
+
+    pub(crate) fn aborted(&mut self, len: u64) {
+        self.aborted += 1;
+        self.bytes_aborted += len;
+    }
+
+    /// A node took a copy that crossed a link.
+    pub(crate) fn took(&mut self, kind: Kind) {
+        match kind {
+            Kind::Data => self.relayed += 1,
+            _ => self.receipt_copies += 1,
+        }
+    }
+
+    /// A copy crossed a link and the node did not take it (it had it, it is
+    /// a wait-phase copy shown to a relay, or its TTL ran out).
+    pub(crate) fn refused_copy(&mut self, kind: Kind, len: u64) {
+        if kind == Kind::Data {
+            self.refused_copies += 1;
+        }
+        self.bytes_refused += len;
     }
 
     pub(crate) fn sample(&mut self, time: f64, held: &[u64]) {
@@ -120,12 +289,31 @@ impl Metrics {
             mean_bytes: round4(mean),
             max_bytes: held.iter().copied().max().unwrap_or(0),
         });
-        let delivered = self
-            .messages
-            .iter()
-            .filter(|m| m.delivered.is_some())
-            .count() as u64;
-        self.delivered_over_time.push((time, delivered));
+        self.delivered_over_time.push((time, self.delivered_so_far));
+    }
+
+    fn record(&self, m: &Message) -> MessageRecord {
+        let status = if m.refused.is_some() {
+            "refused"
+        } else if m.delivered.is_some() {
+            "delivered"
+        } else if m.created_at + self.ttl <= self.duration + EPSILON {
+            "expired"
+        } else {
+            "in_flight"
+        };
+        MessageRecord {
+            label: m.label.clone(),
+            from: m.from,
+            to: m.to,
+            created: round4(m.created_at),
+            size: m.size,
+            status,
+            refused_reason: m.refused.map(Refusal::name),
+            latency: m.delivered.map(|(t, _)| round4(t - m.created_at)),
+            hops: m.delivered.map(|(_, h)| h),
+            receipt_latency: m.receipt_at.map(|t| round4(t - m.created_at)),
+        }
     }
 
     pub(crate) fn report(
@@ -136,33 +324,33 @@ impl Metrics {
         nodes: usize,
         strategy: &str,
     ) -> Report {
-        let mut latencies: Vec<f64> = self
-            .messages
-            .iter()
-            .filter_map(|m| m.delivered.map(|(t, _)| round4(t - m.created_at)))
-            .collect();
+        let messages: Vec<MessageRecord> = self.messages.iter().map(|m| self.record(m)).collect();
+        let mut latencies: Vec<f64> = messages.iter().filter_map(|m| m.latency).collect();
         latencies.sort_by(f64::total_cmp);
-        let mut hops: Vec<f64> = self
-            .messages
+        let mut hops: Vec<f64> = messages
             .iter()
-            .filter_map(|m| m.delivered.map(|(_, h)| f64::from(h)))
+            .filter_map(|m| m.hops.map(f64::from))
             .collect();
         hops.sort_by(f64::total_cmp);
-        let created = self.messages.len() as u64;
+        let mut receipt_latencies: Vec<f64> =
+            messages.iter().filter_map(|m| m.receipt_latency).collect();
+        receipt_latencies.sort_by(f64::total_cmp);
+        let count = |status: &str| messages.iter().filter(|m| m.status == status).count() as u64;
+        let mut refused_reasons = BTreeMap::new();
+        for reason in messages.iter().filter_map(|m| m.refused_reason) {
+            *refused_reasons.entry(reason.to_owned()).or_default() += 1;
+        }
+        let created = messages.len() as u64;
         let delivered = latencies.len() as u64;
-        let avg = |v: &[f64]| {
-            if v.is_empty() {
-                0.0
-            } else {
-                v.iter().sum::<f64>() / v.len() as f64
-            }
-        };
         Report {
             scenario: scenario.to_owned(),
             mode: mode.to_owned(),
             strategy: strategy.to_owned(),
             seed,
             nodes,
+            version: crate::VERSION.to_owned(),
+            commit: crate::COMMIT.to_owned(),
+            parameters: serde_json::Value::Null,
             created,
             delivered,
             delivery_ratio: round4(if created == 0 {
@@ -170,7 +358,11 @@ impl Metrics {
             } else {
                 delivered as f64 / created as f64
             }),
-            latency_avg: round4(avg(&latencies)),
+            expired: count("expired"),
+            in_flight: count("in_flight"),
+            refused: count("refused"),
+            refused_reasons,
+            latency_avg: round4(mean(&latencies)),
             latency_median: round4(median(&latencies)),
             latency_p95: round4(percentile(&latencies, 0.95)),
             overhead_ratio: round4(if delivered == 0 {
@@ -178,22 +370,31 @@ impl Metrics {
             } else {
                 (self.relayed as f64 - delivered as f64) / delivered as f64
             }),
-            hopcount_avg: round4(avg(&hops)),
+            hopcount_avg: round4(mean(&hops)),
             hopcount_median: round4(median(&hops)),
             relayed: self.relayed,
+            refused_copies: self.refused_copies,
             aborted: self.aborted,
-            dropped: self.dropped,
-            lost: self.lost,
-            receipts: self.receipts,
-            bytes_sent: self.bytes_sent,
-            delivered_messages: self
-                .messages
+            dropped: self.dropped.values().sum(),
+            dropped_reasons: self
+                .dropped
                 .iter()
-                .filter_map(|m| {
-                    m.delivered
-                        .map(|(t, h)| (m.label.clone(), round4(t - m.created_at), h))
-                })
+                .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
+            lost: self.lost,
+            receipts: receipt_latencies.len() as u64,
+            receipt_copies: self.receipt_copies,
+            receipt_latency_median: round4(median(&receipt_latencies)),
+            bytes_data: self.bytes_data,
+            bytes_receipts: self.bytes_receipts,
+            bytes_control: self.bytes_control,
+            bytes_sent: self.bytes_data + self.bytes_receipts + self.bytes_control,
+            bytes_refused: self.bytes_refused,
+            bytes_aborted: self.bytes_aborted,
+            contacts: self.contacts,
+            contacts_cut: self.contacts_cut,
+            duplicate_ups_ignored: self.duplicate_ups_ignored,
+            messages,
             latencies,
             buffer: self.buffer.clone(),
             delivered_over_time: self.delivered_over_time.clone(),
@@ -201,12 +402,13 @@ impl Metrics {
     }
 }
 
-/// The result of one run.
+/// The result of one run. Definitions follow the ONE simulator's
+/// MessageStatsReport where it has them; `docs/simulator.md` gives each.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
     /// Scenario name.
     pub scenario: String,
-    /// `full-crypto` or `fast (no sealing)`.
+    /// `full-crypto` or the fast-mode label.
     pub mode: String,
     /// Routing strategy.
     pub strategy: String,
@@ -214,12 +416,27 @@ pub struct Report {
     pub seed: u64,
     /// Number of nodes.
     pub nodes: usize,
-    /// Messages created.
+    /// The simulator's version.
+    pub version: String,
+    /// The commit it was built from (`unknown` outside a git checkout).
+    pub commit: String,
+    /// Every parameter of the run's scenario, as resolved (sweeps applied).
+    pub parameters: serde_json::Value,
+    /// Messages created (every creation event of the run, refused ones
+    /// included).
     pub created: u64,
     /// Messages delivered within their TTL.
     pub delivered: u64,
     /// delivered ÷ created.
     pub delivery_ratio: f64,
+    /// Messages whose TTL ran out, within the run, before delivery.
+    pub expired: u64,
+    /// Messages neither delivered nor expired when the run ended.
+    pub in_flight: u64,
+    /// Messages never sent (see `refused_reasons`).
+    pub refused: u64,
+    /// Refused messages by reason.
+    pub refused_reasons: BTreeMap<String, u64>,
     /// Mean latency of delivered messages (s).
     pub latency_avg: f64,
     /// Median latency (s).
@@ -232,20 +449,48 @@ pub struct Report {
     pub hopcount_avg: f64,
     /// Median hop count.
     pub hopcount_median: f64,
-    /// Envelope transfers completed between nodes.
+    /// Message copies taken by a node after crossing a link, deliveries
+    /// included (ONE's "relayed"). Receipts are not counted here.
     pub relayed: u64,
-    /// Transfers cut because the contact ended first.
+    /// Message copies that crossed a link and were not taken (duplicates,
+    /// wait-phase copies shown to relays, copies past their TTL).
+    pub refused_copies: u64,
+    /// Transmissions cut because the contact ended first.
     pub aborted: u64,
-    /// Envelopes refused custody (buffer quota).
+    /// Copies refused custody, in all.
     pub dropped: u64,
+    /// Copies refused custody, by reason.
+    pub dropped_reasons: BTreeMap<String, u64>,
     /// Transmissions lost to the link's loss rate.
     pub lost: u64,
-    /// End-to-end receipts that reached senders.
+    /// Delivered messages whose sender got the receipt within the run.
     pub receipts: u64,
-    /// Bytes put on links (envelopes and sync frames).
+    /// Receipt envelopes taken by nodes after crossing a link.
+    pub receipt_copies: u64,
+    /// Median time from creation until the sender had the receipt (s).
+    pub receipt_latency_median: f64,
+    /// Bytes of message copies put on links.
+    pub bytes_data: u64,
+    /// Bytes of receipt envelopes put on links.
+    pub bytes_receipts: u64,
+    /// Bytes of reconciliation, want lists, proofs and frame headers.
+    pub bytes_control: u64,
+    /// All bytes put on links (the three above).
     pub bytes_sent: u64,
-    /// (label, latency s, hops) of every delivered message.
-    pub delivered_messages: Vec<(String, f64, u32)>,
+    /// Envelope bytes that arrived and were not taken (part of the above).
+    pub bytes_refused: u64,
+    /// Bytes of transmissions cut by the end of a contact (part of the
+    /// above).
+    pub bytes_aborted: u64,
+    /// Contacts that came up.
+    pub contacts: u64,
+    /// Contact starts cut by a partition or churn.
+    pub contacts_cut: u64,
+    /// Trace lines skipped as a second `up` of a contact already up
+    /// (`duplicate_up = "ignore"`).
+    pub duplicate_ups_ignored: u64,
+    /// Every message and what became of it.
+    pub messages: Vec<MessageRecord>,
     /// Sorted latencies (for the CDF).
     pub latencies: Vec<f64>,
     /// Buffer occupancy over time.
@@ -254,6 +499,46 @@ pub struct Report {
     pub delivered_over_time: Vec<(f64, u64)>,
 }
 
+/// Columns of `results.csv`, one row per run.
+const CSV_COLUMNS: &[&str] = &[
+    "scenario",
+    "mode",
+    "strategy",
+    "seed",
+    "nodes",
+    "version",
+    "commit",
+    "created",
+    "delivered",
+    "delivery_ratio",
+    "expired",
+    "in_flight",
+    "refused",
+    "latency_avg",
+    "latency_median",
+    "latency_p95",
+    "overhead_ratio",
+    "hopcount_avg",
+    "hopcount_median",
+    "relayed",
+    "refused_copies",
+    "aborted",
+    "dropped",
+    "lost",
+    "receipts",
+    "receipt_copies",
+    "receipt_latency_median",
+    "bytes_data",
+    "bytes_receipts",
+    "bytes_control",
+    "bytes_sent",
+    "bytes_refused",
+    "bytes_aborted",
+    "contacts",
+    "contacts_cut",
+    "duplicate_ups_ignored",
+];
+
 impl Report {
     /// The report as pretty JSON.
     pub fn to_json(&self) -> String {
@@ -261,35 +546,62 @@ impl Report {
     }
 
     /// The CSV header matching [`Report::csv_row`].
-    pub fn csv_header() -> &'static str {
-        "scenario,mode,strategy,seed,nodes,created,delivered,delivery_ratio,latency_avg,latency_median,latency_p95,overhead_ratio,hopcount_avg,hopcount_median,relayed,aborted,dropped,lost,receipts,bytes_sent"
+    pub fn csv_header() -> String {
+        CSV_COLUMNS.join(",")
     }
 
     /// The summary as one CSV row.
     pub fn csv_row(&self) -> String {
-        format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            self.scenario.replace(',', ";"),
-            self.mode,
-            self.strategy,
-            self.seed,
-            self.nodes,
-            self.created,
-            self.delivered,
-            self.delivery_ratio,
-            self.latency_avg,
-            self.latency_median,
-            self.latency_p95,
-            self.overhead_ratio,
-            self.hopcount_avg,
-            self.hopcount_median,
-            self.relayed,
-            self.aborted,
-            self.dropped,
-            self.lost,
-            self.receipts,
-            self.bytes_sent
-        )
+        let value = serde_json::to_value(self).unwrap_or_default();
+        CSV_COLUMNS
+            .iter()
+            .map(|c| match value.get(c) {
+                Some(serde_json::Value::String(s)) => csv_field(s),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The per-message CSV header matching [`Report::message_rows`].
+    pub fn message_header() -> &'static str {
+        "scenario,strategy,seed,label,from,to,created,size,status,refused_reason,latency,hops,receipt_latency"
+    }
+
+    /// One CSV row per message.
+    pub fn message_rows(&self) -> String {
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        let mut out = String::new();
+        for m in &self.messages {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                csv_field(&self.scenario),
+                csv_field(&self.strategy),
+                self.seed,
+                csv_field(&m.label),
+                m.from,
+                m.to,
+                m.created,
+                m.size,
+                m.status,
+                m.refused_reason.unwrap_or(""),
+                opt(m.latency.map(|l| l.to_string())),
+                opt(m.hops.map(|h| h.to_string())),
+                opt(m.receipt_latency.map(|l| l.to_string())),
+            );
+        }
+        out
+    }
+}
+
+/// A CSV field, quoted when it needs to be.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
     }
 }
 

@@ -5,16 +5,17 @@ use std::path::{Path, PathBuf};
 
 use ferry_core::engine::Strategy;
 use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     SimError,
+    check::Checker,
     trace::{self, TraceEvent},
     world::{ScenarioEvent, SimParams},
 };
 
 /// A scenario as written in TOML.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Name, copied into every output.
@@ -60,24 +61,63 @@ pub struct Scenario {
     /// Off by default; when on, every output says so.
     #[serde(default)]
     pub fast: bool,
+    /// Where the scenario was read from (for error messages).
+    #[serde(skip)]
+    pub source: Source,
 }
+
+/// The file a scenario came from and its text, so that errors found after
+/// parsing can name the line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Source {
+    /// The file name as given (`scenario` for text without a file).
+    pub file: String,
+    /// The TOML text.
+    pub text: std::sync::Arc<str>,
+}
+
+/// The strategies a scenario may name.
+pub const STRATEGIES: &[&str] = &["epidemic", "spray-and-wait", "direct"];
+
+/// Most samples of the time series a run may keep (each costs about 48
+/// bytes with the delivery curve): a longer run needs a longer
+/// `sample_interval_secs`.
+pub const MAX_SAMPLES: f64 = 10_000_000.0;
+
+/// Most positions a mobility model may compute (nodes × steps).
+pub const MAX_MOBILITY_POSITIONS: f64 = 20_000_000_000.0;
 
 fn default_sample() -> f64 {
     600.0
 }
 
 /// ONE-format input files (paths relative to the scenario file).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TraceSource {
     /// `<time> CONN a b up|down` and/or `<time> C id from to size` lines.
     pub events: PathBuf,
     /// An optional second file with message creations.
     pub messages: Option<PathBuf>,
+    /// A second `up` of a contact already up: `"error"` (default) or
+    /// `"ignore"` (skipped and counted, as ONE does).
+    #[serde(default)]
+    pub duplicate_up: DuplicateUp,
+}
+
+/// See [`TraceSource::duplicate_up`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DuplicateUp {
+    /// Refuse the trace.
+    #[default]
+    Error,
+    /// Skip the line and count it.
+    Ignore,
 }
 
 /// A static topology: links up from t = 0.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Topology {
     /// 0-1-2-…-(n−1).
@@ -99,7 +139,7 @@ pub enum Topology {
 /// Random waypoint in a rectangle: each node picks a point, walks to it at a
 /// random speed, pauses, repeats; two nodes are in contact while within
 /// `range` metres. Positions are sampled every `step_secs`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Mobility {
     /// Width of the area in metres.
@@ -131,7 +171,7 @@ fn default_step() -> f64 {
 
 /// Split the nodes into groups (contiguous ID ranges) at `at_secs`; links
 /// between groups go down; they come back at `heal_secs` (if given).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Partition {
     /// When the split happens.
@@ -144,7 +184,7 @@ pub struct Partition {
 
 /// A node is off (all links down, no new contacts) from `off_secs` until
 /// `on_secs` (or the end).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Churn {
     /// The node.
@@ -156,7 +196,7 @@ pub struct Churn {
 }
 
 /// Uniform random traffic.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Traffic {
     /// Number of messages.
@@ -176,7 +216,7 @@ fn default_sizes() -> [u32; 2] {
 }
 
 /// Link model; defaults: unlimited bandwidth, no latency, no loss.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LinkSpec {
     /// Bytes per second per direction; absent = unlimited.
@@ -190,7 +230,7 @@ pub struct LinkSpec {
 }
 
 /// Buffer sizes; default unlimited.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Buffers {
     /// Bytes per node; absent = unlimited.
@@ -201,7 +241,7 @@ pub struct Buffers {
 }
 
 /// A buffer size for some nodes.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BufferOverride {
     /// Node IDs.
@@ -211,7 +251,7 @@ pub struct BufferOverride {
 }
 
 /// Routing strategy and receipts.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Routing {
     /// `epidemic`, `spray-and-wait` or `direct`.
@@ -246,7 +286,7 @@ fn default_true() -> bool {
 }
 
 /// Values to sweep; every combination is one run.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Sweep {
     /// Strategies.
@@ -263,6 +303,18 @@ pub struct Sweep {
     pub bandwidth_bytes_per_sec: Vec<f64>,
 }
 
+fn check_strategy(c: &mut Checker<'_>, table: &str, name: &str, key: &str) {
+    if !STRATEGIES.contains(&name) {
+        c.fail(
+            table,
+            0,
+            key,
+            format!("{name:?}"),
+            &format!("unknown strategy; valid: {}", STRATEGIES.join(", ")),
+        );
+    }
+}
+
 impl Routing {
     /// The engine strategy.
     ///
@@ -271,9 +323,13 @@ impl Routing {
     pub fn strategy(&self) -> Result<Strategy, SimError> {
         match self.strategy.as_str() {
             "epidemic" => Ok(Strategy::Epidemic),
-            "spray-and-wait" => Ok(Strategy::SprayAndWait {
-                copies: self.copies.max(2),
+            "spray-and-wait" if self.copies >= 2 => Ok(Strategy::SprayAndWait {
+                copies: self.copies,
             }),
+            "spray-and-wait" => Err(SimError::Scenario(format!(
+                "spray-and-wait needs at least 2 copies, not {}",
+                self.copies
+            ))),
             "direct" => Ok(Strategy::DirectOnly),
             other => Err(SimError::Scenario(format!("unknown strategy {other:?}"))),
         }
@@ -282,7 +338,7 @@ impl Routing {
     /// A short label, e.g. `spray-and-wait(8)`.
     pub fn label(&self) -> String {
         if self.strategy == "spray-and-wait" {
-            format!("spray-and-wait({})", self.copies.max(2))
+            format!("spray-and-wait({})", self.copies)
         } else {
             self.strategy.clone()
         }
@@ -290,12 +346,327 @@ impl Routing {
 }
 
 impl Scenario {
-    /// Parses TOML.
+    /// Parses and checks TOML (errors name the file as `scenario`).
     ///
     /// # Errors
-    /// [`SimError::Scenario`] with the parser's message.
+    /// [`SimError::Scenario`] with the parser's message, or every value
+    /// out of its valid range.
     pub fn from_toml(text: &str) -> Result<Self, SimError> {
-        toml::from_str(text).map_err(|e| SimError::Scenario(e.to_string()))
+        Self::from_toml_named(text, "scenario")
+    }
+
+    /// Parses and checks TOML read from `file`.
+    ///
+    /// # Errors
+    /// As [`Scenario::from_toml`].
+    pub fn from_toml_named(text: &str, file: &str) -> Result<Self, SimError> {
+        let mut scenario: Self =
+            toml::from_str(text).map_err(|e| SimError::Scenario(format!("{file}: {e}")))?;
+        scenario.source = Source {
+            file: file.to_owned(),
+            text: text.into(),
+        };
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Reads, parses and checks a scenario file.
+    ///
+    /// # Errors
+    /// [`SimError::Io`] if it cannot be read, else as
+    /// [`Scenario::from_toml`].
+    pub fn load(path: &Path) -> Result<Self, SimError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SimError::Io(format!("{}: {e}", path.display())))?;
+        Self::from_toml_named(&text, &path.display().to_string())
+    }
+
+    /// Checks every value that does not depend on the trace files (those
+    /// are checked by [`Scenario::build`]).
+    ///
+    /// # Errors
+    /// [`SimError::Scenario`] listing every problem with its line.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let mut c = Checker::new(&self.source.file, Some(&self.source.text));
+        c.positive("", 0, "duration_secs", self.duration_secs);
+        c.positive("", 0, "ttl_secs", self.ttl_secs);
+        c.positive("", 0, "sample_interval_secs", self.sample_interval_secs);
+        if self.duration_secs.is_finite()
+            && self.sample_interval_secs > 0.0
+            && self.duration_secs / self.sample_interval_secs > MAX_SAMPLES
+        {
+            let samples = self.duration_secs / self.sample_interval_secs;
+            c.fail(
+                "",
+                0,
+                "sample_interval_secs",
+                self.sample_interval_secs,
+                &format!(
+                    "{samples:.3e} samples over {} s would need about {:.1} GiB; use at least {} s",
+                    self.duration_secs,
+                    samples * 48.0 / f64::from(1u32 << 30),
+                    (self.duration_secs / MAX_SAMPLES).ceil()
+                ),
+            );
+        }
+        if let Some(n) = self.nodes
+            && !(1..=10_000_000).contains(&n)
+        {
+            c.fail("", 0, "nodes", n, "must be between 1 and 10000000");
+        }
+        if self.trace.is_none()
+            && self.topology.is_none()
+            && self.mobility.is_none()
+            && self.nodes.is_none()
+        {
+            c.fail_at(
+                "",
+                0,
+                "no nodes: give `nodes`, or a [trace] whose hosts define them".into(),
+            );
+        }
+        if self.trace.as_ref().is_none_or(|t| t.messages.is_none()) && self.traffic.is_none() {
+            // Trace events files may hold messages too: checked when read.
+            if self.trace.is_none() {
+                c.fail_at(
+                    "",
+                    0,
+                    "no traffic: give [traffic], or a [trace] with message lines".into(),
+                );
+            }
+        }
+        if let Some(t) = &self.topology {
+            match t {
+                Topology::ErdosRenyi { p } if !(p.is_finite() && (0.0..=1.0).contains(p)) => {
+                    c.fail("topology", 0, "p", p, "must be a probability in [0, 1]");
+                }
+                Topology::RandomGeometric { radius } if !(radius.is_finite() && *radius > 0.0) => {
+                    c.fail(
+                        "topology",
+                        0,
+                        "radius",
+                        radius,
+                        "must be > 0 (a fraction of the unit square's side)",
+                    );
+                }
+                _ => {}
+            }
+        }
+        if let Some(m) = &self.mobility {
+            c.positive("mobility", 0, "width", m.width);
+            c.positive("mobility", 0, "height", m.height);
+            c.positive("mobility", 0, "range", m.range);
+            c.positive("mobility", 0, "step_secs", m.step_secs);
+            c.range("mobility", "speed", m.speed, f64::MIN_POSITIVE);
+            c.range("mobility", "pause", m.pause, 0.0);
+            if m.step_secs > 0.0 && self.duration_secs.is_finite() {
+                let positions =
+                    self.duration_secs / m.step_secs * self.nodes.unwrap_or(1).max(1) as f64;
+                if positions > MAX_MOBILITY_POSITIONS {
+                    c.fail(
+                        "mobility",
+                        0,
+                        "step_secs",
+                        m.step_secs,
+                        &format!(
+                            "{positions:.3e} node positions to compute; at most {MAX_MOBILITY_POSITIONS:.0e} (raise step_secs or shorten the run)"
+                        ),
+                    );
+                }
+            }
+        }
+        let mut last_end = 0.0f64;
+        for (i, phase) in self.partition.iter().enumerate() {
+            c.non_negative("partition", i, "at_secs", phase.at_secs);
+            if phase.at_secs >= self.duration_secs {
+                c.fail(
+                    "partition",
+                    i,
+                    "at_secs",
+                    phase.at_secs,
+                    &format!(
+                        "must be before the end of the run ({} s)",
+                        self.duration_secs
+                    ),
+                );
+            }
+            if phase.groups < 2 {
+                c.fail("partition", i, "groups", phase.groups, "must be at least 2");
+            }
+            if let Some(n) = self.nodes
+                && phase.groups > n
+            {
+                c.fail(
+                    "partition",
+                    i,
+                    "groups",
+                    phase.groups,
+                    &format!("must be at most the number of nodes ({n})"),
+                );
+            }
+            if let Some(heal) = phase.heal_secs
+                && !(heal.is_finite() && heal > phase.at_secs)
+            {
+                c.fail(
+                    "partition",
+                    i,
+                    "heal_secs",
+                    heal,
+                    &format!("must be after at_secs ({})", phase.at_secs),
+                );
+            }
+            if i > 0 && phase.at_secs < last_end {
+                c.fail(
+                    "partition",
+                    i,
+                    "at_secs",
+                    phase.at_secs,
+                    "partitions must not overlap: start after the previous one heals, in order",
+                );
+            }
+            last_end = phase.heal_secs.unwrap_or(f64::INFINITY);
+        }
+        for (i, churn) in self.churn.iter().enumerate() {
+            c.non_negative("churn", i, "off_secs", churn.off_secs);
+            if let Some(on) = churn.on_secs
+                && !(on.is_finite() && on > churn.off_secs)
+            {
+                c.fail(
+                    "churn",
+                    i,
+                    "on_secs",
+                    on,
+                    &format!("must be after off_secs ({})", churn.off_secs),
+                );
+            }
+            if let Some(n) = self.nodes
+                && churn.node as usize >= n
+            {
+                c.fail(
+                    "churn",
+                    i,
+                    "node",
+                    churn.node,
+                    &format!("no such node: IDs are 0..{}", n - 1),
+                );
+            }
+        }
+        if let Some(t) = &self.traffic {
+            if t.messages == 0 {
+                c.fail("traffic", 0, "messages", 0, "must be at least 1");
+            }
+            c.non_negative("traffic", 0, "start_secs", t.start_secs);
+            if !(t.end_secs.is_finite() && t.end_secs >= t.start_secs) {
+                c.fail(
+                    "traffic",
+                    0,
+                    "end_secs",
+                    t.end_secs,
+                    &format!("must be at least start_secs ({})", t.start_secs),
+                );
+            }
+            if t.end_secs > self.duration_secs {
+                c.fail(
+                    "traffic",
+                    0,
+                    "end_secs",
+                    t.end_secs,
+                    &format!(
+                        "must be within the run (duration_secs = {}): later messages would never be created",
+                        self.duration_secs
+                    ),
+                );
+            }
+            let [lo, hi] = t.size_bytes;
+            let max = crate::max_body_len(self.fast);
+            if lo > hi || lo == 0 || hi as usize > max {
+                c.fail(
+                    "traffic",
+                    0,
+                    "size_bytes",
+                    format!("[{lo}, {hi}]"),
+                    &format!("must be [low, high] with 1 ≤ low ≤ high ≤ {max} (one envelope)"),
+                );
+            }
+        }
+        if let Some(b) = self.link.bandwidth_bytes_per_sec
+            && !(b.is_finite() && b > 0.0)
+        {
+            c.fail(
+                "link",
+                0,
+                "bandwidth_bytes_per_sec",
+                b,
+                "must be > 0 (leave it out for unlimited bandwidth)",
+            );
+        }
+        c.non_negative("link", 0, "latency_secs", self.link.latency_secs);
+        if !(self.link.loss.is_finite() && (0.0..=1.0).contains(&self.link.loss)) {
+            c.fail(
+                "link",
+                0,
+                "loss",
+                self.link.loss,
+                "must be a probability in [0, 1]",
+            );
+        }
+        if self.buffers.default_bytes == Some(0) {
+            c.fail(
+                "buffers",
+                0,
+                "default_bytes",
+                0,
+                "must be > 0 (leave it out for unlimited buffers)",
+            );
+        }
+        for (i, o) in self.buffers.overrides.iter().enumerate() {
+            if o.bytes == 0 {
+                c.fail("buffers.override", i, "bytes", 0, "must be > 0");
+            }
+            if let Some(n) = self.nodes
+                && let Some(bad) = o.nodes.iter().find(|id| **id as usize >= n)
+            {
+                c.fail(
+                    "buffers.override",
+                    i,
+                    "nodes",
+                    bad,
+                    &format!("no such node: IDs are 0..{}", n - 1),
+                );
+            }
+        }
+        check_strategy(&mut c, "routing", &self.routing.strategy, "strategy");
+        if self.routing.strategy == "spray-and-wait" && self.routing.copies < 2 {
+            c.fail(
+                "routing",
+                0,
+                "copies",
+                self.routing.copies,
+                "spray-and-wait needs at least 2 copies",
+            );
+        }
+        if let Some(sweep) = &self.sweep {
+            for s in &sweep.strategy {
+                check_strategy(&mut c, "sweep", s, "strategy");
+            }
+            if let Some(bad) = sweep.copies.iter().find(|c| **c < 2) {
+                c.fail(
+                    "sweep",
+                    0,
+                    "copies",
+                    bad,
+                    "spray-and-wait needs at least 2 copies",
+                );
+            }
+            if let Some(bad) = sweep
+                .bandwidth_bytes_per_sec
+                .iter()
+                .find(|b| !(b.is_finite() && **b > 0.0))
+            {
+                c.fail("sweep", 0, "bandwidth_bytes_per_sec", bad, "must be > 0");
+            }
+        }
+        c.finish()
     }
 
     /// The runs a sweep expands to (just `self` without a sweep).
@@ -358,26 +729,52 @@ impl Scenario {
     }
 
     /// Builds the parameters and the event schedule; relative paths are
-    /// resolved against `base`.
+    /// resolved against `base`. Trace files are checked strictly here:
+    /// hosts must be below `nodes`, times within the run, message bodies
+    /// must fit one envelope.
     ///
     /// # Errors
     /// [`SimError`] for unreadable or malformed inputs.
     pub fn build(&self, base: &Path) -> Result<(SimParams, Vec<ScenarioEvent>), SimError> {
+        self.validate()?;
         let mut events = Vec::new();
-        let mut max_host = 0u32;
+        // (file, line, host) of the largest host ID, for the error below.
+        let mut hosts: Vec<(String, usize, u32)> = Vec::new();
+        let mut trace_messages = 0usize;
+        let mut duplicate_ups = 0u64;
         if let Some(trace) = &self.trace {
             let mut files = vec![&trace.events];
             files.extend(trace.messages.as_ref());
+            let max_body = crate::max_body_len(self.fast);
             for file in files {
                 let path = base.join(file);
+                let name = path.display().to_string();
                 let text = std::fs::read_to_string(&path)
-                    .map_err(|e| SimError::Io(format!("{}: {e}", path.display())))?;
-                for event in trace::parse(&text)
-                    .map_err(|e| SimError::Trace(format!("{}: {e}", path.display())))?
-                {
+                    .map_err(|e| SimError::Io(format!("{name}: {e}")))?;
+                let bad = |line: usize, reason: String| {
+                    SimError::Trace(format!("{name}:{line}: {reason}"))
+                };
+                let duplicates = match trace.duplicate_up {
+                    DuplicateUp::Error => trace::Duplicates::Refuse,
+                    DuplicateUp::Ignore => trace::Duplicates::Ignore,
+                };
+                let parsed =
+                    trace::parse_lines(&text, duplicates).map_err(|e| bad(e.line, e.reason))?;
+                duplicate_ups += parsed.duplicate_ups;
+                for (line, event) in parsed.events {
+                    if event.time() > self.duration_secs {
+                        return Err(bad(
+                            line,
+                            format!(
+                                "time {} is after the end of the run (duration_secs = {})",
+                                event.time(),
+                                self.duration_secs
+                            ),
+                        ));
+                    }
                     match event {
                         TraceEvent::Contact { time, a, b, up } => {
-                            max_host = max_host.max(a).max(b);
+                            hosts.push((name.clone(), line, a.max(b)));
                             events.push(ScenarioEvent::Contact { time, a, b, up });
                         }
                         TraceEvent::Message {
@@ -387,7 +784,16 @@ impl Scenario {
                             to,
                             size,
                         } => {
-                            max_host = max_host.max(from).max(to);
+                            if size as usize > max_body {
+                                return Err(bad(
+                                    line,
+                                    format!(
+                                        "message {id}: {size} bytes do not fit one envelope (at most {max_body})"
+                                    ),
+                                ));
+                            }
+                            hosts.push((name.clone(), line, from.max(to)));
+                            trace_messages += 1;
                             events.push(ScenarioEvent::Create {
                                 time,
                                 label: id,
@@ -400,16 +806,72 @@ impl Scenario {
                 }
             }
         }
-        let nodes = self.nodes.unwrap_or(max_host as usize + 1);
-        if nodes == 0 || nodes > 10_000_000 {
-            return Err(SimError::Scenario(
-                "nodes must be between 1 and 10 million".into(),
-            ));
+        let max_host = hosts.iter().map(|(_, _, h)| *h).max();
+        let nodes = match (self.nodes, max_host) {
+            (Some(n), _) => n,
+            (None, Some(h)) => h as usize + 1,
+            (None, None) => {
+                return Err(SimError::Scenario(format!(
+                    "{}: `nodes` is needed: the trace names no host",
+                    self.source.file
+                )));
+            }
+        };
+        if let Some((file, line, host)) = hosts.iter().find(|(_, _, h)| *h as usize >= nodes) {
+            return Err(SimError::Trace(format!(
+                "{file}:{line}: host {host} does not exist: nodes = {nodes} (IDs 0..{})",
+                nodes - 1
+            )));
         }
+        if self.traffic.is_none() && trace_messages == 0 {
+            return Err(SimError::Scenario(format!(
+                "{}: no traffic: give [traffic], or a trace with message lines",
+                self.source.file
+            )));
+        }
+        // Checks that needed the node count from the trace.
+        let known = Scenario {
+            nodes: Some(nodes),
+            ..self.clone()
+        };
+        known.validate()?;
         let mut rng = StdRng::seed_from_u64(self.seed);
+        // At equal times, churn and partitions come before contacts (a node
+        // comes back before its contacts do).
+        let mut first = Vec::new();
+        for c in &self.churn {
+            first.push(ScenarioEvent::Online {
+                time: c.off_secs,
+                node: c.node,
+                online: false,
+            });
+            if let Some(on) = c.on_secs {
+                first.push(ScenarioEvent::Online {
+                    time: on,
+                    node: c.node,
+                    online: true,
+                });
+            }
+        }
+        for phase in &self.partition {
+            let groups = phase.groups.max(1);
+            let sides: Vec<u32> = (0..nodes)
+                .map(|n| u32::try_from(n * groups / nodes).unwrap_or(u32::MAX))
+                .collect();
+            first.push(ScenarioEvent::Partition {
+                time: phase.at_secs,
+                groups: Some(std::sync::Arc::new(sides)),
+            });
+            if let Some(heal) = phase.heal_secs {
+                first.push(ScenarioEvent::Partition {
+                    time: heal,
+                    groups: None,
+                });
+            }
+        }
+        events.splice(0..0, first);
         if let Some(topology) = &self.topology {
-            let links = static_links(topology, nodes, &mut rng);
-            for &(a, b) in &links {
+            for (a, b) in static_links(topology, nodes, &mut rng) {
                 events.push(ScenarioEvent::Contact {
                     time: 0.0,
                     a,
@@ -417,44 +879,7 @@ impl Scenario {
                     up: true,
                 });
             }
-            for phase in &self.partition {
-                let groups = phase.groups.max(1);
-                let group = |n: u32| (n as usize * groups) / nodes;
-                for &(a, b) in links.iter().filter(|(a, b)| group(*a) != group(*b)) {
-                    events.push(ScenarioEvent::Contact {
-                        time: phase.at_secs,
-                        a,
-                        b,
-                        up: false,
-                    });
-                    if let Some(heal) = phase.heal_secs {
-                        events.push(ScenarioEvent::Contact {
-                            time: heal,
-                            a,
-                            b,
-                            up: true,
-                        });
-                    }
-                }
-            }
         }
-        // Churn first: at equal times a node comes back before its contacts.
-        let mut churn = Vec::new();
-        for c in &self.churn {
-            churn.push(ScenarioEvent::Online {
-                time: c.off_secs,
-                node: c.node,
-                online: false,
-            });
-            if let Some(on) = c.on_secs {
-                churn.push(ScenarioEvent::Online {
-                    time: on,
-                    node: c.node,
-                    online: true,
-                });
-            }
-        }
-        events.splice(0..0, churn);
         if let Some(mobility) = &self.mobility {
             events.extend(random_waypoint(
                 mobility,
@@ -467,9 +892,10 @@ impl Scenario {
             let n =
                 u32::try_from(nodes).map_err(|_| SimError::Scenario("too many nodes".into()))?;
             if n < 2 {
-                return Err(SimError::Scenario(
-                    "traffic needs at least two nodes".into(),
-                ));
+                return Err(SimError::Scenario(format!(
+                    "{}: [traffic] needs at least two nodes",
+                    self.source.file
+                )));
             }
             for i in 0..traffic.messages {
                 let time = traffic.start_secs
@@ -504,16 +930,30 @@ impl Scenario {
             seed: self.seed,
             ttl_secs: self.ttl_secs,
             duration_secs: self.duration_secs,
-            bandwidth: self.link.bandwidth_bytes_per_sec.filter(|b| *b > 0.0),
-            latency_secs: self.link.latency_secs.max(0.0),
-            loss: self.link.loss.clamp(0.0, 1.0),
+            bandwidth: self.link.bandwidth_bytes_per_sec,
+            latency_secs: self.link.latency_secs,
+            loss: self.link.loss,
             buffer_bytes,
             strategy: self.routing.strategy()?,
             receipts: self.routing.receipts,
-            sample_interval_secs: self.sample_interval_secs.max(1.0),
+            sample_interval_secs: self.sample_interval_secs,
             fast: self.fast,
+            duplicate_ups_ignored: duplicate_ups,
         };
         Ok((params, events))
+    }
+
+    /// Builds and runs this scenario (one run: expand sweeps first); the
+    /// report carries every parameter. `progress` receives the fraction
+    /// done.
+    ///
+    /// # Errors
+    /// As [`Scenario::build`].
+    pub fn run(&self, base: &Path, progress: impl FnMut(f64)) -> Result<crate::Report, SimError> {
+        let (params, events) = self.build(base)?;
+        let mut report = crate::run(&self.name, &self.routing.label(), params, events, progress)?;
+        report.parameters = serde_json::to_value(self).unwrap_or_default();
+        Ok(report)
     }
 }
 

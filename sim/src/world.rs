@@ -1,16 +1,22 @@
 //! The discrete-event core: a virtual clock, an event heap, links with
 //! bandwidth, latency and loss, and one real [`Engine`] per node.
+//!
+//! Links: a contact from the scenario (trace, mobility or static topology)
+//! is *wanted*; it is *up* while it is wanted, both nodes are online and no
+//! partition separates them. Partitions and churn therefore cut every kind
+//! of contact, and a contact still wanted comes back when they end.
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeSet, BinaryHeap, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet},
+    sync::Arc,
 };
 
 use ferry_core::{
     crypto::{Trust, tags::ContentId},
     engine::{
-        Engine, EngineConfig, Event, Input, MemoryStore, Output, PeerId, Quotas, SourceId,
-        Strategy, Verdict,
+        Engine, EngineConfig, Event, Input, MemoryStore, MessageId, Output, PeerId, Quotas,
+        RejectReason, SendError, SourceId, Strategy, Verdict,
     },
     identity::Identity,
     keys::IdentityKey,
@@ -18,7 +24,7 @@ use ferry_core::{
 };
 use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Kind, Metrics, Refusal};
 
 /// The Unix time the simulation's t = 0 maps to (engines want epoch seconds).
 const T0: u64 = 1_700_000_000;
@@ -31,7 +37,7 @@ pub struct SimParams {
     pub nodes: usize,
     /// Seed of every random choice the simulator and the engines make.
     pub seed: u64,
-    /// Message lifetime in seconds.
+    /// Message lifetime in seconds, enforced exactly (see `docs/simulator.md`).
     pub ttl_secs: f64,
     /// When the run ends, in seconds.
     pub duration_secs: f64,
@@ -53,12 +59,15 @@ pub struct SimParams {
     /// Fast mode: engines skip the Olm session layer (labelled in every
     /// output). Off unless asked for explicitly.
     pub fast: bool,
+    /// Trace lines skipped as a second `up` of a contact already up
+    /// (reported).
+    pub duplicate_ups_ignored: u64,
 }
 
 /// A scheduled input of the scenario.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScenarioEvent {
-    /// A link between two nodes comes up or goes down.
+    /// A contact between two nodes starts or ends.
     Contact {
         /// Seconds.
         time: f64,
@@ -91,16 +100,35 @@ pub enum ScenarioEvent {
         /// Online or not.
         online: bool,
     },
+    /// A partition starts (`groups[node]` is each node's side) or heals
+    /// (`None`). Contacts between sides are cut while it lasts.
+    Partition {
+        /// Seconds.
+        time: f64,
+        /// The side of every node, or `None` once healed.
+        groups: Option<Arc<Vec<u32>>>,
+    },
 }
 
 impl ScenarioEvent {
-    fn time(&self) -> f64 {
+    /// The event's time in seconds.
+    pub fn time(&self) -> f64 {
         match self {
-            Self::Contact { time, .. } | Self::Create { time, .. } | Self::Online { time, .. } => {
-                *time
-            }
+            Self::Contact { time, .. }
+            | Self::Create { time, .. }
+            | Self::Online { time, .. }
+            | Self::Partition { time, .. } => *time,
         }
     }
+}
+
+/// What a transmission carries.
+#[derive(Debug, Clone, Copy)]
+enum Carry {
+    /// One envelope by gossip.
+    Gossip(ContentId),
+    /// A sync frame.
+    Frame,
 }
 
 #[derive(Debug)]
@@ -110,8 +138,10 @@ enum Ev {
         from: u32,
         to: u32,
         generation: u64,
-        gossip: Option<ContentId>,
+        carry: Carry,
         bytes: Vec<u8>,
+        /// The envelopes it carries: (content ID, bytes on the link).
+        envelopes: Vec<(ContentId, u64)>,
     },
     Timer(u32),
     Sample,
@@ -126,7 +156,11 @@ struct Node {
     engine: Engine<MemoryStore, StdRng>,
     key: IdentityKey,
     neighbours: BTreeSet<u32>,
-    gossip_seen: HashSet<ContentId>,
+    /// Gossip this node's transport has seen (whatever the engine said):
+    /// gossipsub's duplicate cache and IDONTWANT, modelled as perfect.
+    seen: HashSet<ContentId>,
+    /// Copies this node took (custody or delivery), with the hop count of
+    /// the copy: its source has 0.
     hops: HashMap<ContentId, u32>,
     online: bool,
     timer_at: u64,
@@ -137,7 +171,10 @@ pub(crate) struct World {
     params: SimParams,
     events: Vec<ScenarioEvent>,
     nodes: Vec<Node>,
-    links: HashMap<(u32, u32), Link>,
+    links: BTreeMap<(u32, u32), Link>,
+    /// Contacts the scenario has up (see the module docs).
+    wanted: BTreeSet<(u32, u32)>,
+    groups: Option<Arc<Vec<u32>>>,
     heap: BinaryHeap<Reverse<(u64, u64, u64, usize)>>,
     pending: HashMap<usize, Ev>,
     next_slot: usize,
@@ -146,13 +183,124 @@ pub(crate) struct World {
     parent: u64,
     generation: u64,
     rng: StdRng,
-    /// message ID → index into `messages`.
-    by_message_id: HashMap<ferry_core::engine::MessageId, usize>,
+    /// Message ID → index into the metrics' messages.
+    by_message_id: HashMap<MessageId, usize>,
+    /// Content ID of a message's envelope → index.
+    by_content_id: HashMap<ContentId, usize>,
+    /// The node whose transmission is being received (for hop counts of
+    /// deliveries).
+    arriving_from: Option<u32>,
     pub(crate) metrics: Metrics,
 }
 
 fn to_micros(secs: f64) -> u64 {
     (secs * MICROS).round().max(0.0) as u64
+}
+
+fn engine_config(params: &SimParams, i: usize) -> EngineConfig {
+    EngineConfig {
+        strategy: params.strategy,
+        // Engines count whole seconds; the simulator enforces the exact
+        // TTL on the links, so the engines get one second of slack and
+        // never refuse a copy early.
+        message_ttl_secs: params.ttl_secs.ceil() as u64 + 1,
+        hop_limit: 255,
+        max_ttl_secs: u64::MAX / 4,
+        quotas: Quotas {
+            global_bytes: params
+                .buffer_bytes
+                .get(i)
+                .copied()
+                .flatten()
+                .unwrap_or(u64::MAX / 4),
+            per_tag_bytes: u64::MAX / 4,
+            per_peer_bytes: u64::MAX / 4,
+        },
+        sweep_interval_secs: 60,
+        receipts: params.receipts,
+        // DTN studies (and ONE) keep every copy until its TTL.
+        stranger_custody_secs: u64::MAX / 4,
+        ..EngineConfig::default()
+    }
+}
+
+/// An engine for node `i` of a run with `seed`.
+fn open_engine(
+    seed: u64,
+    i: usize,
+    config: EngineConfig,
+    fast: bool,
+) -> Result<Engine<MemoryStore, StdRng>, crate::SimError> {
+    let mut bytes = [0u8; 32];
+    for (slot, byte) in bytes.iter_mut().zip(
+        seed.to_le_bytes()
+            .into_iter()
+            .chain((i as u64).to_le_bytes()),
+    ) {
+        *slot = byte;
+    }
+    let mut engine = Engine::open(
+        MemoryStore::new(),
+        bytes,
+        Identity::generate,
+        config,
+        StdRng::from_seed(bytes),
+        T0,
+    )
+    .map_err(|e| crate::SimError::Scenario(format!("engine: {e}")))?;
+    if fast {
+        engine.keyring_mut().insecure_skip_sessions_for_simulation();
+    }
+    Ok(engine)
+}
+
+/// The largest message body one envelope carries, in either mode (found by
+/// sealing, so it follows the padding and session rules exactly).
+pub fn max_body_len(fast: bool) -> usize {
+    static CACHE: std::sync::OnceLock<[usize; 2]> = std::sync::OnceLock::new();
+    let limits = CACHE.get_or_init(|| [probe_max_body(false), probe_max_body(true)]);
+    limits.get(usize::from(fast)).copied().unwrap_or(0)
+}
+
+fn probe_max_body(fast: bool) -> usize {
+    let config = EngineConfig::default();
+    let (Ok(mut a), Ok(mut b)) = (
+        open_engine(0, 0, config, fast),
+        open_engine(0, 1, config, fast),
+    ) else {
+        return 0;
+    };
+    let card = |e: &mut Engine<MemoryStore, StdRng>| {
+        e.keyring_mut()
+            .identity_mut()
+            .contact_card(None, T0, 0)
+            .ok()
+    };
+    let (Some(ca), Some(cb)) = (card(&mut a), card(&mut b)) else {
+        return 0;
+    };
+    if a.add_contact(cb, Trust::Verified).is_err() || b.add_contact(ca, Trust::Verified).is_err() {
+        return 0;
+    }
+    let to = b.keyring().identity().identity_key();
+    let (mut lo, mut hi) = (0usize, ferry_core::crypto::MAX_PAYLOAD_LEN + 1);
+    // Invariant: a body of `lo` bytes fits, one of `hi` does not.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match a.send(&to, &vec![0; mid], T0) {
+            Ok(_) => lo = mid,
+            Err(_) => hi = mid,
+        }
+        while a.poll_output().is_some() {}
+    }
+    lo
+}
+
+fn refusal(error: &SendError) -> Refusal {
+    match error {
+        SendError::Seal(ferry_core::crypto::SealError::TooLarge) => Refusal::TooLarge,
+        _ => Refusal::EngineError,
+    }
 }
 
 impl World {
@@ -162,70 +310,31 @@ impl World {
     ) -> Result<Self, crate::SimError> {
         // Stable: events at the same time keep their file order.
         events.sort_by(|a, b| a.time().total_cmp(&b.time()));
-        let config = |i: usize| EngineConfig {
-            strategy: params.strategy,
-            message_ttl_secs: params.ttl_secs.ceil() as u64,
-            hop_limit: 255,
-            max_ttl_secs: u64::MAX / 4,
-            quotas: Quotas {
-                global_bytes: params
-                    .buffer_bytes
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .unwrap_or(u64::MAX / 4),
-                per_tag_bytes: u64::MAX / 4,
-                per_peer_bytes: u64::MAX / 4,
-            },
-            sweep_interval_secs: 60,
-            receipts: params.receipts,
-            // DTN studies (and ONE) keep every copy until its TTL.
-            stranger_custody_secs: u64::MAX / 4,
-            ..EngineConfig::default()
-        };
         let nodes = (0..params.nodes)
             .map(|i| -> Result<Node, crate::SimError> {
-                let mut seed = [0u8; 32];
-                for (slot, byte) in seed.iter_mut().zip(
-                    params
-                        .seed
-                        .to_le_bytes()
-                        .into_iter()
-                        .chain((i as u64).to_le_bytes()),
-                ) {
-                    *slot = byte;
-                }
-                let mut engine = Engine::open(
-                    MemoryStore::new(),
-                    seed,
-                    Identity::generate,
-                    config(i),
-                    StdRng::from_seed(seed),
-                    T0,
-                )
-                .map_err(|e| crate::SimError::Scenario(format!("engine: {e}")))?;
-                if params.fast {
-                    engine.keyring_mut().insecure_skip_sessions_for_simulation();
-                }
+                let engine = open_engine(params.seed, i, engine_config(&params, i), params.fast)?;
                 let key = engine.keyring().identity().identity_key();
                 Ok(Node {
                     engine,
                     key,
                     neighbours: BTreeSet::new(),
-                    gossip_seen: HashSet::new(),
+                    seen: HashSet::new(),
                     hops: HashMap::new(),
                     online: true,
                     timer_at: u64::MAX,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let metrics = Metrics::new(params.ttl_secs);
+        let mut metrics = Metrics::new(params.ttl_secs, params.duration_secs);
+        metrics.duplicate_ups_ignored = params.duplicate_ups_ignored;
         let rng = StdRng::seed_from_u64(params.seed ^ 0x5eed);
         let mut world = Self {
             params,
             events,
             nodes,
-            links: HashMap::new(),
+            links: BTreeMap::new(),
+            wanted: BTreeSet::new(),
+            groups: None,
             heap: BinaryHeap::new(),
             pending: HashMap::new(),
             next_slot: 0,
@@ -235,6 +344,8 @@ impl World {
             generation: 0,
             rng,
             by_message_id: HashMap::new(),
+            by_content_id: HashMap::new(),
+            arriving_from: None,
             metrics,
         };
         world.introduce_pairs();
@@ -318,6 +429,10 @@ impl World {
         T0 + self.now / 1_000_000
     }
 
+    fn secs(&self) -> f64 {
+        self.now as f64 / MICROS
+    }
+
     /// Runs to the end; `progress` is called with the fraction done.
     pub(crate) fn run(&mut self, mut progress: impl FnMut(f64)) {
         let end = to_micros(self.params.duration_secs);
@@ -337,16 +452,17 @@ impl World {
                     from,
                     to,
                     generation,
-                    gossip,
+                    carry,
                     bytes,
-                } => self.arrive(from, to, generation, gossip, &bytes),
+                    envelopes,
+                } => self.arrive(from, to, generation, carry, &bytes, &envelopes),
                 Ev::Timer(n) => {
                     let now = self.engine_now();
                     if let Some(node) = self.nodes.get_mut(n as usize) {
                         node.timer_at = u64::MAX;
                         let _ = node.engine.handle(Input::Timeout, now);
                     }
-                    self.drain(n, None);
+                    self.drain(n);
                     self.schedule_timer(n);
                 }
                 Ev::Sample => {
@@ -369,7 +485,7 @@ impl World {
 
     fn sample(&mut self) {
         let held: Vec<u64> = self.nodes.iter().map(|n| n.engine.held_bytes()).collect();
-        self.metrics.sample(self.now as f64 / MICROS, &held);
+        self.metrics.sample(self.secs(), &held);
     }
 
     fn scenario(&mut self, i: usize) {
@@ -378,26 +494,28 @@ impl World {
         };
         match event {
             ScenarioEvent::Contact { a, b, up, .. } => {
+                let key = (a.min(b), a.max(b));
                 if up {
-                    self.link_up(a, b);
+                    self.wanted.insert(key);
+                    if self.allowed(key) {
+                        self.link_up(key);
+                    } else {
+                        self.metrics.contacts_cut += 1;
+                    }
                 } else {
-                    self.link_down(a, b);
+                    self.wanted.remove(&key);
+                    self.link_down(key);
                 }
             }
             ScenarioEvent::Online { node, online, .. } => {
                 if let Some(n) = self.nodes.get_mut(node as usize) {
                     n.online = online;
                 }
-                if !online {
-                    let neighbours: Vec<u32> = self
-                        .nodes
-                        .get(node as usize)
-                        .map(|n| n.neighbours.iter().copied().collect())
-                        .unwrap_or_default();
-                    for other in neighbours {
-                        self.link_down(node, other);
-                    }
-                }
+                self.refresh_links();
+            }
+            ScenarioEvent::Partition { groups, .. } => {
+                self.groups = groups;
+                self.refresh_links();
             }
             ScenarioEvent::Create {
                 label,
@@ -409,36 +527,68 @@ impl World {
         }
     }
 
+    /// Whether a wanted contact may be up now.
+    fn allowed(&self, (a, b): (u32, u32)) -> bool {
+        let online = |n: u32| self.nodes.get(n as usize).is_some_and(|n| n.online);
+        let same_side = self
+            .groups
+            .as_ref()
+            .is_none_or(|g| g.get(a as usize).is_some() && g.get(a as usize) == g.get(b as usize));
+        a != b && online(a) && online(b) && same_side
+    }
+
+    /// After churn or a partition change: links no longer allowed go down,
+    /// wanted contacts now allowed come up.
+    fn refresh_links(&mut self) {
+        let down: Vec<(u32, u32)> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|k| !self.allowed(*k))
+            .collect();
+        for key in down {
+            self.link_down(key);
+        }
+        let up: Vec<(u32, u32)> = self
+            .wanted
+            .iter()
+            .copied()
+            .filter(|k| !self.links.contains_key(k) && self.allowed(*k))
+            .collect();
+        for key in up {
+            self.link_up(key);
+        }
+    }
+
     fn create(&mut self, label: String, from: u32, to: u32, size: u32) {
-        let index = self.metrics.created(label, self.now as f64 / MICROS);
-        let (Some(dest), true) = (
-            self.nodes.get(to as usize).map(|n| n.key),
-            (from as usize) < self.nodes.len(),
-        ) else {
+        let now_secs = self.secs();
+        let index = self.metrics.created(label, from, to, size, now_secs);
+        let Some(dest) = self.nodes.get(to as usize).map(|n| n.key) else {
+            self.metrics.refused(index, Refusal::UnknownNode);
             return;
         };
         let now = self.engine_now();
         let mut body = vec![0u8; size as usize];
         self.rng.fill(&mut body[..]);
         let Some(node) = self.nodes.get_mut(from as usize) else {
+            self.metrics.refused(index, Refusal::UnknownNode);
             return;
         };
-        let Ok(message_id) = node.engine.send(&dest, &body, now) else {
-            return;
-        };
-        self.by_message_id.insert(message_id, index);
-        self.drain(from, Some(index));
+        match node.engine.send(&dest, &body, now) {
+            Ok(message_id) => {
+                self.by_message_id.insert(message_id, index);
+                if let Some(id) = node.engine.own_envelope(&message_id) {
+                    node.hops.insert(id, 0);
+                    self.by_content_id.insert(id, index);
+                    self.metrics.set_content_id(index, id);
+                }
+                self.drain(from);
+            }
+            Err(error) => self.metrics.refused(index, refusal(&error)),
+        }
     }
 
-    fn link_up(&mut self, a: u32, b: u32) {
-        if a == b || (a as usize) >= self.nodes.len() || (b as usize) >= self.nodes.len() {
-            return;
-        }
-        let online = |w: &Self, n: u32| w.nodes.get(n as usize).is_some_and(|n| n.online);
-        if !online(self, a) || !online(self, b) {
-            return;
-        }
-        let key = (a.min(b), a.max(b));
+    fn link_up(&mut self, key: (u32, u32)) {
         if self.links.contains_key(&key) {
             return;
         }
@@ -450,6 +600,7 @@ impl World {
                 busy_until: (0, 0),
             },
         );
+        self.metrics.contacts += 1;
         let now = self.engine_now();
         for (x, y, initiator) in [(key.0, key.1, true), (key.1, key.0, false)] {
             if let Some(node) = self.nodes.get_mut(x as usize) {
@@ -465,12 +616,11 @@ impl World {
                 );
             }
         }
-        self.drain(key.0, None);
-        self.drain(key.1, None);
+        self.drain(key.0);
+        self.drain(key.1);
     }
 
-    fn link_down(&mut self, a: u32, b: u32) {
-        let key = (a.min(b), a.max(b));
+    fn link_down(&mut self, key: (u32, u32)) {
         if self.links.remove(&key).is_none() {
             return;
         }
@@ -488,9 +638,8 @@ impl World {
         }
     }
 
-    /// Carries out a node's outputs. `created` is the message index when the
-    /// node has just created a message (its first publish is that message).
-    fn drain(&mut self, n: u32, mut created: Option<usize>) {
+    /// Carries out a node's outputs.
+    fn drain(&mut self, n: u32) {
         loop {
             let Some(node) = self.nodes.get_mut(n as usize) else {
                 return;
@@ -500,52 +649,138 @@ impl World {
             };
             match output {
                 Output::Publish { content_id, bytes } => {
-                    if let Some(index) = created.take() {
-                        self.metrics.set_content_id(index, content_id);
-                        node.hops.insert(content_id, 0);
-                    }
-                    node.gossip_seen.insert(content_id);
+                    node.seen.insert(content_id);
                     let neighbours: Vec<u32> = node.neighbours.iter().copied().collect();
                     for m in neighbours {
-                        self.transmit(n, m, Some(content_id), bytes.clone());
+                        self.transmit(n, m, Carry::Gossip(content_id), bytes.clone());
                     }
                 }
                 Output::SendFrame { peer, bytes } => {
                     let m = u32::try_from(peer.0).unwrap_or(u32::MAX);
-                    self.transmit(n, m, None, bytes);
+                    self.transmit(n, m, Carry::Frame, bytes);
                 }
                 Output::Deliver(d) => {
                     let _ = node.engine.ack_delivery(&d.message_id);
-                    if let Some(&index) = self.by_message_id.get(&d.message_id) {
-                        let hops = self
-                            .metrics
-                            .content_id(index)
-                            .and_then(|cid| node.hops.get(&cid).copied())
-                            .unwrap_or(0);
-                        self.metrics
-                            .delivered(index, self.now as f64 / MICROS, hops);
+                    self.delivered(n, &d.message_id);
+                }
+                Output::Event(Event::Rejected { reason, .. }) => {
+                    self.metrics.dropped(match reason {
+                        RejectReason::GlobalQuota => "buffer_full",
+                        RejectReason::TagQuota => "tag_quota",
+                        RejectReason::PeerQuota => "peer_quota",
+                    });
+                }
+                Output::Event(Event::Delivered { message_id }) => {
+                    if let Some(&index) = self.by_message_id.get(&message_id) {
+                        let now = self.secs();
+                        self.metrics.receipt(index, now);
                     }
                 }
-                Output::Event(Event::Rejected { .. }) => self.metrics.dropped += 1,
-                Output::Event(Event::Delivered { .. }) => self.metrics.receipts += 1,
                 Output::Event(_) => {}
             }
         }
         self.schedule_timer(n);
     }
 
-    fn transmit(&mut self, from: u32, to: u32, gossip: Option<ContentId>, bytes: Vec<u8>) {
-        // Gossip is not sent to a peer that already has the message: the
-        // overlay's IDONTWANT / IHAVE announcements, modelled as perfect.
-        if let Some(id) = gossip
-            && self
-                .nodes
-                .get(to as usize)
-                .is_some_and(|n| n.gossip_seen.contains(&id))
-        {
+    /// Node `n` delivered our message `message_id` to its app.
+    fn delivered(&mut self, n: u32, message_id: &MessageId) {
+        let Some(&index) = self.by_message_id.get(message_id) else {
+            return;
+        };
+        let Some(id) = self.metrics.content_id(index) else {
+            return;
+        };
+        let hop = self
+            .arriving_from
+            .and_then(|f| self.nodes.get(f as usize))
+            .and_then(|f| f.hops.get(&id))
+            .map_or(1, |h| h + 1);
+        if let Some(node) = self.nodes.get_mut(n as usize) {
+            node.hops.entry(id).or_insert(hop);
+        }
+        let now = self.secs();
+        self.metrics.delivered(index, now, hop);
+    }
+
+    /// Whether envelope `id` is a message copy past its exact TTL.
+    fn expired(&self, id: &ContentId) -> bool {
+        self.by_content_id
+            .get(id)
+            .is_some_and(|&index| !self.metrics.alive(index, self.secs()))
+    }
+
+    fn kind(&self, id: &ContentId) -> Kind {
+        if self.by_content_id.contains_key(id) {
+            Kind::Data
+        } else {
+            Kind::Receipt
+        }
+    }
+
+    fn transmit(&mut self, from: u32, to: u32, carry: Carry, mut bytes: Vec<u8>) {
+        let key = (from.min(to), from.max(to));
+        if !self.links.contains_key(&key) {
             return;
         }
-        let key = (from.min(to), from.max(to));
+        let mut envelopes = Vec::new();
+        match carry {
+            Carry::Gossip(id) => {
+                // Gossip is not sent to a peer that already has the message:
+                // the overlay's IDONTWANT and duplicate cache, as perfect.
+                if self
+                    .nodes
+                    .get(to as usize)
+                    .is_some_and(|n| n.seen.contains(&id))
+                    || self.expired(&id)
+                {
+                    return;
+                }
+                let len = bytes.len() as u64;
+                self.metrics.bytes(self.kind(&id), len);
+                envelopes.push((id, len));
+            }
+            Carry::Frame => {
+                if let Ok(v1::SyncFrame {
+                    version,
+                    kind: Some(v1::sync_frame::Kind::Envelopes(mut batch)),
+                }) = proto::decode::<v1::SyncFrame>(&bytes)
+                {
+                    // The exact TTL: copies past it are not put on the link.
+                    let before = batch.envelopes.len();
+                    batch.envelopes.retain(|e| {
+                        ContentId::try_from(e.content_id.as_slice())
+                            .map_or(true, |id| !self.expired(&id))
+                    });
+                    if batch.envelopes.is_empty() {
+                        // Nothing left to send: the frame counts as
+                        // delivered for the sender's window.
+                        self.frame_acked(from, to);
+                        return;
+                    }
+                    if batch.envelopes.len() != before {
+                        bytes = proto::encode(&v1::SyncFrame {
+                            version,
+                            kind: Some(v1::sync_frame::Kind::Envelopes(batch.clone())),
+                        });
+                    }
+                    let mut carried = 0;
+                    for e in &batch.envelopes {
+                        let Ok(id) = ContentId::try_from(e.content_id.as_slice()) else {
+                            continue;
+                        };
+                        // The envelope and its field header in the batch.
+                        let len = proto::encoded_len(e) as u64 + 4;
+                        carried += len;
+                        self.metrics.bytes(self.kind(&id), len);
+                        envelopes.push((id, len));
+                    }
+                    self.metrics
+                        .bytes(Kind::Control, (bytes.len() as u64).saturating_sub(carried));
+                } else {
+                    self.metrics.bytes(Kind::Control, bytes.len() as u64);
+                }
+            }
+        }
         let Some(link) = self.links.get_mut(&key) else {
             return;
         };
@@ -564,21 +799,12 @@ impl World {
         let finish = start + transfer;
         *busy = finish;
         let generation = link.generation;
-        self.metrics.bytes_sent += len;
         if self.params.loss > 0.0 && self.rng.random::<f64>() < self.params.loss {
             self.metrics.lost += 1;
-            if gossip.is_none() {
+            if matches!(carry, Carry::Frame) {
                 // The transport gives up on a lost frame (a request
                 // timeout in the node): the sender's push window reopens.
-                let now = self.engine_now();
-                if let Some(node) = self.nodes.get_mut(from as usize) {
-                    let _ = node.engine.handle(
-                        Input::FrameAcked {
-                            peer: PeerId(u64::from(to)),
-                        },
-                        now,
-                    );
-                }
+                self.frame_acked(from, to);
             }
             return;
         }
@@ -589,10 +815,23 @@ impl World {
                 from,
                 to,
                 generation,
-                gossip,
+                carry,
                 bytes,
+                envelopes,
             },
         );
+    }
+
+    fn frame_acked(&mut self, from: u32, to: u32) {
+        let now = self.engine_now();
+        if let Some(node) = self.nodes.get_mut(from as usize) {
+            let _ = node.engine.handle(
+                Input::FrameAcked {
+                    peer: PeerId(u64::from(to)),
+                },
+                now,
+            );
+        }
     }
 
     fn arrive(
@@ -600,8 +839,9 @@ impl World {
         from: u32,
         to: u32,
         generation: u64,
-        gossip: Option<ContentId>,
+        carry: Carry,
         bytes: &[u8],
+        envelopes: &[(ContentId, u64)],
     ) {
         let key = (from.min(to), from.max(to));
         if self
@@ -610,24 +850,20 @@ impl World {
             .is_none_or(|l| l.generation != generation)
         {
             // The contact ended before the transfer completed.
-            self.metrics.aborted += 1;
+            self.metrics.aborted(bytes.len() as u64);
             return;
         }
         let now = self.engine_now();
-        let from_hops = |w: &Self, id: &ContentId| {
-            w.nodes
-                .get(from as usize)
-                .and_then(|n| n.hops.get(id).copied())
+        let Some(node) = self.nodes.get_mut(to as usize) else {
+            return;
         };
-        match gossip {
-            Some(id) => {
-                let hop = from_hops(self, &id).map_or(1, |h| h + 1);
-                let Some(node) = self.nodes.get_mut(to as usize) else {
-                    return;
-                };
-                if node.gossip_seen.contains(&id) {
-                    return;
-                }
+        let had: Vec<bool> = envelopes
+            .iter()
+            .map(|(id, _)| node.hops.contains_key(id))
+            .collect();
+        match carry {
+            Carry::Gossip(id) => {
+                node.seen.insert(id);
                 let verdict = node.engine.handle(
                     Input::Gossip {
                         from: PeerId(u64::from(from)),
@@ -636,12 +872,7 @@ impl World {
                     now,
                 );
                 if verdict.ok() == Some(Verdict::Accept) {
-                    // The node took the copy (custody or delivery): a relay,
-                    // as DTN studies count them. Wait-phase copies shown to
-                    // a non-recipient are bytes on the link, not relays.
-                    node.gossip_seen.insert(id);
-                    node.hops.entry(id).or_insert(hop);
-                    self.metrics.relayed += 1;
+                    // Gossipsub forwards what validation accepted.
                     let neighbours: Vec<u32> = node
                         .neighbours
                         .iter()
@@ -649,54 +880,56 @@ impl World {
                         .filter(|m| *m != from)
                         .collect();
                     for m in neighbours {
-                        self.transmit(to, m, Some(id), bytes.to_vec());
+                        self.transmit(to, m, Carry::Gossip(id), bytes.to_vec());
                     }
                 }
             }
-            None => {
-                if let Ok(v1::SyncFrame {
-                    kind: Some(v1::sync_frame::Kind::Envelopes(batch)),
-                    ..
-                }) = proto::decode::<v1::SyncFrame>(bytes)
-                {
-                    for envelope in &batch.envelopes {
-                        // The engine verifies the ID; here it only names the copy.
-                        let Ok(id) = ContentId::try_from(envelope.content_id.as_slice()) else {
-                            continue;
-                        };
-                        let hop = from_hops(self, &id).map_or(1, |h| h + 1);
-                        if let Some(node) = self.nodes.get_mut(to as usize)
-                            && node.gossip_seen.insert(id)
-                        {
-                            // A copy new to this node (duplicates that
-                            // crossed with gossip are bytes, not relays).
-                            self.metrics.relayed += 1;
-                            node.hops.entry(id).or_insert(hop);
-                        }
-                    }
-                }
-                if let Some(node) = self.nodes.get_mut(to as usize) {
-                    let _ = node.engine.handle(
-                        Input::Frame {
-                            from: PeerId(u64::from(from)),
-                            bytes,
-                        },
-                        now,
-                    );
-                }
+            Carry::Frame => {
+                let _ = node.engine.handle(
+                    Input::Frame {
+                        from: PeerId(u64::from(from)),
+                        bytes,
+                    },
+                    now,
+                );
                 // The frame arrived: the sender's push window opens again
                 // (one-way, not a round trip: the acknowledgement is a byte).
-                if let Some(node) = self.nodes.get_mut(from as usize) {
-                    let _ = node.engine.handle(
-                        Input::FrameAcked {
-                            peer: PeerId(u64::from(to)),
-                        },
-                        now,
-                    );
-                }
-                self.drain(from, None);
+                self.frame_acked(from, to);
+                self.drain(from);
             }
         }
-        self.drain(to, None);
+        self.arriving_from = Some(from);
+        self.drain(to);
+        self.arriving_from = None;
+        // Which copies this node took (custody, or delivery to it): relays
+        // as ONE counts them. The others crossed the link for nothing.
+        let secs = self.secs();
+        for (&(id, len), had) in envelopes.iter().zip(had) {
+            let from_hops = self
+                .nodes
+                .get(from as usize)
+                .and_then(|n| n.hops.get(&id).copied());
+            let Some(node) = self.nodes.get_mut(to as usize) else {
+                return;
+            };
+            let took = !had && (node.engine.holds(&id) || node.hops.contains_key(&id));
+            let kind = if self.by_content_id.contains_key(&id) {
+                Kind::Data
+            } else {
+                Kind::Receipt
+            };
+            let in_time = self
+                .by_content_id
+                .get(&id)
+                .is_none_or(|&index| self.metrics.alive(index, secs));
+            if took && in_time {
+                node.hops
+                    .entry(id)
+                    .or_insert(from_hops.map_or(1, |h| h + 1));
+                self.metrics.took(kind);
+            } else {
+                self.metrics.refused_copy(kind, len);
+            }
+        }
     }
 }

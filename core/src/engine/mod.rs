@@ -1854,6 +1854,16 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         self.outbox.get(id).map(|r| MessageId(r.message_id))
     }
 
+    /// The envelope carrying our message `message_id`, if it is still
+    /// waiting for its receipt (a scan of the outbox: for tools such as the
+    /// simulator, not for hot paths).
+    pub fn own_envelope(&self, message_id: &MessageId) -> Option<ContentId> {
+        self.outbox
+            .iter()
+            .find(|(_, r)| r.message_id == message_id.0)
+            .map(|(id, _)| *id)
+    }
+
     /// Our message status of `message_id`, as stored.
     ///
     /// # Errors
