@@ -44,11 +44,11 @@ pub const COMMIT: &str = env!("FERRY_SIM_COMMIT");
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum SimError {
-    /// The scenario is invalid.
-    #[error("scenario: {0}")]
+    /// The scenario is invalid (the message names the file and line).
+    #[error("{0}")]
     Scenario(String),
-    /// A trace file is malformed.
-    #[error("trace: {0}")]
+    /// A trace file is malformed (the message names the file and line).
+    #[error("{0}")]
     Trace(String),
     /// A file could not be read or written.
     #[error("{0}")]

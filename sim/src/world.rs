@@ -768,8 +768,11 @@ impl World {
                         let Ok(id) = ContentId::try_from(e.content_id.as_slice()) else {
                             continue;
                         };
-                        // The envelope and its field header in the batch.
-                        let len = proto::encoded_len(e) as u64 + 4;
+                        // The envelope and its field header in the batch
+                        // (a tag byte and the length as a varint).
+                        let body = proto::encoded_len(e) as u64;
+                        let len =
+                            body + 1 + u64::from((64 - body.leading_zeros()).div_ceil(7).max(1));
                         carried += len;
                         self.metrics.bytes(self.kind(&id), len);
                         envelopes.push((id, len));

@@ -81,12 +81,13 @@ strategy = ["epidemic", "spray-and-wait"]
         );
     }
 
-    // A scenario error is reported, not a panic.
+    // A scenario error is reported with the file, not a panic.
     std::fs::write(&scenario, "name = 1").unwrap();
     let bad = Command::new(env!("CARGO_BIN_EXE_ferry-sim"))
         .args(["run", scenario.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("scenario"));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("s.toml") && err.contains("name"), "{err}");
 }
