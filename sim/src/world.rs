@@ -296,6 +296,24 @@ fn probe_max_body(fast: bool) -> usize {
     lo
 }
 
+/// A sync frame seen only for its envelope batch: other kinds (field 2, 3,
+/// 5: reconciliation, want lists, proofs) are skipped, not decoded, since
+/// the simulator only counts their bytes. The engine decodes every frame
+/// in full, strictly, as the node does.
+#[derive(Clone, PartialEq, prost::Message)]
+struct BatchView {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(message, optional, tag = "4")]
+    envelopes: Option<v1::EnvelopeBatch>,
+}
+
+/// The version and envelope batch of a sync frame, if it carries one.
+fn envelope_batch(bytes: &[u8]) -> Option<(u32, v1::EnvelopeBatch)> {
+    let view = <BatchView as prost::Message>::decode(bytes).ok()?;
+    Some((view.version, view.envelopes?))
+}
+
 fn refusal(error: &SendError) -> Refusal {
     match error {
         SendError::Seal(ferry_core::crypto::SealError::TooLarge) => Refusal::TooLarge,
@@ -740,11 +758,7 @@ impl World {
                 envelopes.push((id, len));
             }
             Carry::Frame => {
-                if let Ok(v1::SyncFrame {
-                    version,
-                    kind: Some(v1::sync_frame::Kind::Envelopes(mut batch)),
-                }) = proto::decode::<v1::SyncFrame>(&bytes)
-                {
+                if let Some((version, mut batch)) = envelope_batch(&bytes) {
                     // The exact TTL: copies past it are not put on the link.
                     let before = batch.envelopes.len();
                     batch.envelopes.retain(|e| {

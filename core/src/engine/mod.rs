@@ -1461,6 +1461,15 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             self.counters.invalid += 1;
             return Ok((Verdict::Reject, ops, after));
         };
+        // An ID we already know needs no hashing: whatever the rest of the
+        // envelope says, we hold (or opened, or know delivered) the one
+        // that really has this ID, so this copy is ignored either way.
+        if let Ok(claimed) = ContentId::try_from(envelope.content_id.as_slice())
+            && self.known(&claimed)
+        {
+            self.counters.duplicates += 1;
+            return Ok((Verdict::Ignore, ops, after));
+        }
         let id = tags::content_id_of(&envelope);
         if envelope.content_id.as_slice() != id {
             self.counters.invalid += 1;
@@ -1481,10 +1490,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         if envelope.expiry <= now {
             return Ok((Verdict::Ignore, ops, after));
         }
-        if self.held.contains_key(&id)
-            || self.seen.contains_key(&id)
-            || self.delivered.contains_key(&id)
-        {
+        if self.known(&id) {
             self.counters.duplicates += 1;
             return Ok((Verdict::Ignore, ops, after));
         }
@@ -2575,6 +2581,11 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 self.advance_status(&id, MessageStatus::Sent, self.last_now)?;
             }
         }
+    }
+
+    /// Whether we hold, opened or know delivered the envelope `id`.
+    fn known(&self, id: &ContentId) -> bool {
+        self.held.contains_key(id) || self.seen.contains_key(id) || self.delivered.contains_key(id)
     }
 
     /// Remembers an ID we declined; when the set is full, the entry that
