@@ -23,14 +23,19 @@
 //! can shift transfer times by microseconds. See `docs/simulator.md`.
 
 mod check;
+pub mod mobility;
+pub mod aggregate;
 pub mod metrics;
+pub mod plot;
 pub mod scenario;
+pub mod sweep;
 pub mod trace;
 mod world;
 
 use thiserror::Error;
 
-pub use metrics::{MessageRecord, Report, Series, svg_bars, svg_chart, svg_to_png};
+pub use metrics::{MessageRecord, Report};
+pub use plot::{Chart, Series, svg, svg_bars, svg_to_png};
 pub use scenario::Scenario;
 pub use world::{ScenarioEvent, SimParams, max_body_len};
 

@@ -12,7 +12,11 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use ferry_sim::{Report, Scenario, Series, svg_bars, svg_chart, svg_to_png};
+use ferry_sim::{
+    Chart, Report, Scenario, Series,
+    aggregate::{Aggregate, aggregate, summary_csv},
+    svg, svg_bars, svg_to_png,
+};
 
 const HELP: &str = "\
 ferry-sim: simulate partitioned and sparse networks with the real Ferry engine
@@ -24,11 +28,13 @@ Usage:
 
 Options of `run`:
   --out DIR   where results go (default: sim-out). Files of an earlier run
-              there (run-N.json, results.csv, messages.csv, plots) are
-              replaced; other files are left alone.
+              there (run-N.json, the CSV and JSON files, plots) are
+              removed first; other files are left alone.
 
 Outputs: run-N.json per run, results.csv (one row per run), messages.csv
-(one row per message), delivery, latency-cdf and comparison plots (SVG, PNG).
+(one row per message), summary.csv and summary.json (mean and 95% CI over
+seeds), delivery, latency-cdf and comparison plots and, when a number is
+swept, sweep-* plots against it (SVG and PNG).
 The scenario format, every key, unit and default, and every metric's
 definition: docs/simulator.md.
 ";
@@ -74,10 +80,13 @@ fn clear_previous(out: &Path) -> Result<()> {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let ours = (name.starts_with("run-") && name.ends_with(".json"))
+            || (name.starts_with("sweep-") && (name.ends_with(".svg") || name.ends_with(".png")))
             || matches!(
                 name.as_ref(),
                 "results.csv"
                     | "messages.csv"
+                    | "summary.csv"
+                    | "summary.json"
                     | "delivery.svg"
                     | "delivery.png"
                     | "latency-cdf.svg"
@@ -96,14 +105,14 @@ fn clear_previous(out: &Path) -> Result<()> {
 fn run(path: &Path, out: &Path) -> Result<()> {
     let scenario = Scenario::load(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let runs = scenario.expand();
-    // Every run is checked (and the traces, which sweeps do not change,
-    // read once) before anything runs or any file is touched.
+    // Every run is checked before anything runs or any file is touched;
+    // each distinct trace file is read and checked once.
+    let runs = scenario.expand()?;
+    let mut checked = std::collections::HashSet::new();
     for run in &runs {
-        run.validate()?;
-    }
-    if let Some(first) = runs.first() {
-        first.build(base)?;
+        if checked.insert(serde_json::to_string(&run.trace).unwrap_or_default()) {
+            run.build(base)?;
+        }
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     clear_previous(out)?;
@@ -136,27 +145,30 @@ fn run(path: &Path, out: &Path) -> Result<()> {
         }
     }
     let reports: Vec<Report> = reports.into_iter().flatten().collect();
+    let swept: Vec<String> = reports
+        .first()
+        .map(|r| r.swept.keys().cloned().collect())
+        .unwrap_or_default();
 
-    let mut csv = Report::csv_header();
+    let mut csv = Report::csv_header(&swept);
     csv.push('\n');
-    let mut messages = String::from(Report::message_header());
+    let mut messages = Report::message_header(&swept);
     messages.push('\n');
     for (i, r) in reports.iter().enumerate() {
         std::fs::write(out.join(format!("run-{i}.json")), r.to_json())?;
-        csv.push_str(&r.csv_row());
+        csv.push_str(&r.csv_row(&swept));
         csv.push('\n');
-        messages.push_str(&r.message_rows());
+        messages.push_str(&r.message_rows(&swept));
         let refused = if r.refused == 0 {
             String::new()
         } else {
             format!(", refused {} {:?}", r.refused, r.refused_reasons)
         };
         println!(
-            "[{}] {} {} seed {}: delivered {}/{} ({:.4}), expired {}, in flight {}{refused}, latency avg {:.1} s median {:.1} s p95 {:.1} s, overhead {:.2}, hops {:.2}, bytes {} data + {} receipts + {} control",
+            "[{}] {} {}: delivered {}/{} ({:.4}), expired {}, in flight {}{refused}, latency avg {:.1} s median {:.1} s p95 {:.1} s, overhead {:.2}, hops {:.2}, bytes {} data + {} receipts + {} control",
             r.mode,
             r.scenario,
-            r.strategy,
-            r.seed,
+            label(r),
             r.delivered,
             r.created,
             r.delivery_ratio,
@@ -174,10 +186,30 @@ fn run(path: &Path, out: &Path) -> Result<()> {
     }
     std::fs::write(out.join("results.csv"), csv)?;
     std::fs::write(out.join("messages.csv"), messages)?;
-    write_plots(out, &reports)?;
+    let aggregates = aggregate(&reports);
+    std::fs::write(out.join("summary.csv"), summary_csv(&aggregates))?;
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(&aggregates)?,
+    )?;
+    if aggregates.len() < reports.len() {
+        for a in &aggregates {
+            let d = a.metrics.get("delivery_ratio");
+            println!(
+                "[{}] {} over {} seeds: delivery ratio {:.4} ± {:.4} (95% CI)",
+                a.mode,
+                config_label(a),
+                a.runs,
+                d.map_or(0.0, |s| s.mean),
+                d.map_or(0.0, |s| s.ci95)
+            );
+        }
+    }
+    let plots = write_plots(out, &reports, &aggregates)?;
     println!(
-        "wrote {} (run-N.json, results.csv, messages.csv, delivery, latency-cdf and comparison as SVG and PNG)",
-        out.display()
+        "wrote {} (run-N.json, results.csv, messages.csv, summary.csv, summary.json; plots: {})",
+        out.display(),
+        plots.join(", ")
     );
     Ok(())
 }
@@ -215,8 +247,53 @@ fn run_one(scenario: &Scenario, base: &Path, show_progress: bool) -> Result<Repo
     Ok(report)
 }
 
+/// A run's legend label: strategy, swept values, seed.
 fn label(r: &Report) -> String {
-    format!("{} (seed {})", r.strategy, r.seed)
+    let mut parts = vec![r.strategy.clone()];
+    for (k, v) in &r.swept {
+        if k != "seed" && k != "strategy" && k != "routing.strategy" {
+            parts.push(format!("{}={}", short_key(k), plain(v)));
+        }
+    }
+    parts.push(format!("seed {}", r.seed));
+    parts.join(", ")
+}
+
+/// What identifies a run's configuration (all but its seed), in the order
+/// [`aggregate`] groups by.
+fn config_key(r: &Report) -> String {
+    let mut rest = r.swept.clone();
+    rest.remove("seed");
+    serde_json::json!([r.scenario, r.mode, r.strategy, rest]).to_string()
+}
+
+/// A configuration's legend label: strategy and swept values.
+fn config_label(a: &Aggregate) -> String {
+    let mut parts = vec![a.strategy.clone()];
+    for (k, v) in &a.swept {
+        if k != "strategy" && k != "routing.strategy" {
+            parts.push(format!("{}={}", short_key(k), plain(v)));
+        }
+    }
+    parts.join(", ")
+}
+
+/// A swept key as a legend shows it: `mobility.group.mules.count` is
+/// `mules.count`, `routing.copies` is `copies`.
+fn short_key(k: &str) -> &str {
+    for prefix in ["mobility.group.", "routing.", "link.", "buffers.", "traffic."] {
+        if let Some(rest) = k.strip_prefix(prefix) {
+            return rest;
+        }
+    }
+    k
+}
+
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Writes `NAME.svg` and `NAME.png`.
@@ -229,72 +306,193 @@ fn write_chart(out: &Path, name: &str, svg: &str) -> Result<()> {
     Ok(())
 }
 
-fn write_plots(out: &Path, reports: &[Report]) -> Result<()> {
-    let labels: Vec<String> = reports.iter().map(label).collect();
+/// Partition starts and heals of a run, as chart markers.
+fn partition_markers(r: &Report) -> Vec<(f64, String)> {
+    let mut markers = Vec::new();
+    for p in r.parameters["partition"].as_array().into_iter().flatten() {
+        if let Some(at) = p["at_secs"].as_f64() {
+            markers.push((at, "partition".to_owned()));
+        }
+        if let Some(heal) = p["heal_secs"].as_f64() {
+            markers.push((heal, "heal".to_owned()));
+        }
+    }
+    markers
+}
+
+/// Writes the plots; returns their names.
+fn write_plots(out: &Path, reports: &[Report], aggregates: &[Aggregate]) -> Result<Vec<String>> {
+    let mut names = Vec::new();
     let mode = reports.first().map(|r| r.mode.as_str()).unwrap_or("");
-    let delivery: Vec<Series<'_>> = reports
-        .iter()
-        .zip(&labels)
-        .map(|(r, l)| Series {
-            label: l,
-            points: r
-                .delivered_over_time
-                .iter()
-                .map(|(t, d)| (*t, *d as f64 / r.created.max(1) as f64))
-                .collect(),
-        })
-        .collect();
-    write_chart(
-        out,
-        "delivery",
-        &svg_chart(
-            &format!("Delivery ratio over time [{mode}]"),
-            "time (s)",
-            "delivered / created",
-            &delivery,
-        ),
-    )?;
-    let cdf: Vec<Series<'_>> = reports
-        .iter()
-        .zip(&labels)
-        .map(|(r, l)| Series {
-            label: l,
-            points: r
-                .latencies
-                .iter()
-                .enumerate()
-                .map(|(i, lat)| (*lat, (i + 1) as f64 / r.created.max(1) as f64))
-                .collect(),
-        })
-        .collect();
-    write_chart(
-        out,
-        "latency-cdf",
-        &svg_chart(
-            &format!("Latency CDF [{mode}]"),
-            "latency (s)",
-            "fraction of created delivered",
-            &cdf,
-        ),
-    )?;
-    let comparison = [
-        (
-            "delivery ratio (%)",
-            reports.iter().map(|r| r.delivery_ratio * 100.0).collect(),
-        ),
-        (
-            "overhead ratio",
-            reports.iter().map(|r| r.overhead_ratio).collect(),
-        ),
-        (
-            "latency median (min)",
-            reports.iter().map(|r| r.latency_median / 60.0).collect(),
-        ),
-    ];
+    let markers = reports.first().map(partition_markers).unwrap_or_default();
+    // One line per configuration: the mean over its seeds.
+    let mut curves: Vec<(String, Vec<Vec<(f64, f64)>>)> = Vec::new();
+    for r in reports {
+        let key = config_key(r);
+        let curve: Vec<(f64, f64)> = r
+            .delivered_over_time
+            .iter()
+            .map(|(t, d)| (*t, *d as f64 / r.created.max(1) as f64))
+            .collect();
+        match curves.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, runs)) => runs.push(curve),
+            None => curves.push((key, vec![curve])),
+        }
+    }
+    let delivery = Chart {
+        title: format!("Delivery ratio over time, mean over seeds [{mode}]"),
+        x_label: "time (s)".into(),
+        y_label: "delivered ÷ created".into(),
+        series: curves
+            .iter()
+            .zip(aggregates)
+            .map(|((_, runs), a)| Series {
+                label: config_label(a),
+                points: runs
+                    .first()
+                    .map(|first| {
+                        first
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (t, _))| {
+                                let ys: Vec<f64> =
+                                    runs.iter().filter_map(|c| c.get(i).map(|p| p.1)).collect();
+                                (*t, ys.iter().sum::<f64>() / ys.len().max(1) as f64)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                errors: Vec::new(),
+            })
+            .collect(),
+        y_range: Some((0.0, 1.0)),
+        markers,
+        ..Chart::default()
+    };
+    write_chart(out, "delivery", &svg(&delivery))?;
+    names.push("delivery".to_owned());
+    // One CDF per configuration, its seeds' messages pooled.
+    let mut pooled: Vec<(String, Vec<f64>, u64)> = Vec::new();
+    for (r, key) in reports.iter().zip(reports.iter().map(config_key)) {
+        match pooled.iter_mut().find(|(k, ..)| *k == key) {
+            Some((_, latencies, created)) => {
+                latencies.extend(&r.latencies);
+                *created += r.created;
+            }
+            None => pooled.push((key, r.latencies.clone(), r.created)),
+        }
+    }
+    let cdf = Chart {
+        title: format!("Latency CDF, seeds pooled [{mode}]"),
+        x_label: "latency (s, log scale)".into(),
+        y_label: "fraction of created messages delivered".into(),
+        series: pooled
+            .iter_mut()
+            .zip(aggregates)
+            .map(|((_, latencies, created), a)| {
+                latencies.sort_by(f64::total_cmp);
+                Series {
+                    label: config_label(a),
+                    points: latencies
+                        .iter()
+                        .enumerate()
+                        .map(|(i, lat)| (*lat, (i + 1) as f64 / (*created).max(1) as f64))
+                        .collect(),
+                    errors: Vec::new(),
+                }
+            })
+            .collect(),
+        y_range: Some((0.0, 1.0)),
+        x_log: true,
+        ..Chart::default()
+    };
+    write_chart(out, "latency-cdf", &svg(&cdf))?;
+    names.push("latency-cdf".to_owned());
+    let categories: Vec<String> = aggregates.iter().map(config_label).collect();
+    let metric = |name: &str, scale: f64| -> (Vec<f64>, Vec<f64>) {
+        aggregates
+            .iter()
+            .map(|a| {
+                a.metrics
+                    .get(name)
+                    .map_or((0.0, 0.0), |s| (s.mean * scale, s.ci95 * scale))
+            })
+            .unzip()
+    };
+    let (ratio, ratio_ci) = metric("delivery_ratio", 100.0);
+    let (overhead, overhead_ci) = metric("overhead_ratio", 1.0);
+    let (latency, latency_ci) = metric("latency_median", 1.0 / 60.0);
     write_chart(
         out,
         "comparison",
-        &svg_bars(&format!("Runs compared [{mode}]"), &labels, &comparison),
+        &svg_bars(
+            &format!("Configurations compared, mean ± 95% CI over seeds [{mode}]"),
+            &categories,
+            &[
+                ("delivery ratio (%)", ratio),
+                ("overhead ratio", overhead),
+                ("latency median (min)", latency),
+            ],
+            &[ratio_ci, overhead_ci, latency_ci],
+        ),
     )?;
-    Ok(())
+    names.push("comparison".to_owned());
+    // Against a swept number (the first numeric key but the seed): one
+    // line per value of the other keys, mean ± 95% CI over seeds.
+    let x_key = aggregates.first().and_then(|a| {
+        a.swept
+            .iter()
+            .find(|(k, v)| *k != "seed" && v.is_number())
+            .map(|(k, _)| k.clone())
+    });
+    if let Some(x_key) = x_key {
+        for (metric_name, y_label, fixed) in [
+            ("delivery_ratio", "delivery ratio", Some((0.0, 1.0))),
+            ("latency_median", "median latency (s)", None),
+            ("overhead_ratio", "overhead ratio", None),
+            ("bytes_sent", "bytes on links", None),
+        ] {
+            let mut lines: Vec<Series> = Vec::new();
+            for a in aggregates {
+                let Some(x) = a.swept.get(&x_key).and_then(serde_json::Value::as_f64) else {
+                    continue;
+                };
+                let mut rest = a.clone();
+                rest.swept.remove(&x_key);
+                let line_label = config_label(&rest);
+                let stat = a.metrics.get(metric_name).copied();
+                let (y, e) = stat.map_or((0.0, 0.0), |s| (s.mean, s.ci95));
+                match lines.iter_mut().find(|l| l.label == line_label) {
+                    Some(line) => {
+                        line.points.push((x, y));
+                        line.errors.push(e);
+                    }
+                    None => lines.push(Series {
+                        label: line_label,
+                        points: vec![(x, y)],
+                        errors: vec![e],
+                    }),
+                }
+            }
+            for line in &mut lines {
+                let mut both: Vec<((f64, f64), f64)> =
+                    line.points.iter().copied().zip(line.errors.iter().copied()).collect();
+                both.sort_by(|a, b| a.0.0.total_cmp(&b.0.0));
+                (line.points, line.errors) = both.into_iter().unzip();
+            }
+            let name = format!("sweep-{metric_name}");
+            let chart = Chart {
+                title: format!("{y_label} against {x_key}, mean ± 95% CI [{mode}]"),
+                x_label: x_key.clone(),
+                y_label: y_label.into(),
+                series: lines,
+                y_range: fixed,
+                dots: true,
+                ..Chart::default()
+            };
+            write_chart(out, &name, &svg(&chart))?;
+            names.push(name);
+        }
+    }
+    Ok(names)
 }

@@ -351,6 +351,7 @@ impl Metrics {
             version: crate::VERSION.to_owned(),
             commit: crate::COMMIT.to_owned(),
             parameters: serde_json::Value::Null,
+            swept: BTreeMap::new(),
             created,
             delivered,
             delivery_ratio: round4(if created == 0 {
@@ -422,6 +423,8 @@ pub struct Report {
     pub commit: String,
     /// Every parameter of the run's scenario, as resolved (sweeps applied).
     pub parameters: serde_json::Value,
+    /// The swept keys and their values in this run.
+    pub swept: BTreeMap<String, serde_json::Value>,
     /// Messages created (every creation event of the run, refused ones
     /// included).
     pub created: u64,
@@ -545,38 +548,49 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// The CSV header matching [`Report::csv_row`].
-    pub fn csv_header() -> String {
-        CSV_COLUMNS.join(",")
+    /// The CSV header matching [`Report::csv_row`]: the summary's columns,
+    /// then one per swept key.
+    pub fn csv_header(swept: &[String]) -> String {
+        let mut columns: Vec<&str> = CSV_COLUMNS.to_vec();
+        columns.extend(swept.iter().map(String::as_str));
+        columns.join(",")
     }
 
-    /// The summary as one CSV row.
-    pub fn csv_row(&self) -> String {
+    /// The summary as one CSV row, with the values of the `swept` keys.
+    pub fn csv_row(&self, swept: &[String]) -> String {
         let value = serde_json::to_value(self).unwrap_or_default();
         CSV_COLUMNS
             .iter()
-            .map(|c| match value.get(c) {
-                Some(serde_json::Value::String(s)) => csv_field(s),
-                Some(v) => v.to_string(),
-                None => String::new(),
-            })
+            .map(|c| json_field(value.get(c)))
+            .chain(swept.iter().map(|k| json_field(self.swept.get(k))))
             .collect::<Vec<_>>()
             .join(",")
     }
 
     /// The per-message CSV header matching [`Report::message_rows`].
-    pub fn message_header() -> &'static str {
-        "scenario,strategy,seed,label,from,to,created,size,status,refused_reason,latency,hops,receipt_latency"
+    pub fn message_header(swept: &[String]) -> String {
+        let mut header = String::from(
+            "scenario,strategy,seed,label,from,to,created,size,status,refused_reason,latency,hops,receipt_latency",
+        );
+        for k in swept {
+            header.push(',');
+            header.push_str(k);
+        }
+        header
     }
 
-    /// One CSV row per message.
-    pub fn message_rows(&self) -> String {
+    /// One CSV row per message, with the values of the `swept` keys.
+    pub fn message_rows(&self, swept: &[String]) -> String {
         let opt = |v: Option<String>| v.unwrap_or_default();
+        let extra: String = swept
+            .iter()
+            .map(|k| format!(",{}", json_field(self.swept.get(k))))
+            .collect();
         let mut out = String::new();
         for m in &self.messages {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}{extra}",
                 csv_field(&self.scenario),
                 csv_field(&self.strategy),
                 self.seed,
@@ -596,6 +610,14 @@ impl Report {
     }
 }
 
+fn json_field(v: Option<&serde_json::Value>) -> String {
+    match v {
+        Some(serde_json::Value::String(s)) => csv_field(s),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    }
+}
+
 /// A CSV field, quoted when it needs to be.
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
@@ -605,213 +627,3 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// One line of a plot.
-#[derive(Debug, Clone)]
-pub struct Series<'a> {
-    /// Legend label.
-    pub label: &'a str,
-    /// (x, y) points in ascending x.
-    pub points: Vec<(f64, f64)>,
-}
-
-const COLOURS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf",
-];
-
-/// A self-contained SVG line chart with axes, ticks and a legend.
-pub fn svg_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -> String {
-    let (w, h, left, right, top, bottom) = (720.0, 440.0, 70.0, 20.0, 40.0, 60.0);
-    let all = series.iter().flat_map(|s| s.points.iter());
-    let (mut x_max, mut y_max) = (0.0f64, 0.0f64);
-    for (x, y) in all {
-        x_max = x_max.max(*x);
-        y_max = y_max.max(*y);
-    }
-    if x_max <= 0.0 {
-        x_max = 1.0;
-    }
-    if y_max <= 0.0 {
-        y_max = 1.0;
-    }
-    let px = |x: f64| left + x / x_max * (w - left - right);
-    let py = |y: f64| h - bottom - y / y_max * (h - top - bottom);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
-        w / 2.0,
-        escape(title)
-    );
-    let _ = write!(
-        svg,
-        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
-        h - bottom,
-        w - right,
-        h - bottom,
-        h - bottom
-    );
-    for i in 0..=5 {
-        let fx = x_max * f64::from(i) / 5.0;
-        let fy = y_max * f64::from(i) / 5.0;
-        let _ = write!(
-            svg,
-            r##"<text x="{:.1}" y="{}" text-anchor="middle">{}</text><text x="{}" y="{:.1}" text-anchor="end">{}</text><line x1="{left}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#ddd"/>"##,
-            px(fx),
-            h - bottom + 18.0,
-            tick(fx),
-            left - 6.0,
-            py(fy) + 4.0,
-            tick(fy),
-            py(fy),
-            w - right,
-            py(fy)
-        );
-    }
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="18" y="{}" text-anchor="middle" transform="rotate(-90 18 {})">{}</text>"#,
-        (left + w - right) / 2.0,
-        h - 18.0,
-        escape(x_label),
-        (top + h - bottom) / 2.0,
-        (top + h - bottom) / 2.0,
-        escape(y_label)
-    );
-    // Legend in the lower right, above the x axis.
-    let legend_top = h - bottom - 12.0 - 18.0 * series.len() as f64;
-    for (i, s) in series.iter().enumerate() {
-        let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("black");
-        let points: Vec<String> = s
-            .points
-            .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/><rect x="{}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{}">{}</text>"#,
-            points.join(" "),
-            w - right - 190.0,
-            legend_top + 18.0 * i as f64,
-            w - right - 172.0,
-            legend_top + 10.0 + 18.0 * i as f64,
-            escape(s.label)
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-/// A self-contained SVG grouped bar chart: one group per category (run),
-/// one bar per series, values labelled on the bars.
-pub fn svg_bars(title: &str, categories: &[String], series: &[(&str, Vec<f64>)]) -> String {
-    let (w, h, left, right, top, bottom) = (720.0, 440.0, 70.0, 20.0, 40.0, 70.0);
-    let y_max = series
-        .iter()
-        .flat_map(|(_, v)| v.iter().copied())
-        .fold(0.0f64, f64::max)
-        .max(1e-9);
-    let py = |y: f64| h - bottom - y / y_max * (h - top - bottom);
-    let groups = categories.len().max(1) as f64;
-    let group_w = (w - left - right) / groups;
-    let bar_w = group_w * 0.7 / series.len().max(1) as f64;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="22" text-anchor="middle" font-size="15">{}</text><line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
-        w / 2.0,
-        escape(title),
-        h - bottom,
-        w - right,
-        h - bottom
-    );
-    for (g, category) in categories.iter().enumerate() {
-        let x0 = left + group_w * g as f64 + group_w * 0.15;
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-            left + group_w * (g as f64 + 0.5),
-            h - bottom + 18.0,
-            escape(category)
-        );
-        for (i, (_, values)) in series.iter().enumerate() {
-            let v = values.get(g).copied().unwrap_or(0.0);
-            let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("black");
-            let x = x0 + bar_w * i as f64;
-            let _ = write!(
-                svg,
-                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{colour}"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"#,
-                py(v),
-                bar_w * 0.9,
-                (h - bottom) - py(v),
-                x + bar_w * 0.45,
-                py(v) - 4.0,
-                tick(v)
-            );
-        }
-    }
-    for (i, (label, _)) in series.iter().enumerate() {
-        let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("black");
-        let x = left + 200.0 * i as f64;
-        let _ = write!(
-            svg,
-            r#"<rect x="{x}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{}">{}</text>"#,
-            h - 30.0,
-            x + 18.0,
-            h - 20.0,
-            escape(label)
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-fn tick(v: f64) -> String {
-    if v >= 10_000.0 {
-        format!("{:.0}k", v / 1000.0)
-    } else if v >= 10.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// Renders an SVG chart (from [`svg_chart`]) to PNG, with the system's fonts
-/// for the labels.
-///
-/// # Errors
-/// A message if the SVG cannot be parsed or the PNG cannot be encoded.
-pub fn svg_to_png(svg: &str) -> Result<Vec<u8>, String> {
-    use resvg::{tiny_skia, usvg};
-    let mut options = usvg::Options::default();
-    let fonts = options.fontdb_mut();
-    fonts.load_system_fonts();
-    // `sans-serif` maps to Arial by default, which Linux rarely has: use
-    // DejaVu Sans when present, else whatever family is installed.
-    let family = fonts
-        .faces()
-        .flat_map(|f| f.families.iter().map(|(name, _)| name.clone()))
-        .find(|name| name == "DejaVu Sans")
-        .or_else(|| {
-            fonts
-                .faces()
-                .find_map(|f| f.families.first().map(|(n, _)| n.clone()))
-        });
-    if let Some(family) = family {
-        fonts.set_sans_serif_family(family);
-    }
-    let tree = usvg::Tree::from_str(svg, &options).map_err(|e| e.to_string())?;
-    let size = tree.size().to_int_size();
-    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).ok_or("empty image")?;
-    resvg::render(
-        &tree,
-        tiny_skia::Transform::identity(),
-        &mut pixmap.as_mut(),
-    );
-    pixmap.encode_png().map_err(|e| e.to_string())
-}

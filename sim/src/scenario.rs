@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     SimError,
     check::Checker,
+    mobility::{FREE, Mobility, RegionPhase},
     trace::{self, TraceEvent},
     world::{ScenarioEvent, SimParams},
 };
@@ -33,7 +34,8 @@ pub struct Scenario {
     pub trace: Option<TraceSource>,
     /// A static topology (instead of trace contacts).
     pub topology: Option<Topology>,
-    /// Random-waypoint mobility producing contacts.
+    /// Movement producing contacts (node groups, random waypoint or
+    /// stationary).
     pub mobility: Option<Mobility>,
     /// Partition phases on top of a static topology.
     #[serde(default)]
@@ -55,8 +57,9 @@ pub struct Scenario {
     /// Sampling interval for time series, in seconds.
     #[serde(default = "default_sample")]
     pub sample_interval_secs: f64,
-    /// Parameter values to sweep (one run per combination).
-    pub sweep: Option<Sweep>,
+    /// Parameter values to sweep (one run per combination; see
+    /// [`crate::sweep`]).
+    pub sweep: Option<crate::sweep::Sweep>,
     /// Fast mode for large-scale studies: engines skip the Olm session layer.
     /// Off by default; when on, every output says so.
     #[serde(default)]
@@ -64,6 +67,9 @@ pub struct Scenario {
     /// Where the scenario was read from (for error messages).
     #[serde(skip)]
     pub source: Source,
+    /// The swept values that made this run (empty without a sweep).
+    #[serde(skip)]
+    pub swept: std::collections::BTreeMap<String, toml::Value>,
 }
 
 /// The file a scenario came from and its text, so that errors found after
@@ -136,50 +142,26 @@ pub enum Topology {
     },
 }
 
-/// Random waypoint in a rectangle: each node picks a point, walks to it at a
-/// random speed, pauses, repeats; two nodes are in contact while within
-/// `range` metres. Positions are sampled every `step_secs`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Mobility {
-    /// Width of the area in metres.
-    pub width: f64,
-    /// Height of the area in metres.
-    pub height: f64,
-    /// Radio range in metres.
-    pub range: f64,
-    /// Speed range in m/s.
-    #[serde(default = "default_speed")]
-    pub speed: [f64; 2],
-    /// Pause range in seconds.
-    #[serde(default = "default_pause")]
-    pub pause: [f64; 2],
-    /// Sampling step in seconds.
-    #[serde(default = "default_step")]
-    pub step_secs: f64,
-}
-
-fn default_speed() -> [f64; 2] {
-    [0.5, 1.5]
-}
-fn default_pause() -> [f64; 2] {
-    [0.0, 120.0]
-}
-fn default_step() -> f64 {
-    1.0
-}
-
-/// Split the nodes into groups (contiguous ID ranges) at `at_secs`; links
-/// between groups go down; they come back at `heal_secs` (if given).
+/// A partition from `at_secs` until `heal_secs` (or the end): contacts
+/// between its sides are cut (trace, mobility and static contacts alike)
+/// and come back, if still there, when it heals. The sides are given by
+/// exactly one of `groups`, `sides` or `regions`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Partition {
-    /// When the split happens.
+    /// When the split happens (s).
     pub at_secs: f64,
-    /// Number of groups.
-    pub groups: usize,
-    /// When the split heals.
+    /// When the split heals (s); absent: never.
     pub heal_secs: Option<f64>,
+    /// Split node IDs into this many contiguous ranges of equal size.
+    pub groups: Option<usize>,
+    /// Sides by mobility group name, e.g. `[["north"], ["south"]]`; nodes
+    /// of groups listed nowhere (data mules) reach every side.
+    pub sides: Option<Vec<Vec<String>>>,
+    /// Sides by position: rectangles `[x0, y0, x1, y1]` (m) of the mobility
+    /// area; a node's side is the region it is in at each step, and a node
+    /// outside every region reaches every side.
+    pub regions: Option<Vec<[f64; 4]>>,
 }
 
 /// A node is off (all links down, no new contacts) from `off_secs` until
@@ -283,24 +265,6 @@ fn default_copies() -> u32 {
 }
 fn default_true() -> bool {
     true
-}
-
-/// Values to sweep; every combination is one run.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Sweep {
-    /// Strategies.
-    #[serde(default)]
-    pub strategy: Vec<String>,
-    /// Spray-and-wait copies.
-    #[serde(default)]
-    pub copies: Vec<u32>,
-    /// Seeds.
-    #[serde(default)]
-    pub seed: Vec<u64>,
-    /// Bandwidths (bytes/s).
-    #[serde(default)]
-    pub bandwidth_bytes_per_sec: Vec<f64>,
 }
 
 fn check_strategy(c: &mut Checker<'_>, table: &str, name: &str, key: &str) {
@@ -415,14 +379,13 @@ impl Scenario {
             c.fail("", 0, "nodes", n, "must be between 1 and 10000000");
         }
         if self.trace.is_none()
-            && self.topology.is_none()
-            && self.mobility.is_none()
             && self.nodes.is_none()
+            && self.mobility.as_ref().and_then(Mobility::group_nodes).is_none()
         {
             c.fail_at(
                 "",
                 0,
-                "no nodes: give `nodes`, or a [trace] whose hosts define them".into(),
+                "no nodes: give `nodes`, [[mobility.group]] counts, or a [trace] whose hosts define them".into(),
             );
         }
         if self.trace.as_ref().is_none_or(|t| t.messages.is_none()) && self.traffic.is_none() {
@@ -459,9 +422,56 @@ impl Scenario {
             c.positive("mobility", 0, "step_secs", m.step_secs);
             c.range("mobility", "speed", m.speed, f64::MIN_POSITIVE);
             c.range("mobility", "pause", m.pause, 0.0);
+            let mut names = std::collections::HashSet::new();
+            for (i, g) in m.groups.iter().enumerate() {
+                let t = "mobility.group";
+                if g.name.is_empty() || !names.insert(g.name.as_str()) {
+                    c.fail(t, i, "name", format!("{:?}", g.name), "must be unique and not empty");
+                }
+                if let Some(r) = g.range {
+                    c.positive(t, i, "range", r);
+                }
+                if let Some(v) = g.speed {
+                    c.range(t, "speed", v, f64::MIN_POSITIVE);
+                }
+                if let Some(v) = g.pause {
+                    c.range(t, "pause", v, 0.0);
+                }
+                if let Some(a @ [x0, y0, x1, y1]) = g.area
+                    && !(a.iter().all(|v| v.is_finite())
+                        && x0 >= 0.0
+                        && y0 >= 0.0
+                        && x0 < x1
+                        && y0 < y1
+                        && x1 <= m.width
+                        && y1 <= m.height)
+                {
+                    c.fail(
+                        t,
+                        i,
+                        "area",
+                        format!("{a:?}"),
+                        &format!(
+                            "must be [x0, y0, x1, y1] with 0 ≤ x0 < x1 ≤ {} and 0 ≤ y0 < y1 ≤ {} (metres)",
+                            m.width, m.height
+                        ),
+                    );
+                }
+            }
+            if let (Some(sum), Some(n)) = (m.group_nodes(), self.nodes)
+                && sum != n
+            {
+                c.fail(
+                    "",
+                    0,
+                    "nodes",
+                    n,
+                    &format!("the mobility groups add up to {sum} nodes: give that, or leave `nodes` out"),
+                );
+            }
             if m.step_secs > 0.0 && self.duration_secs.is_finite() {
-                let positions =
-                    self.duration_secs / m.step_secs * self.nodes.unwrap_or(1).max(1) as f64;
+                let nodes = self.nodes.or(m.group_nodes()).unwrap_or(1).max(1);
+                let positions = self.duration_secs / m.step_secs * nodes as f64;
                 if positions > MAX_MOBILITY_POSITIONS {
                     c.fail(
                         "mobility",
@@ -490,19 +500,88 @@ impl Scenario {
                     ),
                 );
             }
-            if phase.groups < 2 {
-                c.fail("partition", i, "groups", phase.groups, "must be at least 2");
-            }
-            if let Some(n) = self.nodes
-                && phase.groups > n
-            {
-                c.fail(
+            let kinds = [
+                phase.groups.is_some(),
+                phase.sides.is_some(),
+                phase.regions.is_some(),
+            ];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                c.fail_at(
                     "partition",
                     i,
-                    "groups",
-                    phase.groups,
-                    &format!("must be at most the number of nodes ({n})"),
+                    "[[partition]] needs exactly one of `groups`, `sides` or `regions`".into(),
                 );
+            }
+            if let Some(groups) = phase.groups {
+                if groups < 2 {
+                    c.fail("partition", i, "groups", groups, "must be at least 2");
+                }
+                if let Some(n) = self.nodes.or(self.mobility.as_ref().and_then(Mobility::group_nodes))
+                    && groups > n
+                {
+                    c.fail(
+                        "partition",
+                        i,
+                        "groups",
+                        groups,
+                        &format!("must be at most the number of nodes ({n})"),
+                    );
+                }
+            }
+            if let Some(sides) = &phase.sides {
+                let known: Vec<&str> = self
+                    .mobility
+                    .as_ref()
+                    .map(|m| m.groups.iter().map(|g| g.name.as_str()).collect())
+                    .unwrap_or_default();
+                if sides.len() < 2 {
+                    c.fail("partition", i, "sides", sides.len(), "needs at least 2 sides");
+                }
+                let mut used = std::collections::HashSet::new();
+                for name in sides.iter().flatten() {
+                    if !known.contains(&name.as_str()) {
+                        c.fail(
+                            "partition",
+                            i,
+                            "sides",
+                            format!("{name:?}"),
+                            &format!(
+                                "no such mobility group; groups: {}",
+                                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                            ),
+                        );
+                    } else if !used.insert(name.as_str()) {
+                        c.fail("partition", i, "sides", format!("{name:?}"), "is on two sides");
+                    }
+                }
+            }
+            if let Some(regions) = &phase.regions {
+                match &self.mobility {
+                    None => c.fail_at(
+                        "partition",
+                        i,
+                        "`regions` needs [mobility] (trace and static contacts have no positions)".into(),
+                    ),
+                    Some(m) => {
+                        if regions.len() < 2 {
+                            c.fail("partition", i, "regions", regions.len(), "needs at least 2 regions");
+                        }
+                        for r @ [x0, y0, x1, y1] in regions {
+                            if !(r.iter().all(|v| v.is_finite()) && x0 < x1 && y0 < y1) {
+                                c.fail(
+                                    "partition",
+                                    i,
+                                    "regions",
+                                    format!("{r:?}"),
+                                    &format!(
+                                        "each region is [x0, y0, x1, y1] with x0 < x1, y0 < y1, in metres of the {} × {} area",
+                                        m.width, m.height
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                }
             }
             if let Some(heal) = phase.heal_secs
                 && !(heal.is_finite() && heal > phase.at_secs)
@@ -636,96 +715,30 @@ impl Scenario {
             }
         }
         check_strategy(&mut c, "routing", &self.routing.strategy, "strategy");
-        if self.routing.strategy == "spray-and-wait" && self.routing.copies < 2 {
+        if self.routing.copies < 2 {
             c.fail(
                 "routing",
                 0,
                 "copies",
                 self.routing.copies,
-                "spray-and-wait needs at least 2 copies",
+                "must be at least 2 (spray-and-wait hands out half of its copies)",
             );
         }
-        if let Some(sweep) = &self.sweep {
-            for s in &sweep.strategy {
-                check_strategy(&mut c, "sweep", s, "strategy");
-            }
-            if let Some(bad) = sweep.copies.iter().find(|c| **c < 2) {
-                c.fail(
-                    "sweep",
-                    0,
-                    "copies",
-                    bad,
-                    "spray-and-wait needs at least 2 copies",
-                );
-            }
-            if let Some(bad) = sweep
-                .bandwidth_bytes_per_sec
-                .iter()
-                .find(|b| !(b.is_finite() && **b > 0.0))
-            {
-                c.fail("sweep", 0, "bandwidth_bytes_per_sec", bad, "must be > 0");
-            }
+        c.finish()?;
+        if self.sweep.is_some() {
+            // Every combination is checked as a scenario of its own.
+            crate::sweep::expand(self)?;
         }
-        c.finish()
+        Ok(())
     }
 
-    /// The runs a sweep expands to (just `self` without a sweep).
-    pub fn expand(&self) -> Vec<Scenario> {
-        let Some(sweep) = &self.sweep else {
-            return vec![self.clone()];
-        };
-        let mut runs = vec![Scenario {
-            sweep: None,
-            ..self.clone()
-        }];
-        if !sweep.strategy.is_empty() {
-            runs = runs
-                .into_iter()
-                .flat_map(|r| {
-                    sweep.strategy.iter().map(move |s| {
-                        let mut r = r.clone();
-                        r.routing.strategy = s.clone();
-                        r
-                    })
-                })
-                .collect();
-        }
-        if !sweep.copies.is_empty() {
-            runs = runs
-                .into_iter()
-                .flat_map(|r| {
-                    sweep.copies.iter().map(move |c| {
-                        let mut r = r.clone();
-                        r.routing.copies = *c;
-                        r
-                    })
-                })
-                .collect();
-        }
-        if !sweep.seed.is_empty() {
-            runs = runs
-                .into_iter()
-                .flat_map(|r| {
-                    sweep.seed.iter().map(move |s| Scenario {
-                        seed: *s,
-                        ..r.clone()
-                    })
-                })
-                .collect();
-        }
-        if !sweep.bandwidth_bytes_per_sec.is_empty() {
-            runs = runs
-                .into_iter()
-                .flat_map(|r| {
-                    sweep.bandwidth_bytes_per_sec.iter().map(move |b| {
-                        let mut r = r.clone();
-                        r.link.bandwidth_bytes_per_sec = Some(*b);
-                        r
-                    })
-                })
-                .collect();
-        }
-        runs
+    /// The runs a sweep expands to (just `self` without a sweep), each
+    /// checked; see [`crate::sweep`].
+    ///
+    /// # Errors
+    /// [`SimError::Scenario`] for combinations that are not valid.
+    pub fn expand(&self) -> Result<Vec<Scenario>, SimError> {
+        crate::sweep::expand(self)
     }
 
     /// Builds the parameters and the event schedule; relative paths are
@@ -807,7 +820,8 @@ impl Scenario {
             }
         }
         let max_host = hosts.iter().map(|(_, _, h)| *h).max();
-        let nodes = match (self.nodes, max_host) {
+        let group_nodes = self.mobility.as_ref().and_then(Mobility::group_nodes);
+        let nodes = match (self.nodes.or(group_nodes), max_host) {
             (Some(n), _) => n,
             (None, Some(h)) => h as usize + 1,
             (None, None) => {
@@ -853,15 +867,44 @@ impl Scenario {
                 });
             }
         }
+        let mut region_phases = Vec::new();
         for phase in &self.partition {
-            let groups = phase.groups.max(1);
-            let sides: Vec<u32> = (0..nodes)
-                .map(|n| u32::try_from(n * groups / nodes).unwrap_or(u32::MAX))
-                .collect();
-            first.push(ScenarioEvent::Partition {
-                time: phase.at_secs,
-                groups: Some(std::sync::Arc::new(sides)),
-            });
+            let until = phase.heal_secs.unwrap_or(f64::INFINITY);
+            let sides: Option<Vec<u32>> = if let Some(groups) = phase.groups {
+                let groups = groups.max(1);
+                Some(
+                    (0..nodes)
+                        .map(|n| u32::try_from(n * groups / nodes).unwrap_or(FREE))
+                        .collect(),
+                )
+            } else if let (Some(sides), Some(m)) = (&phase.sides, &self.mobility) {
+                let mut of_node = vec![FREE; nodes];
+                for g in m.resolved(nodes) {
+                    let side = sides
+                        .iter()
+                        .position(|names| names.contains(&g.name))
+                        .map_or(FREE, |s| u32::try_from(s).unwrap_or(FREE));
+                    for n in of_node.iter_mut().skip(g.first).take(g.count) {
+                        *n = side;
+                    }
+                }
+                Some(of_node)
+            } else {
+                if let Some(regions) = &phase.regions {
+                    region_phases.push(RegionPhase {
+                        from: phase.at_secs,
+                        until,
+                        regions: regions.clone(),
+                    });
+                }
+                None
+            };
+            if let Some(sides) = sides {
+                first.push(ScenarioEvent::Partition {
+                    time: phase.at_secs,
+                    groups: Some(std::sync::Arc::new(sides)),
+                });
+            }
             if let Some(heal) = phase.heal_secs {
                 first.push(ScenarioEvent::Partition {
                     time: heal,
@@ -881,10 +924,11 @@ impl Scenario {
             }
         }
         if let Some(mobility) = &self.mobility {
-            events.extend(random_waypoint(
+            events.extend(crate::mobility::generate(
                 mobility,
                 nodes,
                 self.duration_secs,
+                &region_phases,
                 &mut rng,
             ));
         }
@@ -953,6 +997,11 @@ impl Scenario {
         let (params, events) = self.build(base)?;
         let mut report = crate::run(&self.name, &self.routing.label(), params, events, progress)?;
         report.parameters = serde_json::to_value(self).unwrap_or_default();
+        report.swept = self
+            .swept
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+            .collect();
         Ok(report)
     }
 }
@@ -994,116 +1043,4 @@ fn static_links(topology: &Topology, nodes: usize, rng: &mut StdRng) -> Vec<(u32
         }
     }
     links
-}
-
-struct Walker {
-    x: f64,
-    y: f64,
-    target: (f64, f64),
-    speed: f64,
-    pause_until: f64,
-}
-
-/// Contacts of a random-waypoint run. Neighbour search uses a grid of
-/// `range`-sized cells, so each step costs O(nodes), not O(nodes²).
-pub fn random_waypoint(
-    m: &Mobility,
-    nodes: usize,
-    duration: f64,
-    rng: &mut StdRng,
-) -> Vec<ScenarioEvent> {
-    let (w, h, range) = (m.width.max(1.0), m.height.max(1.0), m.range.max(0.0));
-    let pick = |rng: &mut StdRng, [lo, hi]: [f64; 2]| {
-        if hi > lo {
-            rng.random_range(lo..hi)
-        } else {
-            lo
-        }
-    };
-    let mut walkers: Vec<Walker> = (0..nodes)
-        .map(|_| {
-            let (x, y) = (rng.random_range(0.0..w), rng.random_range(0.0..h));
-            let target = (rng.random_range(0.0..w), rng.random_range(0.0..h));
-            Walker {
-                x,
-                y,
-                target,
-                speed: pick(rng, m.speed).max(0.01),
-                pause_until: 0.0,
-            }
-        })
-        .collect();
-    let mut events = Vec::new();
-    let mut up: std::collections::BTreeSet<(u32, u32)> = std::collections::BTreeSet::new();
-    let step = m.step_secs.max(0.01);
-    let cell = range.max(1e-9);
-    let mut t = 0.0;
-    while t <= duration {
-        let mut grid: std::collections::HashMap<(i64, i64), Vec<u32>> =
-            std::collections::HashMap::new();
-        for (i, p) in walkers.iter().enumerate() {
-            grid.entry(((p.x / cell) as i64, (p.y / cell) as i64))
-                .or_default()
-                .push(i as u32);
-        }
-        let mut now_up = std::collections::BTreeSet::new();
-        for (i, p) in walkers.iter().enumerate() {
-            let (cx, cy) = ((p.x / cell) as i64, (p.y / cell) as i64);
-            for dx in -1..=1 {
-                for dy in -1..=1 {
-                    for &j in grid
-                        .get(&(cx + dx, cy + dy))
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
-                    {
-                        if j as usize <= i {
-                            continue;
-                        }
-                        if let Some(q) = walkers.get(j as usize)
-                            && (p.x - q.x).hypot(p.y - q.y) <= range
-                        {
-                            now_up.insert((i as u32, j));
-                        }
-                    }
-                }
-            }
-        }
-        for &(a, b) in now_up.difference(&up) {
-            events.push(ScenarioEvent::Contact {
-                time: t,
-                a,
-                b,
-                up: true,
-            });
-        }
-        for &(a, b) in up.difference(&now_up) {
-            events.push(ScenarioEvent::Contact {
-                time: t,
-                a,
-                b,
-                up: false,
-            });
-        }
-        up = now_up;
-        for p in &mut walkers {
-            if t < p.pause_until {
-                continue;
-            }
-            let (dx, dy) = (p.target.0 - p.x, p.target.1 - p.y);
-            let dist = dx.hypot(dy);
-            let travel = p.speed * step;
-            if dist <= travel {
-                p.x = p.target.0;
-                p.y = p.target.1;
-                p.pause_until = t + pick(rng, m.pause);
-                p.target = (rng.random_range(0.0..w), rng.random_range(0.0..h));
-                p.speed = pick(rng, m.speed).max(0.01);
-            } else {
-                p.x += dx / dist * travel;
-                p.y += dy / dist * travel;
-            }
-        }
-        t += step;
-    }
-    events
 }

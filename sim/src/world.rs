@@ -24,7 +24,10 @@ use ferry_core::{
 };
 use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
 
-use crate::metrics::{Kind, Metrics, Refusal};
+use crate::{
+    metrics::{Kind, Metrics, Refusal},
+    mobility::FREE,
+};
 
 /// The Unix time the simulation's t = 0 maps to (engines want epoch seconds).
 const T0: u64 = 1_700_000_000;
@@ -101,12 +104,22 @@ pub enum ScenarioEvent {
         online: bool,
     },
     /// A partition starts (`groups[node]` is each node's side) or heals
-    /// (`None`). Contacts between sides are cut while it lasts.
+    /// (`None`). Contacts between sides are cut while it lasts; a node on
+    /// side [`FREE`] reaches every side.
     Partition {
         /// Seconds.
         time: f64,
         /// The side of every node, or `None` once healed.
         groups: Option<Arc<Vec<u32>>>,
+    },
+    /// One node's side changes (a partition by region, as it moves).
+    Side {
+        /// Seconds.
+        time: f64,
+        /// The node.
+        node: u32,
+        /// Its side ([`FREE`]: reaches every side).
+        side: u32,
     },
 }
 
@@ -117,7 +130,8 @@ impl ScenarioEvent {
             Self::Contact { time, .. }
             | Self::Create { time, .. }
             | Self::Online { time, .. }
-            | Self::Partition { time, .. } => *time,
+            | Self::Partition { time, .. }
+            | Self::Side { time, .. } => *time,
         }
     }
 }
@@ -172,9 +186,10 @@ pub(crate) struct World {
     events: Vec<ScenarioEvent>,
     nodes: Vec<Node>,
     links: BTreeMap<(u32, u32), Link>,
-    /// Contacts the scenario has up (see the module docs).
-    wanted: BTreeSet<(u32, u32)>,
-    groups: Option<Arc<Vec<u32>>>,
+    /// Contacts the scenario has up (see the module docs), per node.
+    wanted: Vec<BTreeSet<u32>>,
+    /// Each node's side of the partition in force ([`FREE`] without one).
+    sides: Vec<u32>,
     heap: BinaryHeap<Reverse<(u64, u64, u64, usize)>>,
     pending: HashMap<usize, Ev>,
     next_slot: usize,
@@ -346,13 +361,14 @@ impl World {
         let mut metrics = Metrics::new(params.ttl_secs, params.duration_secs);
         metrics.duplicate_ups_ignored = params.duplicate_ups_ignored;
         let rng = StdRng::seed_from_u64(params.seed ^ 0x5eed);
+        let count = params.nodes;
         let mut world = Self {
             params,
             events,
             nodes,
             links: BTreeMap::new(),
-            wanted: BTreeSet::new(),
-            groups: None,
+            wanted: vec![BTreeSet::new(); count],
+            sides: vec![FREE; count],
             heap: BinaryHeap::new(),
             pending: HashMap::new(),
             next_slot: 0,
@@ -513,27 +529,45 @@ impl World {
         match event {
             ScenarioEvent::Contact { a, b, up, .. } => {
                 let key = (a.min(b), a.max(b));
-                if up {
-                    self.wanted.insert(key);
-                    if self.allowed(key) {
-                        self.link_up(key);
-                    } else {
-                        self.metrics.contacts_cut += 1;
+                for (x, y) in [(a, b), (b, a)] {
+                    if let Some(set) = self.wanted.get_mut(x as usize) {
+                        if up {
+                            set.insert(y);
+                        } else {
+                            set.remove(&y);
+                        }
                     }
-                } else {
-                    self.wanted.remove(&key);
+                }
+                if !up {
                     self.link_down(key);
+                } else if self.allowed(key) {
+                    self.link_up(key);
+                } else {
+                    self.metrics.contacts_cut += 1;
                 }
             }
             ScenarioEvent::Online { node, online, .. } => {
                 if let Some(n) = self.nodes.get_mut(node as usize) {
                     n.online = online;
                 }
-                self.refresh_links();
+                self.refresh(node);
             }
             ScenarioEvent::Partition { groups, .. } => {
-                self.groups = groups;
-                self.refresh_links();
+                for (n, side) in self.sides.iter_mut().enumerate() {
+                    *side = groups
+                        .as_ref()
+                        .and_then(|g| g.get(n).copied())
+                        .unwrap_or(FREE);
+                }
+                for n in 0..self.nodes.len() as u32 {
+                    self.refresh(n);
+                }
+            }
+            ScenarioEvent::Side { node, side, .. } => {
+                if let Some(s) = self.sides.get_mut(node as usize) {
+                    *s = side;
+                }
+                self.refresh(node);
             }
             ScenarioEvent::Create {
                 label,
@@ -548,33 +582,42 @@ impl World {
     /// Whether a wanted contact may be up now.
     fn allowed(&self, (a, b): (u32, u32)) -> bool {
         let online = |n: u32| self.nodes.get(n as usize).is_some_and(|n| n.online);
-        let same_side = self
-            .groups
-            .as_ref()
-            .is_none_or(|g| g.get(a as usize).is_some() && g.get(a as usize) == g.get(b as usize));
+        let side = |n: u32| self.sides.get(n as usize).copied().unwrap_or(FREE);
+        let (sa, sb) = (side(a), side(b));
+        let same_side = sa == FREE || sb == FREE || sa == sb;
         a != b && online(a) && online(b) && same_side
     }
 
-    /// After churn or a partition change: links no longer allowed go down,
-    /// wanted contacts now allowed come up.
-    fn refresh_links(&mut self) {
-        let down: Vec<(u32, u32)> = self
-            .links
-            .keys()
-            .copied()
-            .filter(|k| !self.allowed(*k))
-            .collect();
-        for key in down {
-            self.link_down(key);
-        }
-        let up: Vec<(u32, u32)> = self
-            .wanted
+    /// After churn or a side change of node `n`: its links no longer
+    /// allowed go down, its wanted contacts now allowed come up.
+    fn refresh(&mut self, n: u32) {
+        let Some(node) = self.nodes.get(n as usize) else {
+            return;
+        };
+        let down: Vec<u32> = node
+            .neighbours
             .iter()
             .copied()
-            .filter(|k| !self.links.contains_key(k) && self.allowed(*k))
+            .filter(|m| !self.allowed((n.min(*m), n.max(*m))))
             .collect();
-        for key in up {
-            self.link_up(key);
+        for m in down {
+            self.link_down((n.min(m), n.max(m)));
+        }
+        let up: Vec<u32> = self
+            .wanted
+            .get(n as usize)
+            .map(|set| {
+                set.iter()
+                    .copied()
+                    .filter(|m| {
+                        let key = (n.min(*m), n.max(*m));
+                        !self.links.contains_key(&key) && self.allowed(key)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for m in up {
+            self.link_up((n.min(m), n.max(m)));
         }
     }
 

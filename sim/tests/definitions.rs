@@ -170,8 +170,8 @@ fn messages_that_did_not_finish_are_reported_as_such() {
     let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
     assert_eq!(json["messages"][0]["status"], "expired");
     assert_eq!(json["messages"][1]["status"], "in_flight");
-    let header = Report::csv_header();
-    let row = r.csv_row();
+    let header = Report::csv_header(&[]);
+    let row = r.csv_row(&[]);
     let column = |name: &str| {
         let i = header.split(',').position(|c| c == name).unwrap();
         row.split(',').nth(i).unwrap().to_owned()
@@ -179,7 +179,7 @@ fn messages_that_did_not_finish_are_reported_as_such() {
     assert_eq!(column("expired"), "1");
     assert_eq!(column("in_flight"), "1");
     assert_eq!(column("refused"), "0");
-    assert!(r.message_rows().contains(",M2,0,2,80,500,in_flight,"));
+    assert!(r.message_rows(&[]).contains(",M2,0,2,80,500,in_flight,"));
 }
 
 /// A partition from t = 5 to 100 separates nodes 0 and 1; the trace brings
