@@ -531,29 +531,96 @@ fn spray_and_wait_splits_the_budget_and_relays_do_not_store_wait_copies() {
 
 /// The review's static-topology finding: links that were up before the
 /// message existed must be sprayed too (they were not: spray-and-wait then
-/// relayed exactly what direct delivery did). Every link here is up before
-/// the send, and nothing connects afterwards.
+/// relayed exactly what direct delivery did). Every link of this chain
+/// 0-1-2-5 is up before the send.
 #[test]
 fn spray_and_wait_sprays_on_links_already_up() {
     let config = EngineConfig {
         strategy: Strategy::SprayAndWait { copies: 4 },
         ..EngineConfig::default()
     };
-    // Source 0 linked to 1, 2, 3; 1 linked to 4; 2 linked to recipient 5.
     let mut net = Net::new(6, config);
     net.introduce(0, 5);
-    for (a, b) in [(0, 1), (0, 2), (0, 3), (1, 4), (2, 5)] {
+    for (a, b) in [(0, 1), (1, 2), (2, 5)] {
         net.connect(a, b);
     }
     net.send(0, 5, b"sprayed at once");
+    // 0 gives 2 of its 4 copies to 1, which gives 1 of them to 2: both
+    // hold one, at once, with nothing connecting after the send.
     let holders: Vec<usize> = (1..5)
         .filter(|&i| net.nodes[i].engine.held_count() > 0)
         .collect();
-    // 0 gives 2 to 1 and 1 to 2, and shows its last copy to 3, which does
-    // not keep it; 1 passes half of its 2 on to 4.
-    assert_eq!(holders, vec![1, 2, 4], "four copies in all, 0 keeping one");
-    // 2's copy (wait phase) was shown to its neighbour 5: delivered.
+    assert_eq!(holders, vec![1, 2]);
+    // 2's copy is in the wait phase: shown to its neighbour when they next
+    // reconcile (the node does every minute), and 5 is the recipient.
+    assert!(net.delivered(5).is_empty());
+    net.nodes[2]
+        .engine
+        .handle(Input::Resync { peer: PeerId(5) }, net.now)
+        .unwrap();
+    net.pump();
     assert_eq!(net.delivered(5), vec![b"sprayed at once".to_vec()]);
+}
+
+/// Budgets are handed to connected peers in a random order: which of four
+/// equal neighbours gets copies changes from one message to the next
+/// (taken in order, the first two got them every time, so the oldest
+/// connections collected half of every budget).
+#[test]
+fn spray_order_among_connected_peers_is_random() {
+    let config = EngineConfig {
+        strategy: Strategy::SprayAndWait { copies: 4 },
+        ..EngineConfig::default()
+    };
+    let mut ever_held = BTreeSet::new();
+    for seed in 0..12 {
+        let mut net = Net::with_seed(6, config, seed);
+        net.introduce(0, 5);
+        for leaf in 1..5 {
+            net.connect(0, leaf);
+        }
+        net.send(0, 5, b"x");
+        let holders: Vec<usize> = (1..5)
+            .filter(|&i| net.nodes[i].engine.held_count() > 0)
+            .collect();
+        // Two leaves take copies (2 and 1); a third is shown the last one.
+        assert_eq!(holders.len(), 2, "seed {seed}: {holders:?}");
+        ever_held.extend(holders);
+    }
+    assert_eq!(ever_held.len(), 4, "{ever_held:?}");
+}
+
+/// The review's recipient finding: a relay handed a spray budget keeps its
+/// copy and hands half on to its other peers at once; the recipient did
+/// neither, which told a watcher of its links (or a colluding neighbour)
+/// who the message was for. Now both look the same: node 2 (recipient of
+/// the first message, relay of the second) keeps a copy and passes one on
+/// to 3 in both cases.
+#[test]
+fn a_recipient_keeps_and_passes_on_a_budgeted_copy_as_a_relay_does() {
+    let config = EngineConfig {
+        strategy: Strategy::SprayAndWait { copies: 4 },
+        ..EngineConfig::default()
+    };
+    for to in [2, 4] {
+        let mut net = Net::new(5, config);
+        net.introduce(0, to);
+        for (a, b) in [(0, 2), (2, 3)] {
+            net.connect(a, b);
+        }
+        net.send(0, to, b"for 2, or through 2");
+        assert_eq!(
+            net.nodes[2].engine.held_count(),
+            1,
+            "to {to}: 2 keeps a copy"
+        );
+        assert_eq!(
+            net.nodes[3].engine.held_count(),
+            1,
+            "to {to}: 2 passes one on"
+        );
+        assert_eq!(net.delivered(2).len(), usize::from(to == 2));
+    }
 }
 
 /// A wait-phase copy is shown to each peer once: a carrier that meets the

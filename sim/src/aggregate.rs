@@ -74,9 +74,9 @@ pub struct Aggregate {
 /// freedom.
 fn t95(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
     ];
     match df {
         0 => 0.0,
@@ -199,11 +199,7 @@ pub fn summary_csv(aggregates: &[Aggregate]) -> String {
             a.strategy
         );
         for k in &keys {
-            let _ = write!(
-                out,
-                ",{}",
-                a.swept.get(k).map(field).unwrap_or_default()
-            );
+            let _ = write!(out, ",{}", a.swept.get(k).map(field).unwrap_or_default());
         }
         let _ = write!(out, ",{},{},{}", a.runs, a.version, a.commit);
         for m in METRICS {

@@ -22,10 +22,10 @@
 //! bandwidth, reconciliation frames (whose size depends on the IDs' values)
 //! can shift transfer times by microseconds. See `docs/simulator.md`.
 
-mod check;
-pub mod mobility;
 pub mod aggregate;
+mod check;
 pub mod metrics;
+pub mod mobility;
 pub mod plot;
 pub mod scenario;
 pub mod sweep;

@@ -281,7 +281,13 @@ fn config_label(a: &Aggregate) -> String {
 /// A swept key as a legend shows it: `mobility.group.mules.count` is
 /// `mules.count`, `routing.copies` is `copies`.
 fn short_key(k: &str) -> &str {
-    for prefix in ["mobility.group.", "routing.", "link.", "buffers.", "traffic."] {
+    for prefix in [
+        "mobility.group.",
+        "routing.",
+        "link.",
+        "buffers.",
+        "traffic.",
+    ] {
         if let Some(rest) = k.strip_prefix(prefix) {
             return rest;
         }
@@ -475,8 +481,12 @@ fn write_plots(out: &Path, reports: &[Report], aggregates: &[Aggregate]) -> Resu
                 }
             }
             for line in &mut lines {
-                let mut both: Vec<((f64, f64), f64)> =
-                    line.points.iter().copied().zip(line.errors.iter().copied()).collect();
+                let mut both: Vec<((f64, f64), f64)> = line
+                    .points
+                    .iter()
+                    .copied()
+                    .zip(line.errors.iter().copied())
+                    .collect();
                 both.sort_by(|a, b| a.0.0.total_cmp(&b.0.0));
                 (line.points, line.errors) = both.into_iter().unzip();
             }

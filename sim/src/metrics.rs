@@ -626,4 +626,3 @@ fn csv_field(s: &str) -> String {
         s.to_owned()
     }
 }
-

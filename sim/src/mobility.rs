@@ -183,7 +183,10 @@ pub(crate) fn generate(
         }
     };
     let point = |rng: &mut StdRng, [x0, y0, x1, y1]: [f64; 4]| {
-        (pick(rng, [x0.min(x1), x0.max(x1)]), pick(rng, [y0.min(y1), y0.max(y1)]))
+        (
+            pick(rng, [x0.min(x1), x0.max(x1)]),
+            pick(rng, [y0.min(y1), y0.max(y1)]),
+        )
     };
     let mut walkers: Vec<Walker> = Vec::with_capacity(nodes);
     for (gi, g) in groups.iter().enumerate() {

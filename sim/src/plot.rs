@@ -175,13 +175,20 @@ pub fn svg(chart: &Chart) -> String {
         (0.0, (top / step).ceil() * step)
     });
     let (x_lo, x_hi) = if chart.x_log {
-        let lo = if x_min.is_finite() && x_min > 0.0 { x_min } else { 1.0 };
+        let lo = if x_min.is_finite() && x_min > 0.0 {
+            x_min
+        } else {
+            1.0
+        };
         let lo = 10f64.powf(lo.log10().floor());
         let hi = 10f64.powf(x_max.max(lo * 10.0).log10().ceil());
         (lo, hi)
     } else if x_min.is_finite() && x_min < x_max && chart.dots {
         let pad = (x_max - x_min) * 0.05;
-        ((x_min - pad).max(if x_min >= 0.0 { 0.0 } else { f64::MIN }), x_max + pad)
+        (
+            (x_min - pad).max(if x_min >= 0.0 { 0.0 } else { f64::MIN }),
+            x_max + pad,
+        )
     } else {
         // Time axes end where the run ends.
         (0.0, if x_max > 0.0 { x_max } else { 1.0 })
@@ -194,7 +201,8 @@ pub fn svg(chart: &Chart) -> String {
         }
     };
     let px = |x: f64| LEFT + fx(x).clamp(0.0, 1.0) * (right - LEFT);
-    let py = |y: f64| H - BOTTOM - ((y - y_lo) / (y_hi - y_lo)).clamp(0.0, 1.0) * (H - TOP - BOTTOM);
+    let py =
+        |y: f64| H - BOTTOM - ((y - y_lo) / (y_hi - y_lo)).clamp(0.0, 1.0) * (H - TOP - BOTTOM);
     let mut svg = String::new();
     header(&mut svg, &chart.title);
     let _ = write!(

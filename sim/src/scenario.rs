@@ -380,7 +380,11 @@ impl Scenario {
         }
         if self.trace.is_none()
             && self.nodes.is_none()
-            && self.mobility.as_ref().and_then(Mobility::group_nodes).is_none()
+            && self
+                .mobility
+                .as_ref()
+                .and_then(Mobility::group_nodes)
+                .is_none()
         {
             c.fail_at(
                 "",
@@ -426,7 +430,13 @@ impl Scenario {
             for (i, g) in m.groups.iter().enumerate() {
                 let t = "mobility.group";
                 if g.name.is_empty() || !names.insert(g.name.as_str()) {
-                    c.fail(t, i, "name", format!("{:?}", g.name), "must be unique and not empty");
+                    c.fail(
+                        t,
+                        i,
+                        "name",
+                        format!("{:?}", g.name),
+                        "must be unique and not empty",
+                    );
                 }
                 if let Some(r) = g.range {
                     c.positive(t, i, "range", r);
@@ -466,7 +476,9 @@ impl Scenario {
                     0,
                     "nodes",
                     n,
-                    &format!("the mobility groups add up to {sum} nodes: give that, or leave `nodes` out"),
+                    &format!(
+                        "the mobility groups add up to {sum} nodes: give that, or leave `nodes` out"
+                    ),
                 );
             }
             if m.step_secs > 0.0 && self.duration_secs.is_finite() {
@@ -516,7 +528,9 @@ impl Scenario {
                 if groups < 2 {
                     c.fail("partition", i, "groups", groups, "must be at least 2");
                 }
-                if let Some(n) = self.nodes.or(self.mobility.as_ref().and_then(Mobility::group_nodes))
+                if let Some(n) = self
+                    .nodes
+                    .or(self.mobility.as_ref().and_then(Mobility::group_nodes))
                     && groups > n
                 {
                     c.fail(
@@ -535,7 +549,13 @@ impl Scenario {
                     .map(|m| m.groups.iter().map(|g| g.name.as_str()).collect())
                     .unwrap_or_default();
                 if sides.len() < 2 {
-                    c.fail("partition", i, "sides", sides.len(), "needs at least 2 sides");
+                    c.fail(
+                        "partition",
+                        i,
+                        "sides",
+                        sides.len(),
+                        "needs at least 2 sides",
+                    );
                 }
                 let mut used = std::collections::HashSet::new();
                 for name in sides.iter().flatten() {
@@ -547,11 +567,21 @@ impl Scenario {
                             format!("{name:?}"),
                             &format!(
                                 "no such mobility group; groups: {}",
-                                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                                if known.is_empty() {
+                                    "none".to_owned()
+                                } else {
+                                    known.join(", ")
+                                }
                             ),
                         );
                     } else if !used.insert(name.as_str()) {
-                        c.fail("partition", i, "sides", format!("{name:?}"), "is on two sides");
+                        c.fail(
+                            "partition",
+                            i,
+                            "sides",
+                            format!("{name:?}"),
+                            "is on two sides",
+                        );
                     }
                 }
             }
@@ -560,11 +590,18 @@ impl Scenario {
                     None => c.fail_at(
                         "partition",
                         i,
-                        "`regions` needs [mobility] (trace and static contacts have no positions)".into(),
+                        "`regions` needs [mobility] (trace and static contacts have no positions)"
+                            .into(),
                     ),
                     Some(m) => {
                         if regions.len() < 2 {
-                            c.fail("partition", i, "regions", regions.len(), "needs at least 2 regions");
+                            c.fail(
+                                "partition",
+                                i,
+                                "regions",
+                                regions.len(),
+                                "needs at least 2 regions",
+                            );
                         }
                         for r @ [x0, y0, x1, y1] in regions {
                             if !(r.iter().all(|v| v.is_finite()) && x0 < x1 && y0 < y1) {

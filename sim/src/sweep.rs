@@ -107,7 +107,11 @@ pub(crate) fn expand(scenario: &Scenario) -> Result<Vec<Scenario>, SimError> {
     base.swept.clear();
     let base_table = match Value::try_from(&base) {
         Ok(Value::Table(t)) => t,
-        _ => return Err(SimError::Scenario(format!("{file}: the scenario cannot be swept"))),
+        _ => {
+            return Err(SimError::Scenario(format!(
+                "{file}: the scenario cannot be swept"
+            )));
+        }
     };
     // Seeds vary fastest.
     let mut keys: Vec<(&String, &Vec<Value>)> = sweep.0.iter().collect();

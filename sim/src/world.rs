@@ -158,8 +158,18 @@ enum Ev {
         envelopes: Vec<(ContentId, u64)>,
     },
     Timer(u32),
+    /// The link's initiator starts a new reconciliation round, as the node
+    /// does every [`RESYNC_SECS`].
+    Resync {
+        key: (u32, u32),
+        generation: u64,
+    },
     Sample,
 }
+
+/// How often a link's initiator reconciles again, as the node does by
+/// default (`NodeConfig::resync_interval`).
+pub(crate) const RESYNC_SECS: f64 = 60.0;
 
 struct Link {
     generation: u64,
@@ -499,6 +509,28 @@ impl World {
                     self.drain(n);
                     self.schedule_timer(n);
                 }
+                Ev::Resync { key, generation } => {
+                    if self
+                        .links
+                        .get(&key)
+                        .is_some_and(|l| l.generation == generation)
+                    {
+                        let now = self.engine_now();
+                        if let Some(node) = self.nodes.get_mut(key.0 as usize) {
+                            let _ = node.engine.handle(
+                                Input::Resync {
+                                    peer: PeerId(u64::from(key.1)),
+                                },
+                                now,
+                            );
+                        }
+                        self.drain(key.0);
+                        self.push(
+                            time + to_micros(RESYNC_SECS),
+                            Ev::Resync { key, generation },
+                        );
+                    }
+                }
                 Ev::Sample => {
                     self.sample();
                     let next = time + to_micros(self.params.sample_interval_secs).max(1);
@@ -679,6 +711,11 @@ impl World {
         }
         self.drain(key.0);
         self.drain(key.1);
+        let generation = self.generation;
+        self.push(
+            self.now + to_micros(RESYNC_SECS),
+            Ev::Resync { key, generation },
+        );
     }
 
     fn link_down(&mut self, key: (u32, u32)) {

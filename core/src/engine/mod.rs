@@ -102,6 +102,10 @@ pub const PUSH_WINDOW: u32 = 4;
 /// says nothing about the expiry of the message it answers.
 pub const RECEIPT_EXPIRY_JITTER_SECS: u64 = 6 * 3600;
 
+/// The largest spray budget a copy keeps (a larger one, which only a
+/// misbehaving sender sets, is cut to this).
+pub const MAX_COPY_BUDGET: u32 = 1024;
+
 /// Peers remembered per wait-phase copy as already shown it (the oldest
 /// is forgotten first: at worst it is shown again).
 pub const MAX_SHOWN_PEERS: usize = 64;
@@ -512,6 +516,12 @@ struct PeerState {
     push_queue: VecDeque<ContentId>,
     /// Frames sent to this peer and not yet acknowledged.
     in_flight: u32,
+    /// A reconciliation round with this peer completed (either role): it
+    /// speaks the protocol, and may be handed copies unasked.
+    reconciled: bool,
+    /// Wait-phase copies shown to this peer in frames not yet acknowledged:
+    /// if the link goes down first, they count as not shown.
+    shown_unacked: Vec<ContentId>,
 }
 
 /// Counters for observability and the simulator.
@@ -841,7 +851,8 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     /// When [`Input::Timeout`] is due.
     pub fn poll_timeout(&self) -> Option<u64> {
         let release = self.unreleased.values().map(|(t, ..)| *t).min();
-        let spray = (!self.pending_spray.is_empty()).then_some(self.last_now);
+        // Due at once (0: whatever the driver's clock says).
+        let spray = (!self.pending_spray.is_empty()).then_some(0);
         [Some(self.next_sweep), self.proof_flush_at, release, spray]
             .into_iter()
             .flatten()
@@ -1269,7 +1280,14 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                 Ok(Verdict::Accept)
             }
             Input::PeerDown { peer } => {
-                self.peers.remove(&peer);
+                if let Some(state) = self.peers.remove(&peer) {
+                    // Shown in frames that may not have arrived: not shown.
+                    for id in state.shown_unacked {
+                        if let Some(shown) = self.shown.get_mut(&id) {
+                            shown.retain(|p| *p != peer);
+                        }
+                    }
+                }
                 Ok(Verdict::Accept)
             }
             Input::Gossip { from, bytes } => {
@@ -1282,6 +1300,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             Input::FrameAcked { peer } => {
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.in_flight = state.in_flight.saturating_sub(1);
+                    if state.in_flight == 0 {
+                        state.shown_unacked.clear();
+                    }
                 }
                 self.pump_pushes(peer)?;
                 Ok(Verdict::Accept)
@@ -1395,14 +1416,31 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         if pending.is_empty() {
             return Ok(());
         }
-        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        // Only peers that have completed a reconciliation round with us:
+        // they speak the protocol (a budget handed to anything else is
+        // lost). In a random order per batch, so that no peer (the oldest
+        // connection, say) is always first and gets half of every budget.
+        let mut peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.reconciled)
+            .map(|(id, _)| *id)
+            .collect();
+        for i in (1..peers.len()).rev() {
+            let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
+            peers.swap(i, j);
+        }
         for peer in peers {
             let ids: Vec<ContentId> = pending
                 .iter()
                 .filter(|(_, from)| *from != Some(peer))
                 .map(|(id, _)| *id)
                 .collect();
-            self.push_envelopes(peer, &ids)?;
+            if let Err(error) = self.push_envelopes(peer, &ids) {
+                // Kept for the next timeout.
+                self.pending_spray.extend(pending);
+                return Err(error);
+            }
         }
         Ok(())
     }
@@ -1502,7 +1540,12 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             // it would store and spread): a recipient that alone passes on
             // wait-phase or out-of-hops copies would name itself.
             let relay_would_spread = envelope.hop_limit > 1 && envelope.copy_budget == 0;
-            let (verdict, ops, after) = self.receive(envelope, id, now)?;
+            // What a relay would keep (see below), the recipient keeps too,
+            // and sprays on as a relay would: carriers comparing sets, and
+            // watchers of its links, see a relay.
+            let keep = (envelope.hop_limit > 1 && !(via_gossip && envelope.copy_budget != 0))
+                .then_some(from);
+            let (verdict, ops, after) = self.receive(envelope, id, keep, now)?;
             let verdict = match verdict {
                 Verdict::Accept if !relay_would_spread => Verdict::Ignore,
                 v => v,
@@ -1520,6 +1563,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         if via_gossip && envelope.copy_budget != 0 {
             // Budgeted copies change hands only through sync, which splits
             // the budget; by gossip they may only reach the recipient.
+            // Remembered like any declined copy, so we do not ask for it
+            // again (the recipient, who opened it, does not either).
+            self.decline(id, envelope.expiry);
             return Ok((Verdict::Ignore, ops, after));
         }
         let custody = if trusted {
@@ -1529,6 +1575,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         };
         let mut stored = envelope;
         stored.hop_limit -= 1;
+        stored.copy_budget = stored.copy_budget.min(MAX_COPY_BUDGET);
         let encoded = proto::encode(&stored);
         let len = encoded.len() as u64;
         if let Some(reason) = self.quota_check(&stored, custody, from, len, &mut ops) {
@@ -1551,9 +1598,13 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         let verdict = if stored.copy_budget == 0 {
             Verdict::Accept
         } else {
-            // A budgeted copy handed to us: on to our other peers now (the
-            // one it came from holds its half already).
-            self.pending_spray.push((id, from));
+            // A budget to split, handed to us: on to our other peers now
+            // (the one it came from holds its half already); at most about
+            // log2(budget) peers get a copy. A wait-phase copy (budget 1)
+            // is shown only through reconciliation, to peers that ask.
+            if stored.copy_budget >= 2 {
+                self.pending_spray.push((id, from));
+            }
             Verdict::Ignore
         };
         Ok((verdict, ops, after))
@@ -1691,6 +1742,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
         &mut self,
         envelope: v1::Envelope,
         id: ContentId,
+        keep: Option<Option<PeerId>>,
         now: u64,
     ) -> Result<Step, EngineError> {
         let mut ops = Vec::new();
@@ -1757,7 +1809,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                     {
                         // The proof goes out with the next batch, as any
                         // relay's would; the receipt after its own delay.
-                        self.keep_received(&envelope, id, &mut ops);
+                        self.keep_received(&envelope, id, keep, &mut ops);
                         self.learn_proof(id, secret, envelope.expiry, now, &mut ops);
                         self.queue_receipt(from, message_id, id, secret, now, &mut ops);
                     }
@@ -1768,7 +1820,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                     if let Ok(secret) = <[u8; 16]>::try_from(receipt.receipt_secret.as_slice())
                         && tags::proves_delivery(&envelope.delivery_commitment, &secret)
                     {
-                        self.keep_received(&envelope, id, &mut ops);
+                        self.keep_received(&envelope, id, keep, &mut ops);
                         self.learn_proof(id, secret, envelope.expiry, now, &mut ops);
                     }
                 }
@@ -1947,12 +1999,28 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
     /// Only envelopes whose proof we are about to publish are kept: the
     /// copy lives one proof delay, so it needs no quota (kept without a
     /// proof, a card holder's requests could fill the store past it).
-    fn keep_received(&mut self, envelope: &v1::Envelope, id: ContentId, ops: &mut Vec<StoreOp>) {
-        if envelope.hop_limit <= 1 || envelope.copy_budget != 0 || self.held.contains_key(&id) {
+    /// Keeps a copy of an envelope addressed to us as a relay would keep
+    /// it (`keep`: `Some(the peer it came from)` when a relay would), with
+    /// its spray budget, handed on as a relay hands it on.
+    fn keep_received(
+        &mut self,
+        envelope: &v1::Envelope,
+        id: ContentId,
+        keep: Option<Option<PeerId>>,
+        ops: &mut Vec<StoreOp>,
+    ) {
+        let Some(from) = keep else {
+            return;
+        };
+        if envelope.hop_limit <= 1 || self.held.contains_key(&id) {
             return;
         }
         let mut kept = envelope.clone();
         kept.hop_limit -= 1;
+        kept.copy_budget = kept.copy_budget.min(MAX_COPY_BUDGET);
+        if kept.copy_budget >= 2 {
+            self.pending_spray.push((id, from));
+        }
         let bytes = proto::encode(&kept);
         ops.push(StoreOp::PutEnvelope {
             id,
@@ -2378,6 +2446,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             // for a reply that never comes).
             None => {
                 state.responder_round = None;
+                state.reconciled = true;
                 crate::reconcile::finished()
             }
         };
@@ -2411,7 +2480,10 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             Role::Initiator => state.awaiting_reply = true,
             // Without fingerprints the initiator can settle every range from
             // this reply: the round is over on our side.
-            Role::Responder if !fingerprints => state.responder_round = None,
+            Role::Responder if !fingerprints => {
+                state.responder_round = None;
+                state.reconciled = true;
+            }
             Role::Responder => {}
         }
         self.send_frame(from, v1::sync_frame::Kind::Reconcile(reply));
@@ -2423,6 +2495,7 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
             return Ok(());
         };
         state.round_started = None;
+        state.reconciled = true;
         let mut need = std::mem::take(&mut state.need);
         let have = std::mem::take(&mut state.have);
         let round_own = std::mem::take(&mut state.round_own);
@@ -2544,6 +2617,9 @@ impl<S: Store, R: CryptoRng> Engine<S, R> {
                             shown.remove(0);
                         }
                         shown.push(peer);
+                        if let Some(state) = self.peers.get_mut(&peer) {
+                            state.shown_unacked.push(id);
+                        }
                         envelope.hop_limit = 1;
                     }
                     budget => {

@@ -663,6 +663,13 @@ impl Session {
         for _ in 0..n {
             let id = self.a.send(&key, &vec![7; len], self.now).unwrap();
             self.sent_to_b.insert(id);
+            // M knows the envelope's ID as a mesh neighbour would (budgeted
+            // copies are not published: learn it from A's outbox).
+            if let Some(cid) = self.a.own_envelope(&id)
+                && !self.pool.contains(&cid)
+            {
+                self.pool.push(cid);
+            }
         }
         self.pump().unwrap();
         self.pool.clone()
