@@ -312,14 +312,21 @@ fn write_chart(out: &Path, name: &str, svg: &str) -> Result<()> {
     Ok(())
 }
 
+/// (time, fraction delivered) points of one run.
+type Curve = Vec<(f64, f64)>;
+
 /// Partition starts and heals of a run, as chart markers.
 fn partition_markers(r: &Report) -> Vec<(f64, String)> {
     let mut markers = Vec::new();
-    for p in r.parameters["partition"].as_array().into_iter().flatten() {
-        if let Some(at) = p["at_secs"].as_f64() {
+    let phases = r
+        .parameters
+        .get("partition")
+        .and_then(serde_json::Value::as_array);
+    for p in phases.into_iter().flatten() {
+        if let Some(at) = p.get("at_secs").and_then(serde_json::Value::as_f64) {
             markers.push((at, "partition".to_owned()));
         }
-        if let Some(heal) = p["heal_secs"].as_f64() {
+        if let Some(heal) = p.get("heal_secs").and_then(serde_json::Value::as_f64) {
             markers.push((heal, "heal".to_owned()));
         }
     }
@@ -332,7 +339,7 @@ fn write_plots(out: &Path, reports: &[Report], aggregates: &[Aggregate]) -> Resu
     let mode = reports.first().map(|r| r.mode.as_str()).unwrap_or("");
     let markers = reports.first().map(partition_markers).unwrap_or_default();
     // One line per configuration: the mean over its seeds.
-    let mut curves: Vec<(String, Vec<Vec<(f64, f64)>>)> = Vec::new();
+    let mut curves: Vec<(String, Vec<Curve>)> = Vec::new();
     for r in reports {
         let key = config_key(r);
         let curve: Vec<(f64, f64)> = r
