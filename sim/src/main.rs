@@ -23,6 +23,9 @@ ferry-sim: simulate partitioned and sparse networks with the real Ferry engine
 
 Usage:
   ferry-sim run SCENARIO.toml [--out DIR]   run a scenario (every run of its sweep)
+  ferry-sim export SCENARIO.toml [--out FILE]
+                                            write the contacts and messages it
+                                            generates as a ONE trace (stdout)
   ferry-sim help | --help | -h              this help
   ferry-sim --version                       the version and commit
 
@@ -63,6 +66,8 @@ fn cli(args: Vec<String>) -> Result<()> {
             Ok(())
         }
         ["run", file] => run(Path::new(file), Path::new("sim-out")),
+        ["export", file] => export(Path::new(file), None),
+        ["export", file, "--out", target] => export(Path::new(file), Some(Path::new(target))),
         ["run", file, "--out", dir] | ["run", "--out", dir, file] => {
             run(Path::new(file), Path::new(dir))
         }
@@ -79,7 +84,15 @@ fn clear_previous(out: &Path) -> Result<()> {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let ours = (name.starts_with("run-") && name.ends_with(".json"))
+        let numbered = |prefix: &str, suffix: &str| {
+            name.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(suffix))
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        };
+        let ours = numbered("run-", ".json")
+            || numbered("buffers-", ".csv")
+            || numbered("contact-times-", ".txt")
+            || numbered("inter-contact-times-", ".txt")
             || (name.starts_with("sweep-") && (name.ends_with(".svg") || name.ends_with(".png")))
             || matches!(
                 name.as_ref(),
@@ -100,6 +113,28 @@ fn clear_previous(out: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes the first run's contacts and messages as a ONE trace.
+fn export(path: &Path, target: Option<&Path>) -> Result<()> {
+    let scenario = Scenario::load(path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let first = scenario
+        .expand()?
+        .into_iter()
+        .next()
+        .context("the sweep has no run")?;
+    let trace = first.export_trace(base)?;
+    match target {
+        Some(file) => {
+            std::fs::write(file, trace).with_context(|| format!("writing {}", file.display()))
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(trace.as_bytes())?;
+            Ok(())
+        }
+    }
 }
 
 fn run(path: &Path, out: &Path) -> Result<()> {
@@ -156,6 +191,23 @@ fn run(path: &Path, out: &Path) -> Result<()> {
     messages.push('\n');
     for (i, r) in reports.iter().enumerate() {
         std::fs::write(out.join(format!("run-{i}.json")), r.to_json())?;
+        if r.node_buffers_recorded {
+            std::fs::write(out.join(format!("buffers-{i}.csv")), r.node_buffer_rows())?;
+        } else {
+            println!(
+                "run {i}: per-node buffer samples not kept ({} nodes × {} samples is over 20 million); mean and max are in run-{i}.json",
+                r.nodes,
+                r.buffer.len()
+            );
+        }
+        std::fs::write(
+            out.join(format!("contact-times-{i}.txt")),
+            Report::one_histogram(&r.contact_times),
+        )?;
+        std::fs::write(
+            out.join(format!("inter-contact-times-{i}.txt")),
+            Report::one_histogram(&r.inter_contact_times),
+        )?;
         csv.push_str(&r.csv_row(&swept));
         csv.push('\n');
         messages.push_str(&r.message_rows(&swept));

@@ -74,6 +74,13 @@ pub(crate) struct Metrics {
     buffer: Vec<BufferSample>,
     delivered_over_time: Vec<(f64, u64)>,
     delivered_so_far: u64,
+    /// Whether per-node buffer samples are kept (see `World::new`).
+    pub(crate) record_node_buffers: bool,
+    node_buffers: Vec<Vec<u64>>,
+    /// Contact durations and inter-contact times, in whole seconds (ONE's
+    /// 1 s granularity): seconds → count.
+    contact_times: BTreeMap<u64, u64>,
+    inter_contact_times: BTreeMap<u64, u64>,
 }
 
 /// Buffer occupancy at one time.
@@ -172,6 +179,10 @@ impl Metrics {
             buffer: Vec::new(),
             delivered_over_time: Vec::new(),
             delivered_so_far: 0,
+            record_node_buffers: false,
+            node_buffers: Vec::new(),
+            contact_times: BTreeMap::new(),
+            inter_contact_times: BTreeMap::new(),
         }
     }
 
@@ -290,6 +301,22 @@ impl Metrics {
             max_bytes: held.iter().copied().max().unwrap_or(0),
         });
         self.delivered_over_time.push((time, self.delivered_so_far));
+        if self.record_node_buffers {
+            self.node_buffers.push(held.to_vec());
+        }
+    }
+
+    /// A contact of `secs` ended.
+    pub(crate) fn contact_time(&mut self, secs: f64) {
+        *self.contact_times.entry(secs.max(0.0) as u64).or_default() += 1;
+    }
+
+    /// A pair met again after `secs`.
+    pub(crate) fn inter_contact(&mut self, secs: f64) {
+        *self
+            .inter_contact_times
+            .entry(secs.max(0.0) as u64)
+            .or_default() += 1;
     }
 
     fn record(&self, m: &Message) -> MessageRecord {
@@ -399,6 +426,14 @@ impl Metrics {
             latencies,
             buffer: self.buffer.clone(),
             delivered_over_time: self.delivered_over_time.clone(),
+            node_buffers: self.node_buffers.clone(),
+            node_buffers_recorded: self.record_node_buffers,
+            contact_times: self.contact_times.iter().map(|(k, v)| (*k, *v)).collect(),
+            inter_contact_times: self
+                .inter_contact_times
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect(),
         }
     }
 }
@@ -500,6 +535,53 @@ pub struct Report {
     pub buffer: Vec<BufferSample>,
     /// (time s, messages delivered so far).
     pub delivered_over_time: Vec<(f64, u64)>,
+    /// Bytes held by each node at each time of `buffer` (written to
+    /// `buffers-N.csv`, not to the JSON).
+    #[serde(skip)]
+    pub node_buffers: Vec<Vec<u64>>,
+    /// Whether `node_buffers` was recorded (not when nodes × samples
+    /// exceeds 20 million).
+    pub node_buffers_recorded: bool,
+    /// Durations of contacts that ended, in whole seconds: (seconds,
+    /// count), as ONE's ContactTimesReport.
+    pub contact_times: Vec<(u64, u64)>,
+    /// Times between two contacts of the same pair, in whole seconds, as
+    /// ONE's InterContactTimesReport.
+    pub inter_contact_times: Vec<(u64, u64)>,
+}
+
+impl Report {
+    /// `buffers-N.csv`: time, node, bytes held, one row per node and
+    /// sample (empty when not recorded).
+    pub fn node_buffer_rows(&self) -> String {
+        let mut out = String::from("time,node,bytes\n");
+        for (sample, held) in self.buffer.iter().zip(&self.node_buffers) {
+            for (node, bytes) in held.iter().enumerate() {
+                let _ = writeln!(out, "{},{node},{bytes}", sample.time);
+            }
+        }
+        out
+    }
+
+    /// A histogram in ONE's report format: one `<seconds> <count>` line per
+    /// second from 0 to the largest value seen.
+    pub fn one_histogram(histogram: &[(u64, u64)]) -> String {
+        let mut out = String::new();
+        let max = histogram.last().map_or(0, |(k, _)| *k);
+        let mut it = histogram.iter().peekable();
+        for second in 0..=max {
+            let count = match it.peek() {
+                Some((k, c)) if *k == second => {
+                    let c = *c;
+                    it.next();
+                    c
+                }
+                _ => 0,
+            };
+            let _ = writeln!(out, "{second}.0 {count}");
+        }
+        out
+    }
 }
 
 /// Columns of `results.csv`, one row per run.

@@ -267,6 +267,13 @@ fn default_true() -> bool {
     true
 }
 
+/// A time for a trace: microsecond precision, no trailing zeros.
+fn seconds(t: f64) -> String {
+    let text = format!("{t:.6}");
+    let text = text.trim_end_matches('0');
+    text.strip_suffix('.').unwrap_or(text).to_owned()
+}
+
 fn check_strategy(c: &mut Checker<'_>, table: &str, name: &str, key: &str) {
     if !STRATEGIES.contains(&name) {
         c.fail(
@@ -1022,6 +1029,43 @@ impl Scenario {
             duplicate_ups_ignored: duplicate_ups,
         };
         Ok((params, events))
+    }
+
+    /// The contacts and messages this run is built from, as a ONE trace:
+    /// contacts as the trace, topology or movement model produce them,
+    /// before partitions and churn (which a scenario applies on top), then
+    /// message creations. Partitions by region are not in it (they depend
+    /// on positions).
+    ///
+    /// # Errors
+    /// As [`Scenario::build`].
+    pub fn export_trace(&self, base: &Path) -> Result<String, SimError> {
+        use std::fmt::Write as _;
+        let (_, mut events) = self.build(base)?;
+        events.sort_by(|a, b| a.time().total_cmp(&b.time()));
+        let mut out = format!(
+            "# {} (seed {}): contacts before partitions and churn, and messages\n",
+            self.name, self.seed
+        );
+        for event in events {
+            match event {
+                ScenarioEvent::Contact { time, a, b, up } => {
+                    let state = if up { "up" } else { "down" };
+                    let _ = writeln!(out, "{} CONN {a} {b} {state}", seconds(time));
+                }
+                ScenarioEvent::Create {
+                    time,
+                    label,
+                    from,
+                    to,
+                    size,
+                } => {
+                    let _ = writeln!(out, "{} C {label} {from} {to} {size}", seconds(time));
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     /// Builds and runs this scenario (one run: expand sweeps first); the

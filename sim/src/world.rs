@@ -29,6 +29,9 @@ use crate::{
     mobility::FREE,
 };
 
+/// Most per-node buffer samples (nodes × samples) a run keeps: 160 MB.
+const MAX_NODE_SAMPLES: f64 = 20_000_000.0;
+
 /// The Unix time the simulation's t = 0 maps to (engines want epoch seconds).
 const T0: u64 = 1_700_000_000;
 const MICROS: f64 = 1_000_000.0;
@@ -174,6 +177,8 @@ pub(crate) const RESYNC_SECS: f64 = 60.0;
 struct Link {
     generation: u64,
     busy_until: (u64, u64),
+    /// When this contact came up (µs).
+    since: u64,
 }
 
 struct Node {
@@ -215,6 +220,8 @@ pub(crate) struct World {
     /// The node whose transmission is being received (for hop counts of
     /// deliveries).
     arriving_from: Option<u32>,
+    /// When each pair's last contact ended (µs), for inter-contact times.
+    last_contact_end: HashMap<(u32, u32), u64>,
     pub(crate) metrics: Metrics,
 }
 
@@ -369,6 +376,10 @@ impl World {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut metrics = Metrics::new(params.ttl_secs, params.duration_secs);
+        // Per-node buffer samples, unless they would not fit in memory
+        // (the report says so).
+        let samples = params.duration_secs / params.sample_interval_secs.max(1e-9) + 2.0;
+        metrics.record_node_buffers = samples * params.nodes as f64 <= MAX_NODE_SAMPLES;
         metrics.duplicate_ups_ignored = params.duplicate_ups_ignored;
         let rng = StdRng::seed_from_u64(params.seed ^ 0x5eed);
         let count = params.nodes;
@@ -390,6 +401,7 @@ impl World {
             by_message_id: HashMap::new(),
             by_content_id: HashMap::new(),
             arriving_from: None,
+            last_contact_end: HashMap::new(),
             metrics,
         };
         world.introduce_pairs();
@@ -691,9 +703,14 @@ impl World {
             Link {
                 generation: self.generation,
                 busy_until: (0, 0),
+                since: self.now,
             },
         );
         self.metrics.contacts += 1;
+        if let Some(ended) = self.last_contact_end.get(&key) {
+            self.metrics
+                .inter_contact(self.now.saturating_sub(*ended) as f64 / MICROS);
+        }
         let now = self.engine_now();
         for (x, y, initiator) in [(key.0, key.1, true), (key.1, key.0, false)] {
             if let Some(node) = self.nodes.get_mut(x as usize) {
@@ -719,9 +736,12 @@ impl World {
     }
 
     fn link_down(&mut self, key: (u32, u32)) {
-        if self.links.remove(&key).is_none() {
+        let Some(link) = self.links.remove(&key) else {
             return;
-        }
+        };
+        self.metrics
+            .contact_time(self.now.saturating_sub(link.since) as f64 / MICROS);
+        self.last_contact_end.insert(key, self.now);
         let now = self.engine_now();
         for (x, y) in [(key.0, key.1), (key.1, key.0)] {
             if let Some(node) = self.nodes.get_mut(x as usize) {

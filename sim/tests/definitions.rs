@@ -214,3 +214,59 @@ fn a_partition_cuts_mobility_contacts() {
         .collect();
     assert_eq!(status, vec![("IN", "delivered"), ("ACROSS", "in_flight")]);
 }
+
+/// Sides by group name: "west" and "east" stand in one square, all in
+/// range, but a partition puts them on two sides for the whole run; the
+/// mule group is on no side and reaches both. West 0 writes to east 0:
+/// delivered through the mule (two hops), and not at all without it.
+#[test]
+fn mules_listed_on_no_side_cross_a_partition_by_groups() {
+    for mules in [1, 0] {
+        let toml = format!(
+            "name = \"sides\"\nduration_secs = 300\nttl_secs = 300\n\
+             [mobility]\nwidth = 10\nheight = 10\nrange = 100\n\
+             [[mobility.group]]\nname = \"west\"\ncount = 2\nmodel = \"stationary\"\n\
+             [[mobility.group]]\nname = \"east\"\ncount = 2\nmodel = \"stationary\"\n\
+             [[mobility.group]]\nname = \"mules\"\ncount = {mules}\n\
+             [trace]\nevents = \"t.txt\"\n\
+             [[partition]]\nat_secs = 0\nsides = [[\"west\"], [\"east\"]]\n\
+             [routing]\nreceipts = false\n"
+        );
+        let r = run(&toml, "10.0 C M 0 2 500\n");
+        if mules == 1 {
+            assert_eq!(r.delivered, 1, "{:?}", r.messages);
+            assert_eq!(r.messages[0].hops, Some(2));
+        } else {
+            assert_eq!(r.delivered, 0);
+            assert!(r.contacts_cut > 0);
+        }
+    }
+}
+
+/// Sides by region: stationary group "a" at the left end of a 100 × 1 m
+/// strip, "b" at the right end, a mule walking the strip; all in radio
+/// range of each other, but the regions [0, 50) and [50, 100] are cut from
+/// each other. The mule's side follows its position, so a message from a
+/// to b waits for it to cross; without the mule nothing crosses.
+#[test]
+fn a_partition_by_region_follows_the_mule() {
+    for mules in [1, 0] {
+        let toml = format!(
+            "name = \"regions\"\nduration_secs = 2000\nttl_secs = 2000\n\
+             [mobility]\nwidth = 100\nheight = 1\nrange = 1000\nspeed = [1.0, 2.0]\npause = [0.0, 1.0]\n\
+             [[mobility.group]]\nname = \"a\"\ncount = 1\nmodel = \"stationary\"\narea = [0, 0, 1, 1]\n\
+             [[mobility.group]]\nname = \"b\"\ncount = 1\nmodel = \"stationary\"\narea = [99, 0, 100, 1]\n\
+             [[mobility.group]]\nname = \"mule\"\ncount = {mules}\n\
+             [trace]\nevents = \"t.txt\"\n\
+             [[partition]]\nat_secs = 0\nregions = [[0, 0, 49.99, 1], [50, 0, 100, 1]]\n\
+             [routing]\nreceipts = false\n"
+        );
+        let r = run(&toml, "1.0 C M 0 1 500\n");
+        if mules == 1 {
+            assert_eq!(r.delivered, 1, "{:?}", r.messages);
+            assert_eq!(r.messages[0].hops, Some(2));
+        } else {
+            assert_eq!(r.delivered, 0);
+        }
+    }
+}
