@@ -652,7 +652,7 @@ impl Report {
     /// The per-message CSV header matching [`Report::message_rows`].
     pub fn message_header(swept: &[String]) -> String {
         let mut header = String::from(
-            "scenario,strategy,seed,label,from,to,created,size,status,refused_reason,latency,hops,receipt_latency",
+            "scenario,version,commit,strategy,seed,label,from,to,created,size,status,refused_reason,latency,hops,receipt_latency",
         );
         for k in swept {
             header.push(',');
@@ -672,8 +672,10 @@ impl Report {
         for m in &self.messages {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}{extra}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}{extra}",
                 csv_field(&self.scenario),
+                self.version,
+                self.commit,
                 csv_field(&self.strategy),
                 self.seed,
                 csv_field(&m.label),

@@ -122,6 +122,15 @@ fn header(svg: &mut String, title: &str) {
         (W - LEGEND) / 2.0,
         escape(title)
     );
+    // Every figure says what made it.
+    let _ = write!(
+        svg,
+        r##"<text x="{}" y="{}" text-anchor="end" font-size="10" fill="#888">ferry-sim {} ({})</text>"##,
+        W - 8.0,
+        H - 6.0,
+        crate::VERSION,
+        escape(crate::COMMIT)
+    );
 }
 
 fn legend(svg: &mut String, labels: &[&str]) {
