@@ -35,6 +35,9 @@ pub const METRICS: &[&str] = &[
 /// One metric over the seeds of a configuration.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Stat {
+    /// Runs in which the metric is defined (latency, hops and overhead
+    /// are not in a run that delivered nothing).
+    pub n: usize,
     /// Mean.
     pub mean: f64,
     /// Half-width of the 95% confidence interval of the mean (0 for a
@@ -81,10 +84,14 @@ fn t95(df: usize) -> f64 {
     match df {
         0 => 0.0,
         1..=30 => TABLE.get(df - 1).copied().unwrap_or(1.96),
-        31..=40 => 2.021,
-        41..=60 => 2.000,
-        61..=120 => 1.980,
-        _ => 1.960,
+        // Cornish–Fisher expansion around the normal quantile: within
+        // 0.001 of the exact value from 30 degrees of freedom on.
+        _ => {
+            let z: f64 = 1.959_964;
+            let n = df as f64;
+            z + (z.powi(3) + z) / (4.0 * n)
+                + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * n * n)
+        }
     }
 }
 
@@ -93,6 +100,7 @@ pub fn stat(values: &[f64]) -> Stat {
     let n = values.len();
     if n == 0 {
         return Stat {
+            n: 0,
             mean: 0.0,
             ci95: 0.0,
             min: 0.0,
@@ -108,6 +116,7 @@ pub fn stat(values: &[f64]) -> Stat {
     };
     let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
     Stat {
+        n,
         mean: round(mean),
         ci95: round(ci95),
         min: values.iter().copied().fold(f64::INFINITY, f64::min),
@@ -166,7 +175,7 @@ pub fn aggregate(reports: &[Report]) -> Vec<Aggregate> {
 
 fn field(v: &serde_json::Value) -> String {
     match v {
-        serde_json::Value::String(s) if s.contains([',', '"']) => {
+        serde_json::Value::String(s) if s.contains([',', '"', '\n', '\r']) => {
             format!("\"{}\"", s.replace('"', "\"\""))
         }
         serde_json::Value::String(s) => s.clone(),
@@ -183,7 +192,7 @@ pub fn summary_csv(aggregates: &[Aggregate]) -> String {
         .unwrap_or_default();
     let mut out = String::from("scenario,mode,strategy");
     for k in &keys {
-        let _ = write!(out, ",{k}");
+        let _ = write!(out, ",{}", field(&k.clone().into()));
     }
     out.push_str(",runs,version,commit");
     for m in METRICS {
@@ -195,8 +204,8 @@ pub fn summary_csv(aggregates: &[Aggregate]) -> String {
             out,
             "{},{},{}",
             field(&a.scenario.clone().into()),
-            a.mode,
-            a.strategy
+            field(&a.mode.clone().into()),
+            field(&a.strategy.clone().into())
         );
         for k in &keys {
             let _ = write!(out, ",{}", a.swept.get(k).map(field).unwrap_or_default());

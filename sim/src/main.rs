@@ -140,14 +140,11 @@ fn export(path: &Path, target: Option<&Path>) -> Result<()> {
 fn run(path: &Path, out: &Path) -> Result<()> {
     let scenario = Scenario::load(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
-    // Every run is checked before anything runs or any file is touched;
-    // each distinct trace file is read and checked once.
+    // Every run is checked, its traces against its own values, before
+    // anything runs or any file is touched.
     let runs = scenario.expand()?;
-    let mut checked = std::collections::HashSet::new();
     for run in &runs {
-        if checked.insert(serde_json::to_string(&run.trace).unwrap_or_default()) {
-            run.build(base)?;
-        }
+        run.check(base)?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     clear_previous(out)?;
@@ -217,7 +214,7 @@ fn run(path: &Path, out: &Path) -> Result<()> {
             format!(", refused {} {:?}", r.refused, r.refused_reasons)
         };
         println!(
-            "[{}] {} {}: delivered {}/{} ({:.4}), expired {}, in flight {}{refused}, latency avg {:.1} s median {:.1} s p95 {:.1} s, overhead {:.2}, hops {:.2}, bytes {} data + {} receipts + {} control",
+            "[{}] {} {}: delivered {}/{} ({:.4}), expired {}, in flight {}{refused}, latency avg {} s median {} s p95 {} s, overhead {}, hops {}, bytes {} data + {} receipts + {} control",
             r.mode,
             r.scenario,
             label(r),
@@ -226,11 +223,11 @@ fn run(path: &Path, out: &Path) -> Result<()> {
             r.delivery_ratio,
             r.expired,
             r.in_flight,
-            r.latency_avg,
-            r.latency_median,
-            r.latency_p95,
-            r.overhead_ratio,
-            r.hopcount_avg,
+            shown(r.latency_avg, 1),
+            shown(r.latency_median, 1),
+            shown(r.latency_p95, 1),
+            shown(r.overhead_ratio, 2),
+            shown(r.hopcount_avg, 2),
             r.bytes_data,
             r.bytes_receipts,
             r.bytes_control
@@ -297,6 +294,11 @@ fn run_one(scenario: &Scenario, base: &Path, show_progress: bool) -> Result<Repo
         started.elapsed().as_secs_f64()
     );
     Ok(report)
+}
+
+/// A metric for the console: `-` when undefined (no deliveries).
+fn shown(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
 /// A run's legend label: strategy, swept values, seed.

@@ -153,6 +153,11 @@ fn mean(v: &[f64]) -> f64 {
     }
 }
 
+/// `f` of a non-empty list, rounded; `None` for an empty one.
+fn some(v: &[f64], f: impl Fn(&[f64]) -> f64) -> Option<f64> {
+    (!v.is_empty()).then(|| round4(f(v)))
+}
+
 /// Tolerance for comparing times (the clock counts microseconds).
 const EPSILON: f64 = 1e-9;
 
@@ -218,6 +223,11 @@ impl Metrics {
         if let Some(m) = self.messages.get_mut(index) {
             m.content_id = Some(id);
         }
+    }
+
+    /// The destination of message `index`.
+    pub(crate) fn destination(&self, index: usize) -> Option<u32> {
+        self.messages.get(index).map(|m| m.to)
     }
 
     pub(crate) fn content_id(&self, index: usize) -> Option<ContentId> {
@@ -306,6 +316,17 @@ impl Metrics {
         }
     }
 
+    /// Forgets a sample taken at `time` (the end's sample is taken last).
+    pub(crate) fn drop_sample_at(&mut self, time: f64) {
+        if self.buffer.last().is_some_and(|b| b.time == time) {
+            self.buffer.pop();
+            self.delivered_over_time.pop();
+            if self.record_node_buffers {
+                self.node_buffers.pop();
+            }
+        }
+    }
+
     /// A contact of `secs` ended.
     pub(crate) fn contact_time(&mut self, secs: f64) {
         *self.contact_times.entry(secs.max(0.0) as u64).or_default() += 1;
@@ -390,16 +411,15 @@ impl Metrics {
             in_flight: count("in_flight"),
             refused: count("refused"),
             refused_reasons,
-            latency_avg: round4(mean(&latencies)),
-            latency_median: round4(median(&latencies)),
-            latency_p95: round4(percentile(&latencies, 0.95)),
-            overhead_ratio: round4(if delivered == 0 {
-                0.0
-            } else {
-                (self.relayed as f64 - delivered as f64) / delivered as f64
-            }),
-            hopcount_avg: round4(mean(&hops)),
-            hopcount_median: round4(median(&hops)),
+            // Undefined without deliveries: `null`, not 0 (a latency of 0 is
+            // real with unlimited bandwidth), as ONE prints NaN.
+            latency_avg: some(&latencies, mean),
+            latency_median: some(&latencies, median),
+            latency_p95: some(&latencies, |v| percentile(v, 0.95)),
+            overhead_ratio: (delivered > 0)
+                .then(|| round4((self.relayed as f64 - delivered as f64) / delivered as f64)),
+            hopcount_avg: some(&hops, mean),
+            hopcount_median: some(&hops, median),
             relayed: self.relayed,
             refused_copies: self.refused_copies,
             aborted: self.aborted,
@@ -412,7 +432,7 @@ impl Metrics {
             lost: self.lost,
             receipts: receipt_latencies.len() as u64,
             receipt_copies: self.receipt_copies,
-            receipt_latency_median: round4(median(&receipt_latencies)),
+            receipt_latency_median: some(&receipt_latencies, median),
             bytes_data: self.bytes_data,
             bytes_receipts: self.bytes_receipts,
             bytes_control: self.bytes_control,
@@ -476,17 +496,17 @@ pub struct Report {
     /// Refused messages by reason.
     pub refused_reasons: BTreeMap<String, u64>,
     /// Mean latency of delivered messages (s).
-    pub latency_avg: f64,
+    pub latency_avg: Option<f64>,
     /// Median latency (s).
-    pub latency_median: f64,
+    pub latency_median: Option<f64>,
     /// 95th percentile latency (s).
-    pub latency_p95: f64,
+    pub latency_p95: Option<f64>,
     /// (relayed − delivered) ÷ delivered, as the ONE simulator defines it.
-    pub overhead_ratio: f64,
+    pub overhead_ratio: Option<f64>,
     /// Mean hop count of delivered messages.
-    pub hopcount_avg: f64,
+    pub hopcount_avg: Option<f64>,
     /// Median hop count.
-    pub hopcount_median: f64,
+    pub hopcount_median: Option<f64>,
     /// Message copies taken by a node after crossing a link, deliveries
     /// included (ONE's "relayed"). Receipts are not counted here.
     pub relayed: u64,
@@ -506,7 +526,7 @@ pub struct Report {
     /// Receipt envelopes taken by nodes after crossing a link.
     pub receipt_copies: u64,
     /// Median time from creation until the sender had the receipt (s).
-    pub receipt_latency_median: f64,
+    pub receipt_latency_median: Option<f64>,
     /// Bytes of message copies put on links.
     pub bytes_data: u64,
     /// Bytes of receipt envelopes put on links.
@@ -633,8 +653,8 @@ impl Report {
     /// The CSV header matching [`Report::csv_row`]: the summary's columns,
     /// then one per swept key.
     pub fn csv_header(swept: &[String]) -> String {
-        let mut columns: Vec<&str> = CSV_COLUMNS.to_vec();
-        columns.extend(swept.iter().map(String::as_str));
+        let mut columns: Vec<String> = CSV_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+        columns.extend(swept.iter().map(|k| csv_field(k)));
         columns.join(",")
     }
 
@@ -656,7 +676,7 @@ impl Report {
         );
         for k in swept {
             header.push(',');
-            header.push_str(k);
+            header.push_str(&csv_field(k));
         }
         header
     }
@@ -697,14 +717,15 @@ impl Report {
 fn json_field(v: Option<&serde_json::Value>) -> String {
     match v {
         Some(serde_json::Value::String(s)) => csv_field(s),
+        // Undefined (no deliveries): an empty field.
+        Some(serde_json::Value::Null) | None => String::new(),
         Some(v) => v.to_string(),
-        None => String::new(),
     }
 }
 
 /// A CSV field, quoted when it needs to be.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_owned()

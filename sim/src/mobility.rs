@@ -136,7 +136,11 @@ impl Mobility {
 
     /// Nodes the groups add up to (`None` without groups).
     pub fn group_nodes(&self) -> Option<usize> {
-        (!self.groups.is_empty()).then(|| self.groups.iter().map(|g| g.count).sum())
+        (!self.groups.is_empty()).then(|| {
+            self.groups
+                .iter()
+                .fold(0usize, |sum, g| sum.saturating_add(g.count))
+        })
     }
 }
 

@@ -90,6 +90,20 @@ pub const STRATEGIES: &[&str] = &["epidemic", "spray-and-wait", "direct"];
 /// `sample_interval_secs`.
 pub const MAX_SAMPLES: f64 = 10_000_000.0;
 
+/// The longest message lifetime a scenario may ask for (s): the protocol's
+/// longest lifetime less the receipts' expiry jitter and the engines'
+/// one-second slack.
+pub const MAX_TTL_SECS: f64 = (ferry_core::proto::limits::MAX_LIFETIME_SECS
+    - ferry_core::engine::RECEIPT_EXPIRY_JITTER_SECS
+    - 1) as f64;
+
+/// The longest run (s): about 300 years, far below where microsecond
+/// times overflow.
+pub const MAX_DURATION_SECS: f64 = 1e10;
+
+/// Most messages a `[traffic]` generator may create.
+pub const MAX_MESSAGES: usize = 10_000_000;
+
 /// Most positions a mobility model may compute (nodes × steps).
 pub const MAX_MOBILITY_POSITIONS: f64 = 20_000_000_000.0;
 
@@ -198,7 +212,7 @@ fn default_sizes() -> [u32; 2] {
 }
 
 /// Link model; defaults: unlimited bandwidth, no latency, no loss.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LinkSpec {
     /// Bytes per second per direction; absent = unlimited.
@@ -209,6 +223,43 @@ pub struct LinkSpec {
     /// Loss probability per transmission.
     #[serde(default)]
     pub loss: f64,
+    /// `"pipe"` (default): each direction a FIFO pipe, control frames take
+    /// link time. `"one"`: the ONE simulator's rules (see
+    /// `docs/simulator.md`): one transfer per host at a time, one envelope
+    /// per transfer, lasting whole update steps, decided when it starts;
+    /// control frames free.
+    #[serde(default)]
+    pub model: LinkModel,
+    /// The update step of the `"one"` model (s); ONE's default is 0.1.
+    #[serde(default = "default_update")]
+    pub update_secs: f64,
+}
+
+/// See [`LinkSpec::model`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkModel {
+    /// FIFO pipes, continuous time.
+    #[default]
+    Pipe,
+    /// ONE's rules.
+    One,
+}
+
+fn default_update() -> f64 {
+    0.1
+}
+
+impl Default for LinkSpec {
+    fn default() -> Self {
+        Self {
+            bandwidth_bytes_per_sec: None,
+            latency_secs: 0.0,
+            loss: 0.0,
+            model: LinkModel::Pipe,
+            update_secs: default_update(),
+        }
+    }
 }
 
 /// Buffer sizes; default unlimited.
@@ -361,6 +412,26 @@ impl Scenario {
         let mut c = Checker::new(&self.source.file, Some(&self.source.text));
         c.positive("", 0, "duration_secs", self.duration_secs);
         c.positive("", 0, "ttl_secs", self.ttl_secs);
+        if self.ttl_secs > MAX_TTL_SECS {
+            c.fail(
+                "",
+                0,
+                "ttl_secs",
+                self.ttl_secs,
+                &format!(
+                    "at most {MAX_TTL_SECS} s: the protocol's longest lifetime (30 days) less the receipts' 6-hour jitter; longer envelopes are refused by every node"
+                ),
+            );
+        }
+        if self.duration_secs > MAX_DURATION_SECS {
+            c.fail(
+                "",
+                0,
+                "duration_secs",
+                self.duration_secs,
+                &format!("at most {MAX_DURATION_SECS:e} s"),
+            );
+        }
         c.positive("", 0, "sample_interval_secs", self.sample_interval_secs);
         if self.duration_secs.is_finite()
             && self.sample_interval_secs > 0.0
@@ -430,8 +501,16 @@ impl Scenario {
             c.positive("mobility", 0, "width", m.width);
             c.positive("mobility", 0, "height", m.height);
             c.positive("mobility", 0, "range", m.range);
-            c.positive("mobility", 0, "step_secs", m.step_secs);
-            c.range("mobility", "speed", m.speed, f64::MIN_POSITIVE);
+            if !(m.step_secs.is_finite() && m.step_secs >= 0.01) {
+                c.fail(
+                    "mobility",
+                    0,
+                    "step_secs",
+                    m.step_secs,
+                    "must be at least 0.01",
+                );
+            }
+            c.range("mobility", "speed", m.speed, 0.01);
             c.range("mobility", "pause", m.pause, 0.0);
             let mut names = std::collections::HashSet::new();
             for (i, g) in m.groups.iter().enumerate() {
@@ -449,7 +528,7 @@ impl Scenario {
                     c.positive(t, i, "range", r);
                 }
                 if let Some(v) = g.speed {
-                    c.range(t, "speed", v, f64::MIN_POSITIVE);
+                    c.range(t, "speed", v, 0.01);
                 }
                 if let Some(v) = g.pause {
                     c.range(t, "pause", v, 0.0);
@@ -675,8 +754,14 @@ impl Scenario {
             }
         }
         if let Some(t) = &self.traffic {
-            if t.messages == 0 {
-                c.fail("traffic", 0, "messages", 0, "must be at least 1");
+            if t.messages == 0 || t.messages > MAX_MESSAGES {
+                c.fail(
+                    "traffic",
+                    0,
+                    "messages",
+                    t.messages,
+                    &format!("must be between 1 and {MAX_MESSAGES}"),
+                );
             }
             c.non_negative("traffic", 0, "start_secs", t.start_secs);
             if !(t.end_secs.is_finite() && t.end_secs >= t.start_secs) {
@@ -724,6 +809,25 @@ impl Scenario {
             );
         }
         c.non_negative("link", 0, "latency_secs", self.link.latency_secs);
+        if self.link.latency_secs > MAX_DURATION_SECS {
+            c.fail(
+                "link",
+                0,
+                "latency_secs",
+                self.link.latency_secs,
+                &format!("at most {MAX_DURATION_SECS:e} s"),
+            );
+        }
+        c.positive("link", 0, "update_secs", self.link.update_secs);
+        if self.link.model == LinkModel::One && self.link.bandwidth_bytes_per_sec.is_none() {
+            c.fail(
+                "link",
+                0,
+                "model",
+                "\"one\"",
+                "needs bandwidth_bytes_per_sec (ONE's transfers take size ÷ speed)",
+            );
+        }
         if !(self.link.loss.is_finite() && (0.0..=1.0).contains(&self.link.loss)) {
             c.fail(
                 "link",
@@ -759,6 +863,18 @@ impl Scenario {
             }
         }
         check_strategy(&mut c, "routing", &self.routing.strategy, "strategy");
+        if self.routing.copies > ferry_core::engine::MAX_COPY_BUDGET {
+            c.fail(
+                "routing",
+                0,
+                "copies",
+                self.routing.copies,
+                &format!(
+                    "at most {} (relays cut larger budgets)",
+                    ferry_core::engine::MAX_COPY_BUDGET
+                ),
+            );
+        }
         if self.routing.copies < 2 {
             c.fail(
                 "routing",
@@ -793,6 +909,25 @@ impl Scenario {
     /// # Errors
     /// [`SimError`] for unreadable or malformed inputs.
     pub fn build(&self, base: &Path) -> Result<(SimParams, Vec<ScenarioEvent>), SimError> {
+        self.build_with(base, true)
+    }
+
+    /// Every check [`Scenario::build`] makes (the trace files read and
+    /// checked against this run's values), without generating the
+    /// movement or the topology: what a sweep checks for every run before
+    /// any runs.
+    ///
+    /// # Errors
+    /// As [`Scenario::build`].
+    pub fn check(&self, base: &Path) -> Result<(), SimError> {
+        self.build_with(base, false).map(|_| ())
+    }
+
+    fn build_with(
+        &self,
+        base: &Path,
+        generate: bool,
+    ) -> Result<(SimParams, Vec<ScenarioEvent>), SimError> {
         self.validate()?;
         let mut events = Vec::new();
         // (file, line, host) of the largest host ID, for the error below.
@@ -803,7 +938,10 @@ impl Scenario {
             let mut files = vec![&trace.events];
             files.extend(trace.messages.as_ref());
             let max_body = crate::max_body_len(self.fast);
-            for file in files {
+            // Message IDs are unique across both files.
+            let mut ids = std::collections::HashSet::new();
+            for (index, file) in files.into_iter().enumerate() {
+                let messages_file = index == 1;
                 let path = base.join(file);
                 let name = path.display().to_string();
                 let text = std::fs::read_to_string(&path)
@@ -830,6 +968,13 @@ impl Scenario {
                         ));
                     }
                     match event {
+                        TraceEvent::Contact { .. } if messages_file => {
+                            return Err(bad(
+                                line,
+                                "a contact line in the messages file: contacts go in `events`"
+                                    .into(),
+                            ));
+                        }
                         TraceEvent::Contact { time, a, b, up } => {
                             hosts.push((name.clone(), line, a.max(b)));
                             events.push(ScenarioEvent::Contact { time, a, b, up });
@@ -847,6 +992,12 @@ impl Scenario {
                                     format!(
                                         "message {id}: {size} bytes do not fit one envelope (at most {max_body})"
                                     ),
+                                ));
+                            }
+                            if !ids.insert(id.clone()) {
+                                return Err(bad(
+                                    line,
+                                    format!("message ID {id} is already used in the events file"),
                                 ));
                             }
                             hosts.push((name.clone(), line, from.max(to)));
@@ -957,7 +1108,7 @@ impl Scenario {
             }
         }
         events.splice(0..0, first);
-        if let Some(topology) = &self.topology {
+        if let Some(topology) = self.topology.as_ref().filter(|_| generate) {
             for (a, b) in static_links(topology, nodes, &mut rng) {
                 events.push(ScenarioEvent::Contact {
                     time: 0.0,
@@ -967,7 +1118,7 @@ impl Scenario {
                 });
             }
         }
-        if let Some(mobility) = &self.mobility {
+        if let Some(mobility) = self.mobility.as_ref().filter(|_| generate) {
             events.extend(crate::mobility::generate(
                 mobility,
                 nodes,
@@ -1021,6 +1172,7 @@ impl Scenario {
             bandwidth: self.link.bandwidth_bytes_per_sec,
             latency_secs: self.link.latency_secs,
             loss: self.link.loss,
+            one_model: (self.link.model == LinkModel::One).then_some(self.link.update_secs),
             buffer_bytes,
             strategy: self.routing.strategy()?,
             receipts: self.routing.receipts,

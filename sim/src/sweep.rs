@@ -113,6 +113,25 @@ pub(crate) fn expand(scenario: &Scenario) -> Result<Vec<Scenario>, SimError> {
             )));
         }
     };
+    // One key once (a short form and its full path are the same key), each
+    // value once: a repeated seed would count as an independent run.
+    let mut paths = std::collections::HashSet::new();
+    for (key, values) in &sweep.0 {
+        if !paths.insert(full_path(key)) {
+            return Err(SimError::Scenario(format!(
+                "{file}: [sweep] {key}: swept twice (as `{key}` and as `{}`)",
+                full_path(key)
+            )));
+        }
+        for (i, v) in values.iter().enumerate() {
+            if values.iter().skip(i + 1).any(|w| w == v) {
+                return Err(SimError::Scenario(format!(
+                    "{file}: [sweep] {key}: the value {} is given twice",
+                    show(v)
+                )));
+            }
+        }
+    }
     // Seeds vary fastest.
     let mut keys: Vec<(&String, &Vec<Value>)> = sweep.0.iter().collect();
     keys.sort_by_key(|(k, _)| full_path(k) == "seed");

@@ -54,6 +54,9 @@ pub struct SimParams {
     pub latency_secs: f64,
     /// Probability that a transmission is lost.
     pub loss: f64,
+    /// The ONE simulator's link rules with this update step (s), or `None`
+    /// for FIFO pipes (see `docs/simulator.md`).
+    pub one_model: Option<f64>,
     /// Buffer size per node in bytes; `None` = unlimited.
     pub buffer_bytes: Vec<Option<u64>>,
     /// Routing strategy of every node.
@@ -148,6 +151,27 @@ enum Carry {
     Frame,
 }
 
+/// A transmission's sender, receiver and the link generation it left on.
+#[derive(Debug, Clone, Copy)]
+struct Hop {
+    from: u32,
+    to: u32,
+    generation: u64,
+}
+
+/// A transmission waiting for ONE's rules: one envelope, started when
+/// both hosts are free.
+#[derive(Debug)]
+struct Queued {
+    to: u32,
+    generation: u64,
+    carry: Carry,
+    bytes: Vec<u8>,
+    envelopes: Vec<(ContentId, u64)>,
+    /// The last piece of a sync frame: its arrival acknowledges the frame.
+    ack: bool,
+}
+
 #[derive(Debug)]
 enum Ev {
     Scenario(usize),
@@ -161,6 +185,11 @@ enum Ev {
         envelopes: Vec<(ContentId, u64)>,
     },
     Timer(u32),
+    /// A transfer under ONE's rules ends.
+    OneDone {
+        from: u32,
+        item: Queued,
+    },
     /// The link's initiator starts a new reconciliation round, as the node
     /// does every [`RESYNC_SECS`].
     Resync {
@@ -222,6 +251,10 @@ pub(crate) struct World {
     arriving_from: Option<u32>,
     /// When each pair's last contact ended (µs), for inter-contact times.
     last_contact_end: HashMap<(u32, u32), u64>,
+    /// ONE's rules: transfers waiting, per sending node, and whether each
+    /// node takes part in a transfer now.
+    one_queue: Vec<std::collections::VecDeque<Queued>>,
+    one_busy: Vec<bool>,
     pub(crate) metrics: Metrics,
 }
 
@@ -359,7 +392,23 @@ impl World {
         mut events: Vec<ScenarioEvent>,
     ) -> Result<Self, crate::SimError> {
         // Stable: events at the same time keep their file order.
-        events.sort_by(|a, b| a.time().total_cmp(&b.time()));
+        // Stable, and at equal times: contacts ending first, then a node's
+        // side as it moves, then churn and partition phases, then the rest
+        // (contacts starting, messages). So a contact that ends as a
+        // partition heals never comes up for zero seconds, a node comes back
+        // before its contacts do, and a partition starting as a region
+        // partition heals is the one in force.
+        let class = |e: &ScenarioEvent| match e {
+            ScenarioEvent::Contact { up: false, .. } => 0,
+            ScenarioEvent::Side { .. } => 1,
+            ScenarioEvent::Online { .. } | ScenarioEvent::Partition { .. } => 2,
+            _ => 3,
+        };
+        events.sort_by(|a, b| {
+            a.time()
+                .total_cmp(&b.time())
+                .then_with(|| class(a).cmp(&class(b)))
+        });
         let nodes = (0..params.nodes)
             .map(|i| -> Result<Node, crate::SimError> {
                 let engine = open_engine(params.seed, i, engine_config(&params, i), params.fast)?;
@@ -402,6 +451,10 @@ impl World {
             by_content_id: HashMap::new(),
             arriving_from: None,
             last_contact_end: HashMap::new(),
+            one_queue: (0..count)
+                .map(|_| std::collections::VecDeque::new())
+                .collect(),
+            one_busy: vec![false; count],
             metrics,
         };
         world.introduce_pairs();
@@ -511,7 +564,39 @@ impl World {
                     carry,
                     bytes,
                     envelopes,
-                } => self.arrive(from, to, generation, carry, &bytes, &envelopes),
+                } => self.arrive(
+                    Hop {
+                        from,
+                        to,
+                        generation,
+                    },
+                    carry,
+                    &bytes,
+                    &envelopes,
+                    true,
+                ),
+                Ev::OneDone { from, item } => {
+                    for n in [from, item.to] {
+                        if let Some(b) = self.one_busy.get_mut(n as usize) {
+                            *b = false;
+                        }
+                    }
+                    self.arrive(
+                        Hop {
+                            from,
+                            to: item.to,
+                            generation: item.generation,
+                        },
+                        item.carry,
+                        &item.bytes,
+                        &item.envelopes,
+                        item.ack,
+                    );
+                    // Hosts waiting for these two may start now.
+                    for n in 0..self.nodes.len() as u32 {
+                        self.one_try(n);
+                    }
+                }
                 Ev::Timer(n) => {
                     let now = self.engine_now();
                     if let Some(node) = self.nodes.get_mut(n as usize) {
@@ -538,14 +623,15 @@ impl World {
                         }
                         self.drain(key.0);
                         self.push(
-                            time + to_micros(RESYNC_SECS),
+                            time.saturating_add(to_micros(RESYNC_SECS)),
                             Ev::Resync { key, generation },
                         );
                     }
                 }
                 Ev::Sample => {
                     self.sample();
-                    let next = time + to_micros(self.params.sample_interval_secs).max(1);
+                    let next =
+                        time.saturating_add(to_micros(self.params.sample_interval_secs).max(1));
                     if next <= end {
                         self.push(next, Ev::Sample);
                     }
@@ -557,6 +643,9 @@ impl World {
             }
         }
         self.now = end;
+        // The last sample, at the end, after everything that happened then
+        // (a sample already taken at that time is replaced).
+        self.metrics.drop_sample_at(self.secs());
         self.sample();
         progress(1.0);
     }
@@ -730,7 +819,7 @@ impl World {
         self.drain(key.1);
         let generation = self.generation;
         self.push(
-            self.now + to_micros(RESYNC_SECS),
+            self.now.saturating_add(to_micros(RESYNC_SECS)),
             Ev::Resync { key, generation },
         );
     }
@@ -822,9 +911,15 @@ impl World {
 
     /// Whether envelope `id` is a message copy past its exact TTL.
     fn expired(&self, id: &ContentId) -> bool {
+        self.expired_at(id, self.now)
+    }
+
+    /// Whether envelope `id` is a message copy past its exact TTL at `at`
+    /// (µs).
+    fn expired_at(&self, id: &ContentId, at: u64) -> bool {
         self.by_content_id
             .get(id)
-            .is_some_and(|&index| !self.metrics.alive(index, self.secs()))
+            .is_some_and(|&index| !self.metrics.alive(index, at as f64 / MICROS))
     }
 
     fn kind(&self, id: &ContentId) -> Kind {
@@ -837,9 +932,17 @@ impl World {
 
     fn transmit(&mut self, from: u32, to: u32, carry: Carry, mut bytes: Vec<u8>) {
         let key = (from.min(to), from.max(to));
-        if !self.links.contains_key(&key) {
+        let Some(link) = self.links.get(&key) else {
             return;
+        };
+        // When the transmission would start (behind what this direction
+        // already carries): the TTL is checked then, not when it is queued.
+        let starts = if from < to {
+            link.busy_until.0
+        } else {
+            link.busy_until.1
         }
+        .max(self.now);
         let mut envelopes = Vec::new();
         match carry {
             Carry::Gossip(id) => {
@@ -849,7 +952,7 @@ impl World {
                     .nodes
                     .get(to as usize)
                     .is_some_and(|n| n.seen.contains(&id))
-                    || self.expired(&id)
+                    || self.expired_at(&id, starts)
                 {
                     return;
                 }
@@ -863,7 +966,7 @@ impl World {
                     let before = batch.envelopes.len();
                     batch.envelopes.retain(|e| {
                         ContentId::try_from(e.content_id.as_slice())
-                            .map_or(true, |id| !self.expired(&id))
+                            .map_or(true, |id| !self.expired_at(&id, starts))
                     });
                     if batch.envelopes.is_empty() {
                         // Nothing left to send: the frame counts as
@@ -898,6 +1001,10 @@ impl World {
                 }
             }
         }
+        if self.params.one_model.is_some() {
+            self.one_enqueue(from, to, carry, bytes, envelopes);
+            return;
+        }
         let Some(link) = self.links.get_mut(&key) else {
             return;
         };
@@ -913,7 +1020,7 @@ impl World {
             &mut link.busy_until.1
         };
         let start = self.now.max(*busy);
-        let finish = start + transfer;
+        let finish = start.saturating_add(transfer);
         *busy = finish;
         let generation = link.generation;
         if self.params.loss > 0.0 && self.rng.random::<f64>() < self.params.loss {
@@ -925,7 +1032,7 @@ impl World {
             }
             return;
         }
-        let arrival = finish + to_micros(self.params.latency_secs);
+        let arrival = finish.saturating_add(to_micros(self.params.latency_secs));
         self.push(
             arrival,
             Ev::Arrive {
@@ -937,6 +1044,168 @@ impl World {
                 envelopes,
             },
         );
+    }
+
+    /// ONE's rules: control frames arrive at once, for free (ONE's routers
+    /// know what a peer holds); envelopes wait in the sender's queue, one
+    /// transfer each.
+    fn one_enqueue(
+        &mut self,
+        from: u32,
+        to: u32,
+        carry: Carry,
+        bytes: Vec<u8>,
+        envelopes: Vec<(ContentId, u64)>,
+    ) {
+        let key = (from.min(to), from.max(to));
+        let Some(generation) = self.links.get(&key).map(|l| l.generation) else {
+            return;
+        };
+        let queue = |w: &mut Self, item: Queued| {
+            if let Some(q) = w.one_queue.get_mut(from as usize) {
+                q.push_back(item);
+            }
+        };
+        match carry {
+            Carry::Gossip(_) => queue(
+                self,
+                Queued {
+                    to,
+                    generation,
+                    carry,
+                    bytes,
+                    envelopes,
+                    ack: false,
+                },
+            ),
+            Carry::Frame => match envelope_batch(&bytes) {
+                Some((version, batch)) if !envelopes.is_empty() => {
+                    let last = batch.envelopes.len().saturating_sub(1);
+                    for (i, (e, part)) in batch.envelopes.into_iter().zip(envelopes).enumerate() {
+                        let piece = proto::encode(&v1::SyncFrame {
+                            version,
+                            kind: Some(v1::sync_frame::Kind::Envelopes(v1::EnvelopeBatch {
+                                envelopes: vec![e],
+                            })),
+                        });
+                        queue(
+                            self,
+                            Queued {
+                                to,
+                                generation,
+                                carry,
+                                bytes: piece,
+                                envelopes: vec![part],
+                                ack: i == last,
+                            },
+                        );
+                    }
+                }
+                _ => {
+                    let now = self.now;
+                    self.push(
+                        now,
+                        Ev::Arrive {
+                            from,
+                            to,
+                            generation,
+                            carry,
+                            bytes,
+                            envelopes,
+                        },
+                    );
+                }
+            },
+        }
+        self.one_try(from);
+    }
+
+    /// Starts node `n`'s first queued transfer whose receiver is free, if
+    /// `n` is free; what the receiver has meanwhile got is dropped unsent,
+    /// as ONE checks when a transfer starts.
+    fn one_try(&mut self, n: u32) {
+        let Some(step) = self.params.one_model else {
+            return;
+        };
+        if self.one_busy.get(n as usize).copied().unwrap_or(true) {
+            return;
+        }
+        // ONE sends first what the peer is the destination of (its
+        // `exchangeDeliverableMessages`), then in queue order.
+        let deliverable = self.one_queue.get(n as usize).and_then(|q| {
+            q.iter().position(|item| {
+                !self.one_busy.get(item.to as usize).copied().unwrap_or(true)
+                    && item.envelopes.iter().any(|(id, _)| {
+                        self.by_content_id.get(id).is_some_and(|&index| {
+                            self.metrics.destination(index) == Some(item.to)
+                                && self.metrics.alive(index, self.secs())
+                                && !self
+                                    .nodes
+                                    .get(item.to as usize)
+                                    .is_some_and(|r| r.hops.contains_key(id) || r.seen.contains(id))
+                        })
+                    })
+                    && self
+                        .links
+                        .get(&(n.min(item.to), n.max(item.to)))
+                        .is_some_and(|l| l.generation == item.generation)
+            })
+        });
+        if let Some(i) = deliverable
+            && i > 0
+            && let Some(q) = self.one_queue.get_mut(n as usize)
+            && let Some(item) = q.remove(i)
+        {
+            q.push_front(item);
+        }
+        let mut i = 0;
+        loop {
+            let Some(item) = self.one_queue.get(n as usize).and_then(|q| q.get(i)) else {
+                return;
+            };
+            let to = item.to;
+            let key = (n.min(to), n.max(to));
+            let alive = self
+                .links
+                .get(&key)
+                .is_some_and(|l| l.generation == item.generation);
+            let useless = item.envelopes.iter().all(|(id, _)| {
+                self.nodes.get(to as usize).is_some_and(|r| {
+                    r.hops.contains_key(id) || r.engine.holds(id) || r.seen.contains(id)
+                }) || self.expired(id)
+            });
+            if !alive || useless {
+                let Some(item) = self.one_queue.get_mut(n as usize).and_then(|q| q.remove(i))
+                else {
+                    return;
+                };
+                if alive && item.ack {
+                    self.frame_acked(n, to);
+                }
+                continue;
+            }
+            if self.one_busy.get(to as usize).copied().unwrap_or(true) {
+                i += 1;
+                continue;
+            }
+            let Some(item) = self.one_queue.get_mut(n as usize).and_then(|q| q.remove(i)) else {
+                return;
+            };
+            let bw = self.params.bandwidth.unwrap_or(f64::INFINITY);
+            let step_us = to_micros(step).max(1);
+            let transfer = to_micros(item.bytes.len() as f64 / bw)
+                .div_ceil(step_us)
+                .max(1)
+                * step_us;
+            let start = self.now.div_ceil(step_us) * step_us;
+            for m in [n, to] {
+                if let Some(b) = self.one_busy.get_mut(m as usize) {
+                    *b = true;
+                }
+            }
+            self.push(start + transfer, Ev::OneDone { from: n, item });
+            return;
+        }
     }
 
     fn frame_acked(&mut self, from: u32, to: u32) {
@@ -953,12 +1222,15 @@ impl World {
 
     fn arrive(
         &mut self,
-        from: u32,
-        to: u32,
-        generation: u64,
+        Hop {
+            from,
+            to,
+            generation,
+        }: Hop,
         carry: Carry,
         bytes: &[u8],
         envelopes: &[(ContentId, u64)],
+        ack: bool,
     ) {
         let key = (from.min(to), from.max(to));
         if self
@@ -974,9 +1246,16 @@ impl World {
         let Some(node) = self.nodes.get_mut(to as usize) else {
             return;
         };
+        // What it already had: in custody, or delivered to it. A copy it
+        // evicted and now takes again is a relay again, as ONE counts it.
         let had: Vec<bool> = envelopes
             .iter()
-            .map(|(id, _)| node.hops.contains_key(id))
+            .map(|(id, _)| {
+                node.engine.holds(id)
+                    || self.by_content_id.get(id).is_some_and(|&index| {
+                        self.metrics.destination(index) == Some(to) && node.hops.contains_key(id)
+                    })
+            })
             .collect();
         match carry {
             Carry::Gossip(id) => {
@@ -1011,7 +1290,9 @@ impl World {
                 );
                 // The frame arrived: the sender's push window opens again
                 // (one-way, not a round trip: the acknowledgement is a byte).
-                self.frame_acked(from, to);
+                if ack {
+                    self.frame_acked(from, to);
+                }
                 self.drain(from);
             }
         }
@@ -1029,7 +1310,13 @@ impl World {
             let Some(node) = self.nodes.get_mut(to as usize) else {
                 return;
             };
-            let took = !had && (node.engine.holds(&id) || node.hops.contains_key(&id));
+            let destination = self
+                .by_content_id
+                .get(&id)
+                .and_then(|&index| self.metrics.destination(index))
+                == Some(to);
+            let took =
+                !had && (node.engine.holds(&id) || (destination && node.hops.contains_key(&id)));
             let kind = if self.by_content_id.contains_key(&id) {
                 Kind::Data
             } else {

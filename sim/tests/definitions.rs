@@ -42,13 +42,29 @@ fn spray_and_wait_sprays_on_a_static_topology() {
     let spray = run(&line_scenario("spray-and-wait"), trace);
     assert_eq!(spray.delivered, 1, "{spray:#?}");
     assert_eq!(spray.relayed, 3);
-    assert_eq!(spray.overhead_ratio, 2.0);
+    assert_eq!(spray.overhead_ratio, Some(2.0));
     assert_eq!(spray.messages[0].hops, Some(3));
     assert_eq!(spray.refused_copies, 0);
 
     let direct = run(&line_scenario("direct"), trace);
     assert_eq!(direct.delivered, 0);
     assert_eq!(direct.relayed, 0);
+    // Nothing delivered: latency, hops and overhead are undefined, not 0.
+    assert_eq!(
+        (
+            direct.latency_avg,
+            direct.hopcount_avg,
+            direct.overhead_ratio
+        ),
+        (None, None, None)
+    );
+    let row = direct.csv_row(&[]);
+    let header = Report::csv_header(&[]);
+    let column = |name: &str| {
+        let i = header.split(',').position(|c| c == name).unwrap();
+        row.split(',').nth(i).unwrap().to_owned()
+    };
+    assert_eq!(column("latency_avg"), "");
     assert_eq!(direct.refused_copies, 1, "shown to 1, declined");
 
     let epidemic = run(&line_scenario("epidemic"), trace);
@@ -58,7 +74,7 @@ fn spray_and_wait_sprays_on_a_static_topology() {
             epidemic.relayed,
             epidemic.overhead_ratio
         ),
-        (1, 3, 2.0)
+        (1, 3, Some(2.0))
     );
 }
 
@@ -76,7 +92,7 @@ fn a_one_hop_delivery_has_overhead_zero_and_receipts_are_not_relays() {
         );
         let r = run(&toml, "0.0 CONN 0 1 up\n10.0 C M 0 1 700\n");
         assert_eq!((r.delivered, r.relayed), (1, 1), "receipts {receipts}");
-        assert_eq!(r.overhead_ratio, 0.0);
+        assert_eq!(r.overhead_ratio, Some(0.0));
         assert_eq!(r.messages[0].hops, Some(1));
         if receipts {
             assert_eq!(r.receipts, 1);
@@ -269,4 +285,20 @@ fn a_partition_by_region_follows_the_mule() {
             assert_eq!(r.delivered, 0);
         }
     }
+}
+
+/// A partition heals at 50 s, the moment the trace ends the contact it
+/// cut: the contact never comes up (it used to come up for zero seconds
+/// and exchange everything at once).
+#[test]
+fn a_contact_ending_as_its_partition_heals_never_comes_up() {
+    let toml = "name = \"edge\"\nduration_secs = 100\nttl_secs = 100\nnodes = 2\n\
+                [trace]\nevents = \"t.txt\"\n\
+                [[partition]]\nat_secs = 0\ngroups = 2\nheal_secs = 50\n";
+    let r = run(
+        toml,
+        "5.0 C M 0 1 500\n10.0 CONN 0 1 up\n50.0 CONN 0 1 down\n",
+    );
+    assert_eq!((r.delivered, r.contacts, r.contacts_cut), (0, 0, 1));
+    assert!(r.contact_times.is_empty());
 }

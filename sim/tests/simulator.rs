@@ -51,36 +51,36 @@ fn helsinki_trace_reaches_the_epidemic_upper_bound_exactly() {
     assert_eq!(r.created, 1464);
     assert_eq!(r.delivered, 1436, "ONE's upper bound: 1436 of 1464");
     assert!(
-        (r.latency_avg - 863.1).abs() < 0.05,
-        "avg {}",
+        (r.latency_avg.unwrap() - 863.1).abs() < 0.05,
+        "avg {:?}",
         r.latency_avg
     );
     assert!(
-        (r.latency_median - 782.9).abs() < 0.05,
-        "median {}",
+        (r.latency_median.unwrap() - 782.9).abs() < 0.05,
+        "median {:?}",
         r.latency_median
     );
 }
 
 #[test]
-fn helsinki_with_ones_link_and_buffer_model_lands_close_to_one() {
-    let r = run_file("helsinki-one-model.toml", true);
-    // ONE: 1435 delivered, latency avg 894.8 s, overhead ratio 123.8.
+fn helsinki_with_ones_link_and_buffer_model_lands_within_one_percent_of_one() {
+    // ONE's link rules (`model = "one"`), 250 kB/s, 5 MB buffers, fast mode
+    // as the scenario file sets it (ONE carries no session-key traffic).
+    let r = run_file("helsinki-one-model.toml", false);
+    assert!(r.mode.contains("FAST"));
+    // ONE: 1435 delivered, latency avg 894.8 s, overhead 123.77, hops 4.42.
+    let within = |got: f64, one: f64| (got - one).abs() / one <= 0.01;
     assert!(
-        (1420..=1436).contains(&r.delivered),
+        within(r.delivered as f64, 1435.0),
         "delivered {}",
         r.delivered
     );
-    assert!(
-        (r.latency_avg - 894.8).abs() / 894.8 < 0.05,
-        "avg {}",
-        r.latency_avg
-    );
-    assert!(
-        (r.overhead_ratio - 123.8).abs() / 123.8 < 0.10,
-        "overhead {}",
-        r.overhead_ratio
-    );
+    let avg = r.latency_avg.unwrap();
+    assert!(within(avg, 894.8), "latency avg {avg}");
+    let overhead = r.overhead_ratio.unwrap();
+    assert!(within(overhead, 123.77), "overhead {overhead}");
+    let hops = r.hopcount_avg.unwrap();
+    assert!(within(hops, 4.42), "hops {hops}");
 }
 
 /// A random contact trace in ONE format with messages.

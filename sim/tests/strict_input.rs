@@ -85,6 +85,26 @@ fn bad_values_are_refused_with_their_line_and_what_is_valid() {
             vec!["[traffic] end_secs = 5000", "within the run"],
         ),
         (
+            top("ttl_secs", "2678400"),
+            vec!["ttl_secs = 2678400", "at most 2570399", "30 days"],
+        ),
+        (
+            format!("{BASE}[routing]\ncopies = 4096\n"),
+            vec!["copies = 4096", "at most 1024"],
+        ),
+        (
+            format!("{BASE}[sweep]\nseed = [1, 1, 2]\n"),
+            vec!["[sweep] seed: the value 1 is given twice"],
+        ),
+        (
+            format!("{BASE}[sweep]\ncopies = [4]\n\"routing.copies\" = [8]\n"),
+            vec!["swept twice"],
+        ),
+        (
+            format!("{BASE}[link]\nmodel = \"one\"\n"),
+            vec!["[link] model = \"one\"", "needs bandwidth_bytes_per_sec"],
+        ),
+        (
             format!("{BASE}[link]\nloss = 1.5\n"),
             vec!["scenario:9:", "[link] loss = 1.5", "[0, 1]"],
         ),
@@ -207,6 +227,11 @@ fn bad_trace_lines_are_refused_with_file_and_line() {
         ("1 C M 0 1 9999999\n", "t.txt:1", "do not fit one envelope"),
         ("1 C M 0 1 0\n", "t.txt:1", "size 0"),
         ("1 CONN 0 1 up\n", "scenario", "no traffic"),
+        (
+            "1 CONN 0 1 up\n1e12 CONN 0 1 down\n",
+            "t.txt:2",
+            "after the end",
+        ),
     ];
     for (trace, place, reason) in cases {
         std::fs::write(dir.path().join("t.txt"), trace).unwrap();
@@ -324,4 +349,67 @@ fn the_output_directory_holds_only_this_runs_results() {
     assert!(json["commit"].as_str().is_some_and(|c| !c.is_empty()));
     assert_eq!(json["parameters"]["ttl_secs"], 500.0);
     assert_eq!(json["parameters"]["traffic"]["messages"], 5);
+}
+
+/// Every run of a sweep is checked against its own values before anything
+/// is written: a trace line after the end of the second run's shorter
+/// duration stops the command, and the earlier results stay.
+#[test]
+fn a_sweep_is_checked_whole_before_any_output_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ev.txt"),
+        "0 CONN 0 1 up\n10 C M1 0 1 100\n3000 CONN 0 1 down\n",
+    )
+    .unwrap();
+    let scenario = dir.path().join("s.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"sw\"\nduration_secs = 3600\nttl_secs = 600\n[trace]\nevents = \"ev.txt\"\n\
+         [sweep]\nduration_secs = [3600, 1800]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("results.csv"), "earlier").unwrap();
+    let output = sim(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        false,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("ev.txt:3") && err.contains("after the end"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.csv")).unwrap(),
+        "earlier"
+    );
+}
+
+/// The messages file holds messages only, with IDs of their own.
+#[test]
+fn the_messages_file_holds_only_new_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ev.txt"), "0 CONN 0 1 up\n5 C M1 0 1 100\n").unwrap();
+    let toml = "name = \"m\"\nduration_secs = 100\nttl_secs = 50\nnodes = 2\n\
+                [trace]\nevents = \"ev.txt\"\nmessages = \"ms.txt\"\n";
+    let scenario = Scenario::from_toml(toml).unwrap();
+    for (text, reason) in [
+        ("6 C M1 1 0 100\n", "already used in the events file"),
+        ("6 CONN 1 2 up\n", "contacts go in `events`"),
+    ] {
+        std::fs::write(dir.path().join("ms.txt"), text).unwrap();
+        let error = scenario.build(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("ms.txt:1") && error.contains(reason),
+            "{error}"
+        );
+    }
 }
