@@ -120,11 +120,18 @@ impl<'a> Checker<'a> {
     }
 
     /// A `[low, high]` range of finite numbers with `min <= low <= high`.
-    pub(crate) fn range(&mut self, table: &str, key: &str, [lo, hi]: [f64; 2], min: f64) {
+    pub(crate) fn range(
+        &mut self,
+        table: &str,
+        index: usize,
+        key: &str,
+        [lo, hi]: [f64; 2],
+        min: f64,
+    ) {
         if !(lo.is_finite() && hi.is_finite() && lo >= min && lo <= hi) {
             self.fail(
                 table,
-                0,
+                index,
                 key,
                 format!("[{lo}, {hi}]"),
                 &format!("must be [low, high] with {min} ≤ low ≤ high"),

@@ -104,6 +104,10 @@ pub const MAX_DURATION_SECS: f64 = 1e10;
 /// Most messages a `[traffic]` generator may create.
 pub const MAX_MESSAGES: usize = 10_000_000;
 
+/// Most nodes of a topology that looks at every pair (Erdős–Rényi,
+/// random geometric): 1.25 billion pairs.
+pub const MAX_PAIRWISE_NODES: usize = 50_000;
+
 /// Most positions a mobility model may compute (nodes × steps).
 pub const MAX_MOBILITY_POSITIONS: f64 = 20_000_000_000.0;
 
@@ -480,6 +484,23 @@ impl Scenario {
                 );
             }
         }
+        if let Some(t) = &self.topology
+            && matches!(
+                t,
+                Topology::ErdosRenyi { .. } | Topology::RandomGeometric { .. }
+            )
+            && self.nodes.is_some_and(|n| n > MAX_PAIRWISE_NODES)
+        {
+            c.fail(
+                "topology",
+                0,
+                "kind",
+                "a pairwise topology",
+                &format!(
+                    "looks at every pair of nodes: at most {MAX_PAIRWISE_NODES} nodes (use mobility for more)"
+                ),
+            );
+        }
         if let Some(t) = &self.topology {
             match t {
                 Topology::ErdosRenyi { p } if !(p.is_finite() && (0.0..=1.0).contains(p)) => {
@@ -510,8 +531,8 @@ impl Scenario {
                     "must be at least 0.01",
                 );
             }
-            c.range("mobility", "speed", m.speed, 0.01);
-            c.range("mobility", "pause", m.pause, 0.0);
+            c.range("mobility", 0, "speed", m.speed, 0.01);
+            c.range("mobility", 0, "pause", m.pause, 0.0);
             let mut names = std::collections::HashSet::new();
             for (i, g) in m.groups.iter().enumerate() {
                 let t = "mobility.group";
@@ -528,10 +549,10 @@ impl Scenario {
                     c.positive(t, i, "range", r);
                 }
                 if let Some(v) = g.speed {
-                    c.range(t, "speed", v, 0.01);
+                    c.range(t, i, "speed", v, 0.01);
                 }
                 if let Some(v) = g.pause {
-                    c.range(t, "pause", v, 0.0);
+                    c.range(t, i, "pause", v, 0.0);
                 }
                 if let Some(a @ [x0, y0, x1, y1]) = g.area
                     && !(a.iter().all(|v| v.is_finite())
