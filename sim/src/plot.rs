@@ -90,7 +90,8 @@ fn nice_step(span: f64) -> f64 {
 
 /// Legend text, cut to what fits beside the chart.
 fn fit(label: &str) -> String {
-    const MAX: usize = 34;
+    // What fits in the legend's width at 11 px.
+    const MAX: usize = 33;
     if label.chars().count() <= MAX {
         label.to_owned()
     } else {
@@ -148,7 +149,7 @@ fn legend(svg: &mut String, labels: &[&str]) {
         }
         let _ = write!(
             svg,
-            r#"<line x1="{x}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="{colour}" stroke-width="3" stroke-dasharray="{dash}"/><text x="{}" y="{:.1}">{}</text>"#,
+            r#"<line x1="{x}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="{colour}" stroke-width="3" stroke-dasharray="{dash}"/><text x="{}" y="{:.1}" font-size="11">{}</text>"#,
             y - 4.0,
             x + 22.0,
             y - 4.0,
