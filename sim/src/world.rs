@@ -1307,25 +1307,15 @@ impl World {
                 .nodes
                 .get(from as usize)
                 .and_then(|n| n.hops.get(&id).copied());
+            let kind = self.kind(&id);
+            let message = self.by_content_id.get(&id).copied();
+            let destination = message.and_then(|index| self.metrics.destination(index)) == Some(to);
+            let in_time = message.is_none_or(|index| self.metrics.alive(index, secs));
             let Some(node) = self.nodes.get_mut(to as usize) else {
                 return;
             };
-            let destination = self
-                .by_content_id
-                .get(&id)
-                .and_then(|&index| self.metrics.destination(index))
-                == Some(to);
             let took =
                 !had && (node.engine.holds(&id) || (destination && node.hops.contains_key(&id)));
-            let kind = if self.by_content_id.contains_key(&id) {
-                Kind::Data
-            } else {
-                Kind::Receipt
-            };
-            let in_time = self
-                .by_content_id
-                .get(&id)
-                .is_none_or(|&index| self.metrics.alive(index, secs));
             if took && in_time {
                 node.hops
                     .entry(id)
